@@ -1,0 +1,55 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Debian packages the tests start for real (a test that needs mosquitto starts mosquitto).
+APT_PACKAGES := mosquitto prometheus mbpoll socat
+
+.PHONY: demo test test-long lint typecheck bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing -- run: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/chargectl demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check chargectl drivers sim tests benchmarks
+	$(VENV)/bin/ruff format --check chargectl drivers sim tests benchmarks
+
+# mypy checks the package as it installs (drivers/ and sim/ become chargectl.drivers and
+# chargectl.sim), so it type-checks a throwaway install tree.
+typecheck: $(STAMP)
+	rm -rf .build/typecheck
+	$(PY) -m pip install -q --no-deps --no-build-isolation --target .build/typecheck . >/dev/null
+	cd .build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p chargectl
+
+# The suite runs twice for the kernels: compiled, and with the JIT off so that coverage and
+# plain Python see the same code.
+test: $(STAMP) system-deps lint typecheck
+	$(VENV)/bin/pytest -q
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m "not slow" tests/alloc
+
+test-long: $(STAMP) system-deps
+	$(VENV)/bin/pytest -q -m slow
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) .build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""The `chargectl` command: a table of subcommands, each in its own module.
+
+A subcommand module under `chargectl.commands` exposes `add_arguments(parser)` and
+`run(args) -> int`. It is imported only when it is used, so `chargectl check` does not pay
+for numba or pymodbus. Exit codes: 0 ok, 1 runtime failure, 2 bad input (config, arguments,
+files), as the issues ask. Every command module is imported to build the parser, so keep a
+module's top-level imports light: numba, pymodbus and the like are imported inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module under chargectl.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("check", "validate a shed config; print every problem with file, line and path"),
+    "plan": ("plan", "allocate current for a problem file (JSON) and print the result"),
+    "sim": ("sim", "run the hardware simulator for a shed config"),
+    "run": ("run", "run the controller daemon"),
+    "demo": ("demo", "simulator and controller together on loopback, with a live view"),
+    "status": ("status", "one screen of what the running daemon sees"),
+    "cards": ("cards", "register, block and list cards"),
+    "sessions": ("sessions", "list, export and stop charging sessions"),
+    "energy": ("energy", "energy per card for a month, as CSV"),
+}
+
+
+class UsageError(Exception):
+    """Bad input from the person at the command line: printed, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chargectl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        try:
+            mod = importlib.import_module(f"chargectl.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"chargectl.commands.{module}":
+                raise
+            p.set_defaults(_missing=True)
+            continue
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "_missing", False):
+        print(f"chargectl {args.command}: not available in this build", file=sys.stderr)
+        return 2
+    mod = importlib.import_module(f"chargectl.commands.{args._module}")
+    try:
+        return int(mod.run(args))
+    except UsageError as exc:
+        print(f"chargectl {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The shed config: one YAML file, loaded once into frozen, typed objects.
+
+The same `Shed` describes the shed to the simulator and to the controller. This module holds
+the types; `chargectl.configload` turns YAML into them and collects every problem with its
+file, line and path (`circuits[1].limit_a: must be > 0, got -5`).
+
+Phases are numbered 1..3 as people number them. A bay id is `<device>/<port>` for a pile's
+socket and the device id for a wallbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Curve = Literal["B", "C", "D"]
+Parity = Literal["N", "E", "O"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShedInfo:
+    name: str
+    phases: Literal[1, 3] = 1
+    voltage_v: float = 220.0
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    rating_a: float
+    curve: Curve = "C"
+
+
+@dataclass(frozen=True, slots=True)
+class Circuit:
+    id: str
+    limit_a: float  # the most the controller may plan, on each phase the circuit has
+    breaker: Breaker
+    parent: str | None = None  # None: the root (the supply)
+    # Phases the circuit carries; default: its parent's (the root's: the supply's).
+    phases: tuple[int, ...] = ()
+    meter: str | None = None  # id of a meter device measuring this circuit
+    # Unmanaged current per phase assumed when the circuit has no meter or its meter is down.
+    # None: 0 A without a meter, 25 % of limit_a with one (the meter exists for a reason).
+    unmanaged_worst_a: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TcpBus:
+    id: str
+    host: str
+    port: int
+    timeout_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class RtuBus:
+    id: str
+    port: str  # serial device path
+    baudrate: int = 9600
+    parity: Parity = "N"
+    stopbits: int = 1
+    timeout_s: float = 0.5
+
+
+Bus = TcpBus | RtuBus
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    kind: str  # a key of chargectl.drivers.registry: pile, evse, sdm630, sdm120, ...
+    bus: str
+    unit: int  # Modbus unit id 1..247
+    # The circuit a pile or wallbox hangs on. A meter measures the circuit whose `meter` names
+    # it; its own `circuit` is optional.
+    circuit: str | None
+    # Supply phases the device is wired to (a meter: what its channels L1, L2, L3 measure).
+    phases: tuple[int, ...]
+    ports: int = 0  # pile only: 1..32
+    port_power_limit_w: int = 2000  # pile only: the pile's own per-port cut-off
+    max_current_a: float = 16.0  # evse only: hardware maximum (the simulator reports it)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSettings:
+    tick_s: float = 1.0
+    watchdog_s: int = 10
+    min_on_s: float = 900.0
+    min_off_s: float = 120.0
+    socket_nominal_a: float = 2.5  # a socket about to close counts this until measured
+    ramp_margin_a: float = 0.3  # added to a measured socket current (chargers ramp, wander)
+    wallbox_probe_a: float = 1.0  # room a wallbox gets above what its car draws
+    slow_poll_s: float = 10.0  # energy, power and temperature blocks
+    thermal_derate_ratio: float = 0.8  # breaker thermal ratio above which the plan is lowered
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    full_power_w: float = 20.0  # "full" when power <= max(this, full_fraction * peak) ...
+    full_fraction: float = 0.20
+    full_hold_s: float = 1800.0  # ... for this long,
+    full_topup_s: float = 2700.0  # then a top-up of this long, then stop.
+    unplugged_w: float = 3.0  # average power under this ...
+    unplugged_window_s: float = 300.0  # ... over this window: unplugged
+    no_load_s: float = 120.0  # no load this long after the relay first closes
+    max_duration_s: float = 43200.0
+    checkpoint_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BaseLoad:
+    circuit: str
+    amps: tuple[float, ...]  # per phase of the circuit
+    noise_a: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PluggedCharger:
+    bay: str  # "<pile>/<port>"
+    profile: str  # a charger profile name of chargectl.sim.physics
+    soc: float = 0.2  # state of charge at start, 0..1
+
+
+@dataclass(frozen=True, slots=True)
+class PluggedCar:
+    device: str  # an evse id
+    max_a: float = 16.0  # what the car itself accepts
+    phases: int = 3  # 1 or 3
+    soc: float = 0.3
+    capacity_kwh: float = 40.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    seed: int = 1
+    step_s: float = 0.1
+    meter_refresh_s: float = 1.0
+    pace: bool = False  # pace serial-like buses at their baud rate
+    control_api: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8580))
+    base_load: tuple[BaseLoad, ...] = ()
+    chargers: tuple[PluggedCharger, ...] = ()
+    cars: tuple[PluggedCar, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Shed:
+    source: Path  # the file it came from (relative paths in it are relative to its folder)
+    shed: ShedInfo
+    circuits: tuple[Circuit, ...]
+    buses: tuple[Bus, ...]
+    devices: tuple[Device, ...]
+    control: ControlSettings = ControlSettings()
+    sessions: SessionSettings = SessionSettings()
+    metrics: Endpoint = Endpoint("127.0.0.1", 9464)
+    api: Endpoint = Endpoint("127.0.0.1", 8581)
+    ledger: str = "chargectl.db"  # SQLite path, relative to the config file's folder
+    sim: SimSettings = SimSettings()
+
+    def circuit(self, circuit_id: str) -> Circuit:
+        for c in self.circuits:
+            if c.id == circuit_id:
+                return c
+        raise KeyError(circuit_id)
+
+    def device(self, device_id: str) -> Device:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+    def bus(self, bus_id: str) -> Bus:
+        for b in self.buses:
+            if b.id == bus_id:
+                return b
+        raise KeyError(bus_id)
+
+    def ledger_path(self) -> Path:
+        p = Path(self.ledger)
+        return p if p.is_absolute() else self.source.parent / p
+
+
+def bay_id(device_id: str, port: int | None) -> str:
+    """`pile-a/3` for a socket, `wb-1` for a wallbox."""
+    return device_id if port is None else f"{device_id}/{port}"

@@ -1,0 +1,32 @@
+"""kind -> role. The config names a device's `kind`; its role (pile, evse, meter) decides
+what the controller does with it.
+
+The drivers module registers its drivers and data-only register maps here (a map file in
+`maps/` adds a kind without code). Registering a kind twice fails at import.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Role = Literal["pile", "evse", "meter"]
+
+ROLES: dict[str, Role] = {}
+
+
+def register_kind(kind: str, role: Role) -> None:
+    if kind in ROLES:
+        raise ValueError(f"device kind {kind!r} registered twice")
+    ROLES[kind] = role
+
+
+def role_of(kind: str) -> Role:
+    """The role of a kind; KeyError names the valid kinds."""
+    try:
+        return ROLES[kind]
+    except KeyError:
+        raise KeyError(f"unknown device kind {kind!r}; known: {', '.join(sorted(ROLES))}") from None
+
+
+for _kind, _role in (("pile", "pile"), ("evse", "evse"), ("sdm630", "meter"), ("sdm120", "meter")):
+    register_kind(_kind, _role)  # type: ignore[arg-type]
