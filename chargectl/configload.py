@@ -1,0 +1,456 @@
+"""YAML shed config -> `chargectl.config.Shed`, with every problem found at once.
+
+Two passes. The first walks the composed YAML nodes (they keep their line numbers) and converts
+them into the frozen dataclasses of `chargectl.config`, driven by the field types: unknown keys,
+wrong types, missing keys and duplicate keys are found generically, each with its path
+(`circuits[1].limit_a`) and line. It is best effort: a broken list entry is left out and a broken
+field with a default takes the default, so that the second pass, the semantic checks
+(`check_shed`), still runs on everything that did convert and reports its problems too. Whatever
+was left out is remembered so that references to it are not reported a second time.
+
+Errors make `load_shed` raise `ConfigError`; warnings (a sub-circuit limit above its parent's, a
+limit above the breaker rating, ...) do not, and are returned by `load_checked`.
+
+The semantic checks live in `chargectl.configcheck`. Reading the file is the only I/O here:
+`parse_shed(text, source)` and `check_shed(shed)` are pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from chargectl.config import Bus, Circuit, Device, RtuBus, Shed, TcpBus
+from chargectl.configcheck import Problem, Severity, check_shed
+
+__all__ = [
+    "Checked",
+    "ConfigError",
+    "Problem",
+    "Severity",
+    "check_shed",
+    "load_checked",
+    "load_shed",
+    "parse_shed",
+]
+
+
+class ConfigError(Exception):
+    """The config has at least one error. `problems` holds all of them, warnings included."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A config that loaded: the shed and the warnings it raised."""
+
+    shed: Shed
+    warnings: tuple[Problem, ...]
+
+
+def load_shed(path: str | Path) -> Shed:
+    """Load and check a shed config; raise ConfigError listing every problem if it has errors."""
+    return load_checked(path).shed
+
+
+def load_checked(path: str | Path) -> Checked:
+    """As `load_shed`, also returning the warnings of a config that loaded."""
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(name, None, "", f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [Problem(name, None, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})")]
+        ) from None
+    return parse_shed(text, Path(path).absolute(), display_name=name)
+
+
+def parse_shed(text: str, source: Path, display_name: str | None = None) -> Checked:
+    """Convert and check the YAML text of a shed config (pure: no file is read)."""
+    name = str(source) if display_name is None else display_name
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
+        what = " ".join(str(s) for s in (exc.context, exc.problem) if s)
+        raise ConfigError([Problem(name, line, "", f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(name, None, "", f"YAML error: {exc}")]) from None
+    if root is None:
+        raise ConfigError([Problem(name, None, "", "empty file: a shed config is needed")])
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(
+            [
+                Problem(
+                    name,
+                    _line(root),
+                    "",
+                    "the top level must be a mapping (shed, circuits, buses, devices, ...), "
+                    f"got {_describe(root)}",
+                )
+            ]
+        )
+    conv = _Converter(name)
+    shed = conv.shed(root, source)
+    problems = list(conv.problems)
+    if shed is not None:
+        problems += check_shed(shed, where=conv.where, lines=conv.lines, left_out=conv.left_out)
+    problems = _sorted(problems)
+    if shed is None or any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    return Checked(shed, tuple(problems))
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    # By line, so that the list reads along the file; stable, so one line's problems keep order.
+    return sorted(problems, key=lambda p: p.line if p.line is not None else 0)
+
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 1: YAML nodes -> dataclasses, driven by the field types.
+
+
+class _Bad:
+    """A value that did not convert (its problem is recorded already)."""
+
+
+_BAD = _Bad()
+
+_NONE = type(None)
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(node: yaml.Node, value: Any = None) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if value is None:
+        return "null"
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+    return f"{kind} {value!r}"
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        names = [_type_name(a) for a in typing.get_args(tp) if a is not _NONE]
+        return " or ".join(names) + (" or null" if _NONE in typing.get_args(tp) else "")
+    if origin is tuple:
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+# Keys a mapping may hold besides its fields: `phase: N` is shorthand for `phases: [N]`.
+_SHORTHAND: dict[type, dict[str, str]] = {Device: {"phase": "phases"}, Circuit: {"phase": "phases"}}
+# Fields the loader sets itself rather than reading from the file.
+_NOT_FROM_FILE: dict[type, frozenset[str]] = {Shed: frozenset({"source"})}
+# Sections whose entries carry ids that other entries refer to.
+_ID_SECTIONS = ("circuits", "buses", "devices")
+
+
+class _Converter:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+        self.lines: dict[str, int] = {}  # config path -> line
+        self.where: dict[int, str] = {}  # id(converted object) -> its config path
+        # ids of entries left out because they were broken: not "unknown" when referred to.
+        self.left_out: dict[str, set[str]] = {s: set() for s in _ID_SECTIONS}
+        self._scalars = yaml.constructor.SafeConstructor()
+
+    def problem(self, path: str, line: int | None, message: str) -> None:
+        self.problems.append(Problem(self.file, line, path, message))
+
+    # -- the root and the special shapes ---------------------------------------------------
+
+    def shed(self, root: yaml.MappingNode, source: Path) -> Shed | None:
+        fields = self.mapping_fields(root, Shed, "")
+        if fields is None:
+            return None
+        try:
+            shed = Shed(source=source, **fields)
+        except TypeError:  # a required section is missing or broken (already reported)
+            return None
+        return shed
+
+    def bus(self, node: yaml.Node, path: str) -> Bus | _Bad:
+        """`{id, tcp: {host, port}, timeout_s}` or `{id, rtu: {port, baudrate, ...}}`."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(path, _line(node), f"expected a mapping, got {_describe(node)}")
+            return _BAD
+        self.lines[path] = _line(node)
+        pairs = self.pairs(node, path)
+        kinds = [k for k in ("tcp", "rtu") if k in pairs]
+        allowed = {"id", "tcp", "rtu", "timeout_s"}
+        self.unknown_keys(pairs, allowed, path)
+        ok = True
+        if len(kinds) != 1:
+            got = "both" if kinds else "neither"
+            self.problem(path, _line(node), f"a bus needs exactly one of 'tcp' or 'rtu' ({got})")
+            ok = False
+        common: dict[str, Any] = {}
+        for key, tp in (("id", str), ("timeout_s", float)):
+            if key in pairs:
+                value = self.value(pairs[key][1], tp, _join(path, key))
+                ok = ok and value is not _BAD
+                common[key] = value
+        if "id" not in common:
+            self.problem(_join(path, "id"), _line(node), "missing key 'id'")
+            ok = False
+        if not ok or len(kinds) != 1:
+            return _BAD
+        cls: type[TcpBus] | type[RtuBus] = TcpBus if kinds[0] == "tcp" else RtuBus
+        inner = self.mapping_fields(
+            pairs[kinds[0]][1], cls, _join(path, kinds[0]), skip={"id", "timeout_s"}
+        )
+        if inner is None:
+            return _BAD
+        try:
+            bus = cls(**common, **inner)
+        except TypeError:
+            return _BAD
+        self.where[id(bus)] = path
+        return bus
+
+    # -- generic conversion ----------------------------------------------------------------
+
+    def pairs(self, node: yaml.MappingNode, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """The key -> (key node, value node) of a mapping; odd keys are reported."""
+        self._scalars.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        seen: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = (
+                self._scalars.construct_object(key_node)
+                if isinstance(key_node, yaml.ScalarNode)
+                else None
+            )
+            if not isinstance(key, str):
+                self.problem(
+                    path, _line(key_node), f"keys must be names, got {_describe(key_node, key)}"
+                )
+                continue
+            if key in seen:
+                first = _line(seen[key][0])
+                self.problem(
+                    _join(path, key), _line(key_node), f"duplicate key (first at line {first})"
+                )
+                continue
+            seen[key] = (key_node, value_node)
+        return seen
+
+    def unknown_keys(
+        self, pairs: Mapping[str, tuple[yaml.Node, yaml.Node]], allowed: Iterable[str], path: str
+    ) -> None:
+        allowed = sorted(allowed)
+        for key, (key_node, _) in pairs.items():
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(allowed)}"
+            self.problem(_join(path, key), _line(key_node), f"unknown key '{key}'{hint}")
+
+    def mapping_fields(
+        self, node: yaml.Node, cls: type, path: str, skip: frozenset[str] | set[str] = frozenset()
+    ) -> dict[str, Any] | None:
+        """The constructor arguments of `cls` from a mapping node; None if some required one
+        is missing or broken. A broken field with a default is left to its default."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(path, _line(node), f"expected a mapping, got {_describe(node)}")
+            return None
+        self.lines[path] = _line(node)
+        skip = set(skip) | _NOT_FROM_FILE.get(cls, frozenset())
+        names = [n for n in _field_names(cls) if n not in skip]
+        shorthand = _SHORTHAND.get(cls, {})
+        pairs = self.pairs(node, path)
+        self.unknown_keys(pairs, [*names, *shorthand], path)
+        hints = typing.get_type_hints(cls)
+        defaults = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        }
+        out: dict[str, Any] = {}
+        complete = True
+        for short, full in shorthand.items():
+            if short in pairs and full in pairs:
+                self.problem(
+                    _join(path, short),
+                    _line(pairs[short][0]),
+                    f"give '{short}' or '{full}', not both",
+                )
+                complete = False
+            elif short in pairs:
+                element = typing.get_args(hints[full])[0]
+                value = self.value(pairs[short][1], element, _join(path, short))
+                if value is _BAD:
+                    complete = complete and full in defaults
+                else:
+                    out[full] = (value,)
+                    self.lines.setdefault(_join(path, full), _line(pairs[short][1]))
+        for name in names:
+            if name in out:
+                continue
+            fpath = _join(path, name)
+            if name not in pairs:
+                if name in defaults:
+                    continue
+                if _NONE in typing.get_args(hints[name]):  # optional: an absent key is None
+                    out[name] = None
+                    continue
+                also = [s for s, f in shorthand.items() if f == name]
+                alt = f" (or '{also[0]}')" if also else ""
+                self.problem(fpath, _line(node), f"missing key '{name}'{alt}")
+                complete = False
+                continue
+            value = self.value(pairs[name][1], hints[name], fpath)
+            if value is _BAD:
+                complete = complete and name in defaults
+            else:
+                out[name] = value
+        return out if complete else None
+
+    def value(self, node: yaml.Node, tp: Any, path: str) -> Any:
+        """Convert one node to type `tp`, or report why not and return _BAD."""
+        self.lines.setdefault(path, _line(node))
+        origin = typing.get_origin(tp)
+        if tp is Bus or (
+            origin in (types.UnionType, typing.Union)
+            and set(typing.get_args(tp)) == {TcpBus, RtuBus}
+        ):
+            return self.bus(node, path)
+        if origin is tuple:
+            return self.sequence(node, typing.get_args(tp)[0], path)
+        if dataclasses.is_dataclass(tp):
+            assert isinstance(tp, type)
+            fields = self.mapping_fields(node, tp, path)
+            if fields is None:
+                return _BAD
+            obj = tp(**fields)
+            self.where[id(obj)] = path
+            return obj
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                raw = self._scalars.construct_object(node)
+            except yaml.YAMLError as exc:
+                self.problem(path, _line(node), f"unreadable value: {exc}")
+                return _BAD
+        else:
+            raw = node  # a mapping or list where a plain value belongs: wrong in every case
+        ok, value = _scalar(raw, tp)
+        if ok:
+            return value
+        shown = _describe(node, raw if not isinstance(raw, yaml.Node) else None)
+        self.problem(path, _line(node), f"expected {_type_name(tp)}, got {shown}")
+        return _BAD
+
+    def sequence(self, node: yaml.Node, element: Any, path: str) -> tuple[Any, ...] | _Bad:
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(
+                path, _line(node), f"expected a list, got {_describe(node, self._raw(node))}"
+            )
+            return _BAD
+        self.lines[path] = _line(node)
+        out = []
+        for i, item in enumerate(node.value):
+            ipath = f"{path}[{i}]"
+            value = self.value(item, element, ipath)
+            if value is _BAD:
+                self._remember_left_out(path, item)
+            else:
+                out.append(value)
+        return tuple(out)
+
+    def _remember_left_out(self, path: str, item: yaml.Node) -> None:
+        if path not in self.left_out or not isinstance(item, yaml.MappingNode):
+            return
+        for key_node, value_node in item.value:
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.value == "id"
+                and isinstance(value_node, yaml.ScalarNode)
+            ):
+                self.left_out[path].add(str(value_node.value))
+
+    def _raw(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                return self._scalars.construct_object(node)
+            except yaml.YAMLError:
+                return node.value
+        return None
+
+
+def _scalar(raw: Any, tp: Any) -> tuple[bool, Any]:
+    """(True, value) if `raw` (a constructed YAML scalar) is acceptable as `tp`."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        # `True == 1` in Python: a boolean must not pass for the phase count 1.
+        hit = [c for c in choices if c == raw and type(c) is type(raw)]
+        return (True, hit[0]) if hit else (False, None)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if raw is None:
+            return (_NONE in args), None
+        for arg in args:
+            if arg is _NONE:
+                continue
+            ok, value = _scalar(raw, arg)
+            if ok:
+                return True, value
+        return False, None
+    if isinstance(raw, bool):
+        return (tp is bool), raw
+    if tp is float and isinstance(raw, int | float):
+        return (math.isfinite(raw)), float(raw)
+    if tp is int and isinstance(raw, int):
+        return True, raw
+    if tp is str and isinstance(raw, str):
+        return True, raw
+    return False, None
