@@ -1,0 +1,177 @@
+"""What every simulated device shares: register blocks, value encodings, the watchdog, the
+card-tap latch and the log of writes received.
+
+Register methods answer `list[int]` (the values) or an `int` (a Modbus exception code), the
+same shape the server turns into a reply. Encodings follow ../shared/hardware/README.md:
+16-bit registers, 32-bit values high word first, SDM floats IEEE-754 high word first.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+DEVICE_FAILURE = 4
+
+MAX_READ = 125  # registers per read (Modbus application protocol, 03/04)
+MAX_WRITE = 123  # registers per write (16)
+
+U32_WRAP = 1 << 32
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A run of addresses a device answers; `read()` returns all `size` values."""
+
+    start: int
+    size: int
+    read: Callable[[], Sequence[int]]
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+def read_blocks(blocks: Sequence[Block], addr: int, count: int) -> list[int] | int:
+    """Values of `addr .. addr+count-1`, or exception 02 if any address is in no block.
+
+    A read may span adjacent blocks (a 32-port pile's relay and indicator blocks touch)."""
+    if not 1 <= count <= MAX_READ:
+        return ILLEGAL_VALUE
+    out: list[int] = []
+    cur, end = addr, addr + count
+    while cur < end:
+        block = next((b for b in blocks if b.start <= cur < b.end), None)
+        if block is None:
+            return ILLEGAL_ADDRESS
+        stop = min(end, block.end)
+        values = block.read()
+        out.extend(int(v) for v in values[cur - block.start : stop - block.start])
+        cur = stop
+    return out
+
+
+def u32_words(value: int) -> tuple[int, int]:
+    """A 32-bit counter as (high word, low word), wrapping at 2^32."""
+    v = int(value) % U32_WRAP
+    return v >> 16, v & 0xFFFF
+
+
+def i16(value: float) -> int:
+    """A signed 16-bit register (two's complement), saturating instead of wrapping."""
+    v = max(-32768, min(32767, round(value)))
+    return v & 0xFFFF
+
+
+def u16(value: float) -> int:
+    """An unsigned 16-bit register, saturating at 0 and 65535 (a reading never wraps)."""
+    return max(0, min(0xFFFF, round(value)))
+
+
+def u16_array(values: np.ndarray) -> np.ndarray:
+    """`u16` over an array (rounded, saturating)."""
+    return np.clip(np.rint(values), 0, 0xFFFF).astype(np.int64)
+
+
+def float32_words(value: float) -> tuple[int, int]:
+    """An IEEE-754 float32 as (high word, low word)."""
+    raw = struct.unpack(">I", struct.pack(">f", float(value)))[0]
+    return raw >> 16, raw & 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """One write as the device received it, and what it answered (None: accepted)."""
+
+    t: float
+    addr: int
+    values: tuple[int, ...]
+    error: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"t": self.t, "addr": self.addr, "values": list(self.values), "error": self.error}
+
+
+class WriteLog:
+    """The latest writes received (bounded: a long run must not grow memory)."""
+
+    def __init__(self, size: int = 1000) -> None:
+        if size < 1:
+            raise ValueError(f"write log size must be >= 1, got {size}")
+        self._records: deque[WriteRecord] = deque(maxlen=size)
+        self.total = 0  # every write ever received, including those that fell out of the log
+
+    def add(self, t: float, addr: int, values: Sequence[int], error: int | None) -> None:
+        self._records.append(WriteRecord(t, addr, tuple(int(v) for v in values), error))
+        self.total += 1
+
+    def records(self) -> list[WriteRecord]:
+        return list(self._records)
+
+
+class Watchdog:
+    """The device's heartbeat watchdog, on the device's own notion of time (`now` from step).
+
+    Enabled when `timeout_s > 0`. Expiry sets `failsafe`; only a heartbeat clears it. Setting a
+    new timeout restarts the countdown from that moment (it does not end failsafe)."""
+
+    def __init__(self) -> None:
+        self.timeout_s = 0
+        self.failsafe = False
+        self._last = 0.0
+
+    def set_timeout(self, now: float, timeout_s: int) -> None:
+        self.timeout_s = timeout_s
+        self._last = now
+
+    def heartbeat(self, now: float) -> None:
+        self.failsafe = False
+        self._last = now
+
+    def expired(self, now: float) -> bool:
+        """True exactly once: on the step at which the device enters failsafe."""
+        if self.timeout_s > 0 and not self.failsafe and now - self._last >= self.timeout_s:
+            self.failsafe = True
+            return True
+        return False
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds left (rounded up): 0 while disabled or in failsafe."""
+        if self.timeout_s <= 0 or self.failsafe:
+            return 0
+        return u16(math.ceil(max(0.0, self._last + self.timeout_s - now)))
+
+
+VALID_UID_LENGTHS = (4, 7, 8)
+
+
+class TapLatch:
+    """The latest card tap: seq (wrapping 65535 -> 1, 0 = none yet), UID length, where."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.length = 0
+        self.where = 0
+        self.uid = b""
+
+    def tap(self, uid: bytes, where: int) -> None:
+        if len(uid) not in VALID_UID_LENGTHS:
+            raise ValueError(f"card UID must be 4, 7 or 8 bytes, got {len(uid)}: {uid.hex()}")
+        self.seq = self.seq % 0xFFFF + 1
+        self.length = len(uid)
+        self.where = where
+        self.uid = bytes(uid)
+
+    def words(self) -> list[int]:
+        """tap_seq, tap_info, tap_uid[4]: the UID right-aligned in 8 bytes, big-endian."""
+        padded = self.uid.rjust(8, b"\x00")
+        uid_words = [int.from_bytes(padded[i : i + 2], "big") for i in range(0, 8, 2)]
+        return [self.seq, (self.length << 8) | self.where, *uid_words]
