@@ -1,0 +1,364 @@
+"""One bay's session state machine: pure, handed the time, no I/O.
+
+    idle --tap (card ok)--> open: waiting (relay open, lamp yellow) <-> charging (relay closed,
+    lamp blue) --a stop rule--> ended (settling) --> idle
+
+A session's energy is always `counter_last - counter_start` of the bay's own lifetime counter
+(u32, wraps), never an integral of power: a restart re-reads the counter, so nothing is lost
+and nothing is counted twice. Power is used only to decide when to stop.
+
+Power rules look at relay-closed time only (a waiting session has no load to judge) and at
+10-second averages rather than single readings, so an inrush spike or one noisy reading
+neither sets the peak nor resets the full-charge timer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+from chargectl.config import SessionSettings
+from chargectl.sessions.records import U32, OpenSession, counter_delta
+
+
+class Lamp(IntEnum):
+    """The indicator register's values (pile.md, evse.md)."""
+
+    OFF = 0
+    AVAILABLE = 1
+    CHARGING = 2
+    WAITING = 3
+    FAULT = 4
+    REJECTED = 5
+    ACCEPTED = 6
+    COMPLETE = 7
+
+
+class Reason(StrEnum):
+    """Why a session ended: the `reason` label of chargectl_sessions_total."""
+
+    USER_STOP = "user_stop"
+    FULL = "full"
+    UNPLUGGED = "unplugged"
+    NO_LOAD = "no_load"
+    MAX_DURATION = "max_duration"
+    QUOTA = "quota"
+    OVER_POWER = "over_power"
+    OVER_TEMP = "over_temp"
+    FAULT = "fault"
+    EMERGENCY = "emergency"
+    STAFF_STOP = "staff_stop"
+
+
+FAULT_REASONS = {"over_power": Reason.OVER_POWER, "over_temp": Reason.OVER_TEMP}
+
+
+@dataclass(frozen=True, slots=True)
+class BayObservation:
+    """What the controller saw of one bay this tick."""
+
+    relay_closed: bool  # contact feedback: the controller planned it on and it closed
+    power_w: float | None  # None when the device did not answer this tick
+    energy_wh: int | None  # the bay's lifetime counter (u32, may wrap); None if unknown
+    fault: str | None  # "over_power", "over_temp", "fault" (welded, short, ...) or None
+    emergency: bool  # smoke or emergency stop anywhere in the shed
+    plugged: bool | None = None  # wallbox: a vehicle is connected; None for sockets
+
+
+@dataclass(frozen=True, slots=True)
+class BayDemand:
+    wants_current: bool  # a waiting or charging session is open
+    credit_wh: int  # energy delivered in the session so far
+    lamp: Lamp
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Settings the issue leaves open. `SessionSettings` may grow these fields; until then the
+    defaults here apply (read with getattr so adding them to config.py needs no change here)."""
+
+    tap_lamp_s: float = 4.0  # "card rejected" / "card accepted" lamp
+    complete_lamp_s: float = 600.0  # "charge complete" lamp after `full`
+    load_w: float = 5.0  # above this a charger is drawing (the pile's 20 mA "load present")
+    settle_s: float = 30.0  # an ended session still takes counter readings this long
+    max_sample_s: float = 10.0  # one reading never stands for more than this (a stalled tick)
+    bucket_s: float = 10.0  # power averaging interval of the stop rules
+
+    @classmethod
+    def from_settings(cls, s: SessionSettings) -> Timings:
+        d = cls()
+        return cls(
+            tap_lamp_s=float(getattr(s, "tap_lamp_s", d.tap_lamp_s)),
+            complete_lamp_s=float(getattr(s, "complete_lamp_s", d.complete_lamp_s)),
+            load_w=float(getattr(s, "load_w", d.load_w)),
+            settle_s=float(getattr(s, "settle_s", d.settle_s)),
+            max_sample_s=d.max_sample_s,
+            # at least ten buckets per unplugged window, so the average slides smoothly
+            bucket_s=min(d.bucket_s, s.unplugged_window_s / 10.0),
+        )
+
+
+class PowerWindow:
+    """Time-weighted power averages in fixed buckets, over a sliding window."""
+
+    def __init__(self, bucket_s: float, window_s: float) -> None:
+        self.bucket_s = bucket_s
+        self.window_s = window_s
+        self._done: deque[tuple[float, float]] = deque()  # (watt-seconds, seconds)
+        self._ws = 0.0  # sums over _done
+        self._s = 0.0
+        self._cur_ws = 0.0
+        self._cur_s = 0.0
+
+    def add(self, dt: float, power_w: float) -> tuple[float, float] | None:
+        """Add a reading held for dt; return (average W, seconds) of a bucket it completed."""
+        self._cur_ws += power_w * dt
+        self._cur_s += dt
+        if self._cur_s < self.bucket_s:
+            return None
+        done = (self._cur_ws, self._cur_s)
+        self._cur_ws = self._cur_s = 0.0
+        self._done.append(done)
+        self._ws += done[0]
+        self._s += done[1]
+        while self._done and self._s - self._done[0][1] >= self.window_s:
+            ws, s = self._done.popleft()
+            self._ws -= ws
+            self._s -= s
+        return done[0] / done[1], done[1]
+
+    def average(self) -> float | None:
+        """Mean power over at least the whole window, or None until that much time is seen."""
+        if self._s < self.window_s or self._s <= 0:
+            return None
+        return self._ws / self._s
+
+
+@dataclass(slots=True)
+class Session:
+    """A running session (mutable: the machine advances it every tick)."""
+
+    id: int
+    card: str
+    bay: str
+    start_wall: float
+    start_now: float  # the same instant on the monotonic clock
+    counter_start: int | None
+    counter_last: int | None
+    window: PowerWindow
+    peak_w: float = 0.0  # highest 10-s average
+    closed_s: float = 0.0
+    had_load: bool = False
+    low_s: float = 0.0
+    topup_s: float | None = None
+    relay_closed: bool = False
+    seen_plugged: bool = False
+    last_checkpoint: float = 0.0  # monotonic
+
+    @property
+    def energy_wh(self) -> int:
+        return counter_delta(self.counter_start, self.counter_last)
+
+
+@dataclass(slots=True)
+class Ended:
+    """A session that has ended and still takes counter readings for `settle_s`."""
+
+    session: Session
+    reason: Reason
+    until: float
+    energy_at_end: int
+    moved: bool = False
+
+
+@dataclass
+class BayMachine:
+    bay: str
+    settings: SessionSettings
+    timings: Timings
+    session: Session | None = None
+    ended: Ended | None = None
+    last_counter: int | None = None
+    fault: str | None = None
+    emergency: bool = False
+    overlay: Lamp | None = None
+    overlay_until: float = 0.0
+    complete_until: float = 0.0
+    last_now: float | None = None
+    counter_anomalies: int = 0  # readings that went backwards (ignored)
+    _now: float = field(default=0.0, repr=False)
+
+    # ----- transitions the manager drives -----
+    def start(self, session_id: int, card: str, now: float, wall: float) -> Session:
+        if self.session is not None:
+            raise RuntimeError(f"bay {self.bay} already has session {self.session.id}")
+        self.session = Session(
+            id=session_id,
+            card=card,
+            bay=self.bay,
+            start_wall=wall,
+            start_now=now,
+            counter_start=self.last_counter,
+            counter_last=self.last_counter,
+            window=self._window(),
+            last_checkpoint=now,
+        )
+        self.complete_until = 0.0
+        self.flash(Lamp.ACCEPTED, now)
+        return self.session
+
+    def resume(self, rec: OpenSession, now: float, wall: float) -> Session:
+        """Reopen a session the ledger holds as running (after a restart)."""
+        self.session = Session(
+            id=rec.id,
+            card=rec.card,
+            bay=self.bay,
+            start_wall=rec.start,
+            start_now=now - max(0.0, wall - rec.start),
+            counter_start=rec.counter_start,
+            counter_last=rec.counter_last,
+            window=self._window(),
+            peak_w=rec.peak_w,
+            closed_s=rec.closed_s,
+            had_load=rec.had_load,
+            low_s=rec.low_s,
+            topup_s=rec.topup_s,
+            seen_plugged=rec.had_load,
+            last_checkpoint=now,
+        )
+        return self.session
+
+    def end(self, reason: Reason, now: float) -> Ended:
+        s = self.session
+        if s is None:
+            raise RuntimeError(f"bay {self.bay} has no session to end")
+        self.session = None
+        self.ended = Ended(s, reason, now + self.timings.settle_s, s.energy_wh)
+        if reason is Reason.FULL:
+            self.complete_until = now + self.timings.complete_lamp_s
+        return self.ended
+
+    def take_settled(self, now: float, force: bool = False) -> Ended | None:
+        """The ended session once its settle time is over (or at once with `force`)."""
+        if self.ended is None or (not force and now < self.ended.until):
+            return None
+        done, self.ended = self.ended, None
+        return done
+
+    def flash(self, lamp: Lamp, now: float) -> None:
+        self._now = max(self._now, now)
+        self.overlay, self.overlay_until = lamp, now + self.timings.tap_lamp_s
+
+    # ----- one tick -----
+    def observe(
+        self, now: float, obs: BayObservation | None, quota_left_wh: float | None
+    ) -> Reason | None:
+        """Take this tick's observation; return why the session must end, if it must."""
+        dt = 0.0
+        if self.last_now is not None:
+            dt = min(max(0.0, now - self.last_now), self.timings.max_sample_s)
+        self.last_now = self._now = now
+        if obs is not None:
+            self.fault, self.emergency = obs.fault, obs.emergency
+            self._take_counter(obs.energy_wh)
+            if obs.plugged is False and self.complete_until > now:
+                self.complete_until = 0.0  # the charger is unplugged: no more "complete" lamp
+        s = self.session
+        if s is None:
+            return None
+        if obs is not None:
+            s.relay_closed = obs.relay_closed
+        if self.emergency:
+            return Reason.EMERGENCY
+        if self.fault is not None:
+            return FAULT_REASONS.get(self.fault, Reason.FAULT)
+        if obs is not None and obs.plugged is not None:
+            s.seen_plugged = s.seen_plugged or obs.plugged
+            # A car may be plugged in after the tap: give it the unplugged window to arrive.
+            patience_over = now - s.start_now >= self.settings.unplugged_window_s
+            if not obs.plugged and (s.seen_plugged or patience_over):
+                return Reason.UNPLUGGED
+        if quota_left_wh is not None and s.energy_wh >= quota_left_wh:
+            return Reason.QUOTA
+        if now - s.start_now >= self.settings.max_duration_s:
+            return Reason.MAX_DURATION
+        if obs is None or not obs.relay_closed or obs.power_w is None or dt <= 0:
+            return None
+        return self._power_rules(s, dt, obs.power_w)
+
+    def _power_rules(self, s: Session, dt: float, power_w: float) -> Reason | None:
+        cfg = self.settings
+        s.closed_s += dt
+        s.had_load = s.had_load or power_w > self.timings.load_w
+        bucket = s.window.add(dt, power_w)
+        if bucket is not None and s.topup_s is None:
+            avg, secs = bucket
+            s.peak_w = max(s.peak_w, avg)
+            if avg <= max(cfg.full_power_w, cfg.full_fraction * s.peak_w):
+                s.low_s += secs
+                if s.low_s >= cfg.full_hold_s:
+                    s.topup_s = 0.0
+            else:
+                s.low_s = 0.0
+        elif s.topup_s is not None:
+            s.topup_s += dt
+        if not s.had_load and s.closed_s >= cfg.no_load_s:
+            return Reason.NO_LOAD
+        avg_w = s.window.average()
+        if avg_w is not None and avg_w < cfg.unplugged_w:
+            return Reason.UNPLUGGED
+        if s.topup_s is not None and s.topup_s >= cfg.full_topup_s:
+            return Reason.FULL
+        return None
+
+    def _take_counter(self, reading: int | None) -> None:
+        if reading is None:
+            return
+        if not 0 <= reading < U32:
+            self.counter_anomalies += 1
+            return
+        s = self.session
+        if s is not None:
+            if s.counter_start is None:
+                s.counter_start = reading  # unknown at the tap: the first reading starts it
+            elif not self._forward(s.counter_last, reading):
+                self.counter_anomalies += 1
+                return
+            s.counter_last = reading
+        elif self.ended is not None:
+            e = self.ended.session
+            # Settle only against a known counter that moved forward.
+            known = e.counter_last is not None and reading != e.counter_last
+            if known and self._forward(e.counter_last, reading):
+                e.counter_last, self.ended.moved = reading, True
+        self.last_counter = reading
+
+    @staticmethod
+    def _forward(last: int | None, reading: int) -> bool:
+        """True unless the reading is behind the last one (a wrap counts as forward)."""
+        return last is None or counter_delta(last, reading) < U32 // 2
+
+    # ----- read-outs -----
+    def lamp(self) -> Lamp:
+        now = self._now
+        if self.overlay is not None and now < self.overlay_until:
+            return self.overlay
+        if self.emergency or self.fault is not None:
+            return Lamp.FAULT
+        if self.session is not None:
+            return Lamp.CHARGING if self.session.relay_closed else Lamp.WAITING
+        if now < self.complete_until:
+            return Lamp.COMPLETE
+        return Lamp.AVAILABLE
+
+    def demand(self) -> BayDemand:
+        s = self.session
+        return BayDemand(
+            wants_current=s is not None,
+            credit_wh=0 if s is None else s.energy_wh,
+            lamp=self.lamp(),
+        )
+
+    def _window(self) -> PowerWindow:
+        return PowerWindow(self.timings.bucket_s, self.settings.unplugged_window_s)

@@ -1,0 +1,349 @@
+"""The boundary the control tick calls: taps in, demand out, records to the ledger port.
+
+Pure except through the injected `LedgerPort` (whose write methods only enqueue) and its
+in-memory card book. Every call takes the time; nothing here reads a clock.
+
+Per tick the controller calls, in order: `on_tap` for each new tap, `update` with every bay's
+observation, then `demand` (who wants current, their credit, the lamps). `restore` runs once
+at start-up, before the first tick.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, tzinfo
+from enum import StrEnum
+
+from chargectl.config import SessionSettings
+from chargectl.sessions.cards import Verdict, judge, parse_uid
+from chargectl.sessions.errors import InvalidUid, SessionsError, UnknownBay
+from chargectl.sessions.machine import (
+    BayDemand,
+    BayMachine,
+    BayObservation,
+    Ended,
+    Lamp,
+    Reason,
+    Session,
+    Timings,
+)
+from chargectl.sessions.records import (
+    U32,
+    Checkpoint,
+    LedgerPort,
+    OpenSession,
+    SessionEnd,
+    SessionSettle,
+    SessionStart,
+    TapRecord,
+    counter_delta,
+)
+
+
+class TapOutcome(StrEnum):
+    """What a tap did: the `result` label of chargectl_card_taps_total."""
+
+    STARTED = "started"
+    STOPPED = "stopped"  # the session's own card: user_stop
+    UNKNOWN = "unknown"
+    BLOCKED = "blocked"
+    EXPIRED = "expired"
+    QUOTA = "quota"  # the card's daily energy limit is used up
+    BUSY = "busy"  # another card's session runs at this bay; it goes on
+    UNAVAILABLE = "unavailable"  # the bay is in fault or the shed in emergency
+    INVALID = "invalid"  # the UID is malformed
+
+
+_VERDICT_OUTCOME = {
+    Verdict.UNKNOWN: TapOutcome.UNKNOWN,
+    Verdict.BLOCKED: TapOutcome.BLOCKED,
+    Verdict.EXPIRED: TapOutcome.EXPIRED,
+    Verdict.QUOTA: TapOutcome.QUOTA,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TapResult:
+    bay: str
+    uid: str  # normalised, or the raw text when malformed
+    outcome: TapOutcome
+    session: int | None  # the session started or stopped
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome in (TapOutcome.STARTED, TapOutcome.STOPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class EndedSession:
+    id: int
+    card: str
+    bay: str
+    start: float  # wall time
+    reason: Reason
+    energy_wh: int  # final, after the settle time
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvents:
+    """What happened since the last `drain_events` (for counters and histograms)."""
+
+    ended: Mapping[str, int]  # reason -> sessions ended
+    taps: Mapping[str, int]  # outcome -> taps
+    settled: tuple[EndedSession, ...]  # sessions whose energy became final
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReadout:
+    active: int
+    waiting: int
+    charging: int
+    ended_total: Mapping[str, int]  # since start-up, by reason
+    taps_total: Mapping[str, int]  # since start-up, by outcome
+    counter_anomalies: int  # energy readings that went backwards (ignored)
+
+
+class SessionManager:
+    def __init__(
+        self,
+        settings: SessionSettings,
+        ledger: LedgerPort,
+        bays: Sequence[str],
+        *,
+        tz: tzinfo | None = None,  # for "today" (quota, expiry); None: the system's local time
+    ) -> None:
+        if len(set(bays)) != len(bays):
+            raise SessionsError(f"duplicate bay ids in {list(bays)!r}")
+        self._settings = settings
+        self._ledger = ledger
+        self._tz = tz
+        timings = Timings.from_settings(settings)
+        self._bays = {b: BayMachine(b, settings, timings) for b in bays}
+        self._restored = False
+        self._next_id = 1
+        self._used: dict[tuple[str, date], int] = {}  # (card, day of session start) -> Wh
+        self._ended_total: Counter[str] = Counter()
+        self._taps_total: Counter[str] = Counter()
+        self._ended_new: Counter[str] = Counter()
+        self._taps_new: Counter[str] = Counter()
+        self._settled_new: list[EndedSession] = []
+
+    @property
+    def bays(self) -> tuple[str, ...]:
+        return tuple(self._bays)
+
+    # ----- start-up -----
+    def restore(self, counters: Mapping[str, int | None], now: float, wall: float) -> None:
+        """Reopen the sessions the ledger holds as running, with the bays' counters now.
+
+        A session's energy stays `counter - counter_start`: what flowed while the daemon was
+        down (a pile in failsafe keeps charging) lands on it, and nothing is added twice.
+        """
+        if self._restored:
+            raise SessionsError("restore() called twice")
+        self._restored = True
+        today = self._day(wall)
+        state = self._ledger.load_state(self._day_start(today))
+        self._next_id = state.next_session_id
+        for card, wh in state.used_wh.items():
+            self._used[(card, today)] = int(wh)
+        for bay, machine in self._bays.items():
+            reading = counters.get(bay)
+            machine.last_counter = reading if reading is not None and 0 <= reading < U32 else None
+        for rec in sorted(state.open_sessions, key=lambda r: r.id):
+            m = self._bays.get(rec.bay)
+            if m is None:
+                # The bay left the config while the session ran: close it as the staff did.
+                self._end_unknown_bay(rec, Reason.STAFF_STOP, wall)
+                continue
+            if m.session is not None:  # two open sessions on one bay: keep the newest
+                self._end(m, Reason.FAULT, now, wall)
+                self._finalize(m.take_settled(now, force=True))
+            s = m.resume(rec, now, wall)
+            reading = m.last_counter
+            if reading is not None:
+                base = s.counter_last if s.counter_last is not None else s.counter_start
+                if base is None:
+                    s.counter_start = s.counter_last = reading
+                elif counter_delta(base, reading) < U32 // 2:
+                    s.counter_last = reading
+                else:
+                    # The counter is behind the ledger: the device was replaced or reset.
+                    # Keep what was recorded and end the session rather than guess.
+                    m.counter_anomalies += 1
+                    self._end(m, Reason.FAULT, now, wall)
+                    continue
+            self._checkpoint(s, now, wall)
+
+    # ----- the tick -----
+    def on_tap(self, bay: str, uid_hex: str, now: float, wall: float) -> TapResult:
+        m = self._machine(bay)
+        self._require_restored()
+        try:
+            uid = parse_uid(uid_hex)
+        except InvalidUid:
+            return self._tap(m, uid_hex[:64], TapOutcome.INVALID, None, now=now, wall=wall)
+        if m.emergency or m.fault is not None:
+            return self._tap(m, uid, TapOutcome.UNAVAILABLE, None, now=now, wall=wall)
+        s = m.session
+        if s is not None:
+            if s.card == uid:
+                self._end(m, Reason.USER_STOP, now, wall)
+                return self._tap(m, uid, TapOutcome.STOPPED, s.id, now=now, wall=wall)
+            return self._tap(m, uid, TapOutcome.BUSY, None, now=now, wall=wall)
+        today = self._day(wall)
+        verdict = judge(self._ledger.cards().get(uid), today, self._used.get((uid, today), 0))
+        if verdict is not Verdict.OK:
+            return self._tap(m, uid, _VERDICT_OUTCOME[verdict], None, now=now, wall=wall)
+        # A new session starts from the counter as it is now: settle the previous one first.
+        self._finalize(m.take_settled(now, force=True))
+        sid = self._next_id
+        self._next_id += 1
+        s = m.start(sid, uid, now, wall)
+        self._ledger.record(SessionStart(sid, uid, bay, wall, s.counter_start))
+        return self._tap(m, uid, TapOutcome.STARTED, sid, now=now, wall=wall)
+
+    def update(self, now: float, wall: float, obs: Mapping[str, BayObservation]) -> None:
+        """Take every bay's observation; end the sessions a rule stops; checkpoint."""
+        self._require_restored()
+        for bay in obs:
+            if bay not in self._bays:
+                raise UnknownBay(f"observation for unknown bay {bay!r}")
+        books = self._ledger.cards()
+        every = self._settings.checkpoint_s
+        for bay, m in self._bays.items():
+            s = m.session
+            quota_left: float | None = None
+            if s is not None:
+                card = books.get(s.card)
+                if card is not None and card.daily_kwh is not None:
+                    used = self._used.get((s.card, self._day(s.start_wall)), 0)
+                    quota_left = card.daily_kwh * 1000.0 - used
+            reason = m.observe(now, obs.get(bay), quota_left)
+            if reason is not None:
+                self._end(m, reason, now, wall)
+            elif s is not None and now - s.last_checkpoint >= every:
+                self._checkpoint(s, now, wall)
+            self._finalize(m.take_settled(now))
+
+    def staff_stop(self, bay: str, now: float, wall: float) -> bool:
+        """End the bay's session as `staff_stop`; False when none runs there."""
+        m = self._machine(bay)
+        self._require_restored()
+        if m.session is None:
+            return False
+        self._end(m, Reason.STAFF_STOP, now, wall)
+        return True
+
+    # ----- read-outs -----
+    def demand(self) -> Mapping[str, BayDemand]:
+        return {bay: m.demand() for bay, m in self._bays.items()}
+
+    def lamp(self, bay: str) -> Lamp:
+        return self._machine(bay).lamp()
+
+    def session_at(self, bay: str) -> Session | None:
+        """The bay's running session (read it, do not change it)."""
+        return self._machine(bay).session
+
+    def readout(self) -> SessionReadout:
+        sessions = [m.session for m in self._bays.values() if m.session is not None]
+        charging = sum(1 for s in sessions if s.relay_closed)
+        return SessionReadout(
+            active=len(sessions),
+            waiting=len(sessions) - charging,
+            charging=charging,
+            ended_total=dict(self._ended_total),
+            taps_total=dict(self._taps_total),
+            counter_anomalies=sum(m.counter_anomalies for m in self._bays.values()),
+        )
+
+    def drain_events(self) -> SessionEvents:
+        ev = SessionEvents(dict(self._ended_new), dict(self._taps_new), tuple(self._settled_new))
+        self._ended_new.clear()
+        self._taps_new.clear()
+        self._settled_new.clear()
+        return ev
+
+    # ----- internals -----
+    def _machine(self, bay: str) -> BayMachine:
+        try:
+            return self._bays[bay]
+        except KeyError:
+            raise UnknownBay(f"unknown bay {bay!r}") from None
+
+    def _require_restored(self) -> None:
+        if not self._restored:
+            raise SessionsError("SessionManager.restore() must run before the first tick")
+
+    def _tap(
+        self,
+        m: BayMachine,
+        uid: str,
+        outcome: TapOutcome,
+        sid: int | None,
+        *,
+        now: float,
+        wall: float,
+    ) -> TapResult:
+        if outcome is not TapOutcome.STARTED:  # start() shows "accepted" itself
+            m.flash(Lamp.ACCEPTED if outcome is TapOutcome.STOPPED else Lamp.REJECTED, now)
+        self._taps_total[outcome] += 1
+        self._taps_new[outcome] += 1
+        self._ledger.record(TapRecord(wall, m.bay, uid, str(outcome), sid))
+        return TapResult(m.bay, uid, outcome, sid)
+
+    def _end(self, m: BayMachine, reason: Reason, now: float, wall: float) -> None:
+        e = m.end(reason, now)
+        s = e.session
+        self._ledger.record(SessionEnd(s.id, wall, str(reason), s.counter_last, s.energy_wh))
+        self._count_end(reason)
+        key = (s.card, self._day(s.start_wall))
+        self._used[key] = self._used.get(key, 0) + s.energy_wh
+
+    def _end_unknown_bay(self, rec: OpenSession, reason: Reason, wall: float) -> None:
+        energy = counter_delta(rec.counter_start, rec.counter_last)
+        self._ledger.record(SessionEnd(rec.id, wall, str(reason), rec.counter_last, energy))
+        self._count_end(reason)
+        self._settled_new.append(EndedSession(rec.id, rec.card, rec.bay, rec.start, reason, energy))
+
+    def _count_end(self, reason: Reason) -> None:
+        self._ended_total[reason] += 1
+        self._ended_new[reason] += 1
+
+    def _finalize(self, e: Ended | None) -> None:
+        if e is None:
+            return
+        s = e.session
+        if e.moved and s.counter_last is not None:
+            self._ledger.record(SessionSettle(s.id, s.counter_last, s.energy_wh))
+            key = (s.card, self._day(s.start_wall))
+            self._used[key] = self._used.get(key, 0) + s.energy_wh - e.energy_at_end
+        ended = EndedSession(s.id, s.card, s.bay, s.start_wall, e.reason, s.energy_wh)
+        self._settled_new.append(ended)
+
+    def _checkpoint(self, s: Session, now: float, wall: float) -> None:
+        s.last_checkpoint = now
+        self._ledger.record(
+            Checkpoint(
+                id=s.id,
+                at=wall,
+                counter_start=s.counter_start,
+                counter_last=s.counter_last,
+                energy_wh=s.energy_wh,
+                peak_w=s.peak_w,
+                closed_s=s.closed_s,
+                had_load=s.had_load,
+                low_s=s.low_s,
+                topup_s=s.topup_s,
+            )
+        )
+
+    def _day(self, wall: float) -> date:
+        return datetime.fromtimestamp(wall, self._tz).date()
+
+    def _day_start(self, day: date) -> float:
+        start = datetime.combine(day, time(0, 0))
+        return (start.replace(tzinfo=self._tz) if self._tz else start).timestamp()

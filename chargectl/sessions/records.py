@@ -1,0 +1,109 @@
+"""What the session manager tells the ledger, and the port it tells it through.
+
+The manager calls the port from the control tick, so every write method must return at once
+(the real port, `LedgerWriter`, enqueues for its thread). Only `load_state` reads the disk, and
+it is called once, at start-up, by `SessionManager.restore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from chargectl.sessions.cards import CardBook
+
+U32 = 1 << 32
+
+
+def counter_delta(start: int | None, end: int | None) -> int:
+    """Wh between two readings of a u32 lifetime counter, across at most one wrap."""
+    if start is None or end is None:
+        return 0
+    return (end - start) % U32
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    id: int
+    card: str
+    bay: str
+    start: float  # wall time
+    counter_start: int | None  # None: the bay's counter was unknown at the tap
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A running session's progress, so a restart resumes it where it was."""
+
+    id: int
+    at: float  # wall time
+    counter_start: int | None  # filled in if it was unknown at the start
+    counter_last: int | None
+    energy_wh: int
+    peak_w: float
+    closed_s: float  # time the relay has been closed with readings
+    had_load: bool
+    low_s: float  # time the power has stayed at or below the full threshold
+    topup_s: float | None  # time into the top-up after `full` was detected; None before
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    id: int
+    end: float  # wall time
+    reason: str
+    counter_last: int | None
+    energy_wh: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettle:
+    """Energy that reached an ended session's counter after it ended (the relay opens on the
+    next tick, and the counter is read on the slow cadence)."""
+
+    id: int
+    counter_last: int
+    energy_wh: int
+
+
+@dataclass(frozen=True, slots=True)
+class TapRecord:
+    at: float  # wall time
+    bay: str
+    uid: str  # normalised, or the raw text when it was malformed
+    result: str  # a TapOutcome value
+    session: int | None  # the session it started or stopped
+
+
+LedgerRecord = SessionStart | Checkpoint | SessionEnd | SessionSettle | TapRecord
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A session the ledger holds as running, with its last checkpoint."""
+
+    id: int
+    card: str
+    bay: str
+    start: float
+    counter_start: int | None
+    counter_last: int | None
+    peak_w: float = 0.0
+    closed_s: float = 0.0
+    had_load: bool = False
+    low_s: float = 0.0
+    topup_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerState:
+    open_sessions: tuple[OpenSession, ...]
+    next_session_id: int
+    used_wh: Mapping[str, int]  # card -> Wh of ended sessions started since the asked time
+
+
+class LedgerPort(Protocol):
+    def cards(self) -> CardBook: ...
+    def load_state(self, since: float) -> LedgerState: ...
+    def record(self, rec: LedgerRecord) -> None: ...
