@@ -153,17 +153,26 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _describe(node: yaml.Node, value: Any = None) -> str:
+def _describe(node: yaml.Node) -> str:
+    """What a node holds, for messages: `a list`, `an integer 7`, `a string 'x'`, `null`."""
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
+    value = _scalar_value(node)
     if value is None:
         return "null"
     kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
         type(value), type(value).__name__
     )
     return f"{kind} {value!r}"
+
+
+def _scalar_value(node: yaml.Node) -> Any:
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node)
+    except yaml.YAMLError:
+        return node.value
 
 
 def _type_name(tp: Any) -> str:
@@ -203,6 +212,7 @@ class _Converter:
         # ids of entries left out because they were broken: not "unknown" when referred to.
         self.left_out: dict[str, set[str]] = {s: set() for s in _ID_SECTIONS}
         self._scalars = yaml.constructor.SafeConstructor()
+        self._explicit: dict[int, set[int]] = {}  # id(mapping node) -> ids of its own keys
 
     def problem(self, path: str, line: int | None, message: str) -> None:
         self.problems.append(Problem(self.file, line, path, message))
@@ -261,8 +271,17 @@ class _Converter:
     # -- generic conversion ----------------------------------------------------------------
 
     def pairs(self, node: yaml.MappingNode, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        """The key -> (key node, value node) of a mapping; odd keys are reported."""
-        self._scalars.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        """The key -> (key node, value node) of a mapping; odd keys are reported.
+
+        `<<: *anchor` merge keys are resolved as YAML says: a key written in the mapping wins
+        over a merged one, and only keys written twice in the mapping itself are duplicates.
+        """
+        if id(node) not in self._explicit:  # a node reached twice (an alias) is flattened once
+            self._explicit[id(node)] = {
+                id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"
+            }
+            self._scalars.flatten_mapping(node)
+        explicit = self._explicit[id(node)]
         seen: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             key = (
@@ -272,15 +291,17 @@ class _Converter:
             )
             if not isinstance(key, str):
                 self.problem(
-                    path, _line(key_node), f"keys must be names, got {_describe(key_node, key)}"
+                    path, _line(key_node), f"keys must be names, got {_describe(key_node)}"
                 )
                 continue
-            if key in seen:
+            if key in seen and id(key_node) in explicit and id(seen[key][0]) in explicit:
                 first = _line(seen[key][0])
                 self.problem(
                     _join(path, key), _line(key_node), f"duplicate key (first at line {first})"
                 )
                 continue
+            if key in seen and id(seen[key][0]) in explicit:
+                continue  # a merged key under one written in the mapping
             seen[key] = (key_node, value_node)
         return seen
 
@@ -298,8 +319,12 @@ class _Converter:
     def mapping_fields(
         self, node: yaml.Node, cls: type, path: str, skip: frozenset[str] | set[str] = frozenset()
     ) -> dict[str, Any] | None:
-        """The constructor arguments of `cls` from a mapping node; None if some required one
-        is missing or broken. A broken field with a default is left to its default."""
+        """The constructor arguments of `cls` from a mapping node, or None if it is broken.
+
+        Outside lists (the one-off sections: control, sessions, sim, ...) a broken field with a
+        default is left to its default, so the rest of the section is still checked. Inside a
+        list entry any broken field breaks the entry: a default there (a pile's `ports: 0`)
+        would only cause made-up problems further on."""
         if not isinstance(node, yaml.MappingNode):
             self.problem(path, _line(node), f"expected a mapping, got {_describe(node)}")
             return None
@@ -315,6 +340,7 @@ class _Converter:
             for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         }
+        lenient = "[" not in path
         out: dict[str, Any] = {}
         complete = True
         for short, full in shorthand.items():
@@ -329,7 +355,7 @@ class _Converter:
                 element = typing.get_args(hints[full])[0]
                 value = self.value(pairs[short][1], element, _join(path, short))
                 if value is _BAD:
-                    complete = complete and full in defaults
+                    complete = complete and lenient and full in defaults
                 else:
                     out[full] = (value,)
                     self.lines.setdefault(_join(path, full), _line(pairs[short][1]))
@@ -350,7 +376,7 @@ class _Converter:
                 continue
             value = self.value(pairs[name][1], hints[name], fpath)
             if value is _BAD:
-                complete = complete and name in defaults
+                complete = complete and lenient and name in defaults
             else:
                 out[name] = value
         return out if complete else None
@@ -385,15 +411,14 @@ class _Converter:
         ok, value = _scalar(raw, tp)
         if ok:
             return value
-        shown = _describe(node, raw if not isinstance(raw, yaml.Node) else None)
-        self.problem(path, _line(node), f"expected {_type_name(tp)}, got {shown}")
+        self.problem(path, _line(node), f"expected {_type_name(tp)}, got {_describe(node)}")
         return _BAD
 
     def sequence(self, node: yaml.Node, element: Any, path: str) -> tuple[Any, ...] | _Bad:
         if not isinstance(node, yaml.SequenceNode):
-            self.problem(
-                path, _line(node), f"expected a list, got {_describe(node, self._raw(node))}"
-            )
+            scalar = isinstance(node, yaml.ScalarNode) and _scalar_value(node) is not None
+            hint = f" (one item is written [{node.value}])" if scalar else ""
+            self.problem(path, _line(node), f"expected a list, got {_describe(node)}{hint}")
             return _BAD
         self.lines[path] = _line(node)
         out = []
@@ -416,14 +441,6 @@ class _Converter:
                 and isinstance(value_node, yaml.ScalarNode)
             ):
                 self.left_out[path].add(str(value_node.value))
-
-    def _raw(self, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            try:
-                return self._scalars.construct_object(node)
-            except yaml.YAMLError:
-                return node.value
-        return None
 
 
 def _scalar(raw: Any, tp: Any) -> tuple[bool, Any]:
