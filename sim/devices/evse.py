@@ -28,6 +28,7 @@ from chargectl.sim.devices.registers import (
     read_blocks,
     u16,
     u32_words,
+    wh_counter,
 )
 
 MODEL = 0x4556
@@ -206,7 +207,7 @@ class EvseModel:
             self._status(),
             *currents,
             *u32_words(max(0, round(self._watts))),
-            *u32_words(int(self._energy_wh)),
+            *u32_words(wh_counter(self._energy_wh)),
             i16(self._temp_c * 10),
             self.phases,
             self.hw_max_da,

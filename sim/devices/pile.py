@@ -34,6 +34,7 @@ from chargectl.sim.devices.registers import (
     u16,
     u16_array,
     u32_words,
+    wh_counter,
 )
 
 MODEL = 0x4350
@@ -302,7 +303,7 @@ class PileModel:
     def _energy_block(self) -> list[int]:
         out: list[int] = []
         for wh in self._f[k.ENERGY]:
-            out.extend(u32_words(int(wh)))
+            out.extend(u32_words(wh_counter(wh)))
         return out
 
     def _temperature_block(self) -> list[int]:

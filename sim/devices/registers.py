@@ -26,6 +26,16 @@ MAX_WRITE = 123  # registers per write (16)
 
 U32_WRAP = 1 << 32
 
+# Time and energy are sums of many 0.1 s steps and drift by far less than this; without it a
+# 5 s watchdog fires one step late (50 x 0.1 = 4.9999...) and 1 h at 100 W reads 99 Wh.
+TIME_EPS = 1e-6
+ENERGY_EPS_WH = 1e-6
+
+
+def wh_counter(wh: float) -> int:
+    """An energy counter register value: whole Wh, wrapping at 2^32."""
+    return math.floor(wh + ENERGY_EPS_WH) % U32_WRAP
+
 
 @dataclass(frozen=True, slots=True)
 class Block:
@@ -138,7 +148,8 @@ class Watchdog:
 
     def expired(self, now: float) -> bool:
         """True exactly once: on the step at which the device enters failsafe."""
-        if self.timeout_s > 0 and not self.failsafe and now - self._last >= self.timeout_s:
+        due = self._last + self.timeout_s - TIME_EPS
+        if self.timeout_s > 0 and not self.failsafe and now >= due:
             self.failsafe = True
             return True
         return False
@@ -147,7 +158,7 @@ class Watchdog:
         """Whole seconds left (rounded up): 0 while disabled or in failsafe."""
         if self.timeout_s <= 0 or self.failsafe:
             return 0
-        return u16(math.ceil(max(0.0, self._last + self.timeout_s - now)))
+        return u16(math.ceil(max(0.0, self._last + self.timeout_s - now - TIME_EPS)))
 
 
 VALID_UID_LENGTHS = (4, 7, 8)
