@@ -402,7 +402,7 @@ def test_tap_seq_wraps_65535_to_1(pile: PileModel) -> None:
 
 @pytest.mark.parametrize(("port", "uid"), [(0, b"1234"), (N + 1, b"1234"), (1, b"12345")])
 def test_bad_taps_are_refused(pile: PileModel, port: int, uid: bytes) -> None:
-    with pytest.raises(ValueError, match="port|UID"):
+    with pytest.raises(ValueError, match=r"port|UID"):
         pile.tap(port, uid)
     assert hot(pile)[6] == 0
 
