@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from chargectl.sim.physics.kernels import breaker_step
 
 from chargectl.config import Breaker
 
@@ -84,7 +85,7 @@ class BreakerBank:
         self.k2 = k * k
         self.tau_s = tau_s
         n = len(breakers)
-        self.inv_rating2 = (1.0 / self.rating_a**2)[:, None]
+        self.inv_rating2 = 1.0 / self.rating_a**2
         self.theta = np.zeros((n, 3), dtype=np.float64)
         self.closed = np.ones(n, dtype=bool)
         self.trips: list[Trip] = []
@@ -99,13 +100,12 @@ class BreakerBank:
         if dt != self._decay_dt:
             self._decay = float(np.exp(-dt / self.tau_s))
             self._decay_dt = dt
-        target = amps * amps * self.inv_rating2
-        # theta(t+dt) = target + (theta - target) * exp(-dt/tau)
-        self.theta = target + (self.theta - target) * self._decay
+        if not breaker_step(
+            self.theta, amps, self.inv_rating2, self.magnetic_a, self.closed, self._decay, self.k2
+        ):
+            return []
         hot = self.theta >= self.k2
         magnetic = amps > self.magnetic_a[:, None]
-        if not (hot.any() or magnetic.any()):
-            return []
         return self._trip(now, amps, hot, magnetic)
 
     def _trip(
@@ -145,7 +145,7 @@ class BreakerBank:
 
     def seconds_to_trip(self, amps: np.ndarray) -> np.ndarray:
         """Time until a thermal trip per pole if `amps` (circuits x 3) were held; inf if never."""
-        target = amps * amps * self.inv_rating2
+        target = amps * amps * self.inv_rating2[:, None]
         out = np.full(self.theta.shape, np.inf)
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = (target - self.k2) / (target - self.theta)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from chargectl.sim.physics.kernels import socket_step
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +84,14 @@ class ChargerBank:
         self.cv_soc = np.ones(n)
         self.float_frac = np.zeros(n)
         self.soc_per_ws = np.zeros(n)  # d(soc) per joule at the socket (CC stage)
-        self.pf = np.ones(n)
+        self.inv_pf = np.ones(n)
+        self.inrush_va = np.zeros(n)  # extra volt-amperes on the first step after closing
         self.appliance_w = np.zeros(n)
         # Power the charger asks for in its present stage (before the ramp).
         self.stage_w = np.zeros(n)
         self.on_s = np.zeros(n)  # seconds since the contacts last closed (0 while open)
+        self.amps = np.zeros(n)  # of the last step (updated in place: views stay valid)
+        self.watts = np.zeros(n)
 
     # --- changes (control API, scenario) ---
     def plug(self, i: int, profile_name: str, soc: float) -> None:
@@ -102,7 +106,8 @@ class ChargerBank:
         self.cv_soc[i] = p.cv_soc
         self.float_frac[i] = p.float_fraction
         self.soc_per_ws[i] = p.efficiency / (p.charge_v * p.capacity_ah * 3600.0)
-        self.pf[i] = p.power_factor
+        self.inv_pf[i] = 1.0 / p.power_factor
+        self.inrush_va[i] = self.inrush_factor * p.full_w / p.power_factor
         self.stage[i] = STAGE_NONE
         self.on_s[i] = 0.0  # plugging into a live socket draws the inrush too
         self._restage(np.array([i]))
@@ -113,6 +118,7 @@ class ChargerBank:
         self.stage[i] = STAGE_NONE
         self.stage_w[i] = 0.0
         self.full_w[i] = 0.0
+        self.inrush_va[i] = 0.0
 
     def set_appliance(self, i: int, watts: float) -> None:
         if watts < 0:
@@ -120,22 +126,53 @@ class ChargerBank:
         self.appliance_w[i] = watts
 
     # --- the physics ---
+    def step(
+        self,
+        dt: float,
+        *,
+        closed: np.ndarray,
+        fed: np.ndarray,
+        volts: float,
+        cp_index: np.ndarray,
+        own_a: np.ndarray,
+        own_w: np.ndarray,
+    ) -> None:
+        """One step: `amps` and `watts` of every socket (in place), and their sums per
+        `cp_index` slot into `own_a` / `own_w`. A socket draws when its contacts are `closed`,
+        its circuit is `fed` and there is a supply voltage."""
+        socket_step(
+            closed,
+            fed,
+            self.on_s,
+            self.stage_w,
+            self.appliance_w,
+            self.inv_pf,
+            self.inrush_va,
+            cp_index,
+            dt,
+            1.0 / self.ramp_s,
+            volts,
+            self.amps,
+            self.watts,
+            own_a,
+            own_w,
+        )
+
     def power(
         self, dt: float, energized: np.ndarray, volts: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(amps, watts) at every socket for this step; `energized`: contacts closed and fed."""
-        just_closed = energized & (self.on_s == 0.0)
-        self.on_s = np.where(energized, self.on_s + dt, 0.0)
-        ramp = np.minimum(self.on_s * (1.0 / self.ramp_s), 1.0)
-        charger_w = self.stage_w * ramp
-        watts = (charger_w + self.appliance_w) * energized
-        if volts <= 0.0:
-            return np.zeros(self.n), np.zeros(self.n)
-        amps = (charger_w / self.pf + self.appliance_w) * energized * (1.0 / volts)
-        if just_closed.any():
-            # The inrush is a short current pulse with no real energy in it.
-            amps = amps + just_closed * (self.inrush_factor / volts) * (self.full_w / self.pf)
-        return amps, watts
+        """`step` without circuits: copies of (amps, watts) for this step."""
+        sums = np.zeros(1)
+        self.step(
+            dt,
+            closed=energized,
+            fed=energized,
+            volts=volts,
+            cp_index=np.zeros(self.n, np.int64),
+            own_a=sums,
+            own_w=sums.copy(),
+        )
+        return self.amps.copy(), self.watts.copy()
 
     def charge(self, dt: float, watts: np.ndarray) -> None:
         """Move the state of charge for `dt` seconds at `watts` (what `power` returned).

@@ -24,4 +24,5 @@ class SocketThermal:
 
     def step(self, dt: float, amps: np.ndarray) -> None:
         target = self.ambient_c + self.extra_c + self.k * amps * amps
-        self.temp_c = target + (self.temp_c - target) * math.exp(-dt / self.tau_s)
+        # In place: the piles hold views of this array.
+        self.temp_c[:] = target + (self.temp_c - target) * math.exp(-dt / self.tau_s)
