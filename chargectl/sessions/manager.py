@@ -10,6 +10,7 @@ at start-up, before the first tick.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class SessionManager:
         timings = Timings.from_settings(settings)
         self._bays = {b: BayMachine(b, settings, timings) for b in bays}
         self._restored = False
+        self._unanchored = False  # resumed sessions wait for a `now` (restore without one)
         self._next_id = 1
         self._used: dict[tuple[str, date], int] = {}  # (card, day of session start) -> Wh
         self._ended_total: Counter[str] = Counter()
@@ -135,15 +137,19 @@ class SessionManager:
         return tuple(self._bays)
 
     # ----- start-up -----
-    def restore(self, counters: Mapping[str, int | None], now: float, wall: float) -> None:
+    def restore(
+        self, counters: Mapping[str, int | None], wall: float, now: float | None = None
+    ) -> None:
         """Reopen the sessions the ledger holds as running, with the bays' counters now.
 
         A session's energy stays `counter - counter_start`: what flowed while the daemon was
         down (a pile in failsafe keeps charging) lands on it, and nothing is added twice.
+        Without `now`, the resumed sessions' timers are anchored at the first tick.
         """
         if self._restored:
             raise SessionsError("restore() called twice")
         self._restored = True
+        at = math.nan if now is None else now
         today = self._day(wall)
         state = self._ledger.load_state(self._day_start(today))
         self._next_id = state.next_session_id
@@ -159,9 +165,9 @@ class SessionManager:
                 self._end_unknown_bay(rec, Reason.STAFF_STOP, wall)
                 continue
             if m.session is not None:  # two open sessions on one bay: keep the newest
-                self._end(m, Reason.FAULT, now, wall)
-                self._finalize(m.take_settled(now, force=True))
-            s = m.resume(rec, now, wall)
+                self._end(m, Reason.FAULT, 0.0, wall)
+                self._finalize(m.take_settled(0.0, force=True))
+            s = m.resume(rec, at, wall)
             reading = m.last_counter
             if reading is not None:
                 base = s.counter_last if s.counter_last is not None else s.counter_start
@@ -173,14 +179,16 @@ class SessionManager:
                     # The counter is behind the ledger: the device was replaced or reset.
                     # Keep what was recorded and end the session rather than guess.
                     m.counter_anomalies += 1
-                    self._end(m, Reason.FAULT, now, wall)
+                    self._end(m, Reason.FAULT, 0.0, wall)
+                    self._finalize(m.take_settled(0.0, force=True))
                     continue
-            self._checkpoint(s, now, wall)
+            self._checkpoint(s, at, wall)
+        self._unanchored = now is None
 
     # ----- the tick -----
     def on_tap(self, bay: str, uid_hex: str, now: float, wall: float) -> TapResult:
         m = self._machine(bay)
-        self._require_restored()
+        self._require_restored(now, wall)
         try:
             uid = parse_uid(uid_hex)
         except InvalidUid:
@@ -207,7 +215,7 @@ class SessionManager:
 
     def update(self, now: float, wall: float, obs: Mapping[str, BayObservation]) -> None:
         """Take every bay's observation; end the sessions a rule stops; checkpoint."""
-        self._require_restored()
+        self._require_restored(now, wall)
         for bay in obs:
             if bay not in self._bays:
                 raise UnknownBay(f"observation for unknown bay {bay!r}")
@@ -231,7 +239,7 @@ class SessionManager:
     def staff_stop(self, bay: str, now: float, wall: float) -> bool:
         """End the bay's session as `staff_stop`; False when none runs there."""
         m = self._machine(bay)
-        self._require_restored()
+        self._require_restored(now, wall)
         if m.session is None:
             return False
         self._end(m, Reason.STAFF_STOP, now, wall)
@@ -274,9 +282,16 @@ class SessionManager:
         except KeyError:
             raise UnknownBay(f"unknown bay {bay!r}") from None
 
-    def _require_restored(self) -> None:
+    def _require_restored(self, now: float, wall: float) -> None:
         if not self._restored:
             raise SessionsError("SessionManager.restore() must run before the first tick")
+        if self._unanchored:
+            self._unanchored = False
+            for m in self._bays.values():
+                s = m.session
+                if s is not None and math.isnan(s.start_now):
+                    s.start_now = now - max(0.0, wall - s.start_wall)
+                    s.last_checkpoint = now
 
     def _tap(
         self,

@@ -90,7 +90,7 @@ class Rig:
         start = (
             counters if counters is not None else {b: int(s.counter) for b, s in self.bays.items()}
         )
-        self.mgr.restore(start, self.now, self.wall)
+        self.mgr.restore(start, self.wall, self.now)
 
     def tap(self, bay: str, uid: str) -> TapResult:
         return self.mgr.on_tap(bay, uid, self.now, self.wall)

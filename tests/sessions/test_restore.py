@@ -193,9 +193,9 @@ def test_guards() -> None:
         mgr.on_tap("p/1", ALICE, 0.0, WALL0)
     with pytest.raises(UnknownBay, match="p/9"):
         mgr.on_tap("p/9", ALICE, 0.0, WALL0)
-    mgr.restore({}, 0.0, WALL0)
+    mgr.restore({}, WALL0, 0.0)
     with pytest.raises(SessionsError, match="twice"):
-        mgr.restore({}, 0.0, WALL0)
+        mgr.restore({}, WALL0, 0.0)
     with pytest.raises(UnknownBay, match="p/9"):
         mgr.staff_stop("p/9", 0.0, WALL0)
     obs = BayObservation(relay_closed=False, power_w=0.0, energy_wh=0, fault=None, emergency=False)
@@ -220,3 +220,21 @@ def test_readout_counts() -> None:
     rig.run(5)
     assert rig.mgr.lamp("p/1") is Lamp.AVAILABLE
     assert rig.tap("p/1", BOB).outcome is TapOutcome.STARTED  # one card may hold two bays
+
+
+def test_restore_without_now_anchors_the_timers_at_the_first_tick() -> None:
+    rec = open_session(start=WALL0 - 11.5 * 3600)
+    ledger = FakeLedger([Card(ALICE, "Flat 1A")], LedgerState((rec,), 8, {}))
+    mgr = SessionManager(SessionSettings(), ledger, ["p/1"])
+    mgr.restore({"p/1": 1600}, WALL0)
+    assert mgr.demand()["p/1"].credit_wh == 600
+    obs = BayObservation(
+        relay_closed=True, power_w=100.0, energy_wh=1600, fault=None, emergency=False
+    )
+    now = 5000.0
+    mgr.update(now, WALL0 + 1, {"p/1": obs})
+    while mgr.session_at("p/1") is not None:
+        now += 10
+        mgr.update(now, WALL0 + now - 5000, {"p/1": obs})
+    assert 1800 - 10 <= now - 5000 <= 1800 + 10
+    assert ledger.of(SessionEnd)[0].reason == "max_duration"
