@@ -43,6 +43,10 @@ PORT_POWER_LIMIT_RANGE = (0, 3500)  # pile.md, holding register 4
 U16_MAX = 65535  # watchdog_timeout is a u16 of seconds
 
 
+def _listed(numbers: Iterable[int]) -> str:
+    return ", ".join(str(n) for n in numbers)
+
+
 def _a(noun: str) -> str:
     return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
 
@@ -95,6 +99,8 @@ class _Range:
     def text(self) -> str:
         if self.high is None:
             return f"must be {'>' if self.low_open else '>='} {self.low:g}"
+        if self.low_open:
+            return f"must be > {self.low:g} and <= {self.high:g}"
         return f"must be in {self.low:g}..{self.high:g}"
 
 
@@ -326,16 +332,19 @@ class _Checks:
         if not phases:
             self.report(path, "at least one phase is needed")
             return False
-        for p in phases:
-            if p not in (1, 2, 3):
-                self.report(path, f"phase {p} does not exist: phases are 1, 2, 3")
-                ok = False
-            elif p not in self.supply:
-                self.report(path, f"phase {p}: the supply is single-phase (shed.phases: 1)")
-                ok = False
+        absent = [p for p in phases if p not in (1, 2, 3)]
+        if absent:
+            self.report(path, f"phase {_listed(absent)} does not exist: phases are 1, 2, 3")
+            ok = False
+        off_supply = [p for p in phases if p in (1, 2, 3) and p not in self.supply]
+        if off_supply:
+            self.report(
+                path, f"phase {_listed(off_supply)}: the supply is single-phase (shed.phases: 1)"
+            )
+            ok = False
         dups = sorted({p for p in phases if phases.count(p) > 1})
         if dups:
-            self.report(path, f"phase {', '.join(map(str, dups))} listed twice")
+            self.report(path, f"phase {_listed(dups)} listed twice")
             ok = False
         return ok
 
@@ -374,7 +383,7 @@ class _Checks:
                 if lacking:
                     self.report(
                         ppath,
-                        f"phase {', '.join(map(str, lacking))}: the parent circuit "
+                        f"phase {_listed(lacking)}: the parent circuit "
                         f"'{parent.id}' does not carry it",
                     )
         if c.meter is not None and not self.known("devices", c.meter):
@@ -442,8 +451,8 @@ class _Checks:
                 if lacking:
                     self.report(
                         ppath,
-                        f"phase {', '.join(map(str, lacking))}: circuit '{d.circuit}' does not "
-                        f"carry it (it carries {', '.join(map(str, self.phases[d.circuit]))})",
+                        f"phase {_listed(lacking)}: circuit '{d.circuit}' does not "
+                        f"carry it (it carries {_listed(self.phases[d.circuit])})",
                     )
         elif role in ("pile", "evse"):
             self.report(_join(path, "circuit"), f"missing: a {role} hangs on a circuit")
@@ -526,7 +535,7 @@ class _Checks:
             if missing:
                 self.report(
                     path,
-                    f"meter '{c.meter}' does not measure phase {', '.join(map(str, missing))} "
+                    f"meter '{c.meter}' does not measure phase {_listed(missing)} "
                     f"of circuit '{c.id}'",
                 )
         if self.left_out.get("circuits"):
