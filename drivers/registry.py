@@ -7,6 +7,7 @@ The drivers module registers its drivers and data-only register maps here (a map
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 Role = Literal["pile", "evse", "meter"]
@@ -30,3 +31,20 @@ def role_of(kind: str) -> Role:
 
 for _kind, _role in (("pile", "pile"), ("evse", "evse"), ("sdm630", "meter"), ("sdm120", "meter")):
     register_kind(_kind, _role)  # type: ignore[arg-type]
+
+
+def register_maps(directory: Path) -> None:
+    """A register map adds a kind without code: `<directory>/<kind>.yaml` naming its `role`.
+    A map for a kind registered above must agree on the role (else: registered twice)."""
+    import yaml  # noqa: PLC0415  (only here: keep `role_of` importable without YAML)
+
+    for path in sorted(directory.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        role = data.get("role") if isinstance(data, dict) else None
+        if role not in ("pile", "evse", "meter"):
+            raise ValueError(f"{path}: role must be pile, evse or meter, got {role!r}")
+        if ROLES.get(path.stem) != role:
+            register_kind(path.stem, role)
+
+
+register_maps(Path(__file__).parent / "maps")

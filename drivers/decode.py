@@ -1,0 +1,67 @@
+"""Small pure checks shared by the role decoders: every failure is a `BadValue` naming the
+device and the register."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from chargectl.drivers.errors import BadValue
+from chargectl.drivers.mapped import i16
+from chargectl.drivers.readings import Tap
+
+if TYPE_CHECKING:
+    from chargectl.drivers.bus import ModbusBus
+
+T = TypeVar("T")
+
+# Sensor range of the temperature sensors these devices carry; beyond it the sensor is broken
+# (or the register is garbage), not the socket on fire: smoke and over-temperature have their
+# own status bits.
+TEMP_MIN_C = -55.0
+TEMP_MAX_C = 155.0
+UID_LENGTHS = (4, 7, 8)
+
+
+def expect(device: str, reg: int, value: int, wanted: int, what: str) -> None:
+    if value != wanted:
+        raise BadValue(device, reg, value, f"{what} must be {wanted}")
+
+
+def in_range(device: str, reg: int, value: float, bounds: tuple[float, float], what: str) -> float:
+    lo, hi = bounds
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise BadValue(device, reg, value, f"{what} outside {lo:g}..{hi:g}")
+    return value
+
+
+def temperature(device: str, reg: int, word: int, what: str) -> float:
+    """An i16 register in 0.1 C."""
+    return in_range(device, reg, i16(word) / 10.0, (TEMP_MIN_C, TEMP_MAX_C), f"{what} (C)")
+
+
+def tap(device: str, reg: int, words: Sequence[int], max_port: int) -> Tap | None:
+    """The tap registers: seq, info (UID length << 8 | port), 4 words of UID right-aligned in
+    8 bytes. `reg` is the address of seq. None when seq is 0 (no tap since power-up)."""
+    seq, info = words[0], words[1]
+    if seq == 0:
+        return None
+    length, port = info >> 8, info & 0xFF
+    if length not in UID_LENGTHS:
+        raise BadValue(device, reg + 1, info, f"UID length {length} is not 4, 7 or 8")
+    if not 1 <= port <= max_port:
+        raise BadValue(device, reg + 1, info, f"tap port {port} outside 1..{max_port}")
+    raw = b"".join(w.to_bytes(2, "big") for w in words[2:6])
+    if any(raw[: 8 - length]):
+        raise BadValue(device, reg + 2, raw.hex(), f"a {length}-byte UID must be zero-padded")
+    return Tap(seq=seq, port=port, uid=raw[8 - length :].hex().upper())
+
+
+def reported(bus: ModbusBus, unit: int, decode: Callable[[], T]) -> T:
+    """Run a decoder; a `BadValue` is counted in the unit's health, then raised."""
+    try:
+        return decode()
+    except BadValue as err:
+        bus.report(unit, err)
+        raise
