@@ -58,13 +58,15 @@ END_REASONS: tuple[str, ...] = (
     "staff_stop",
 )
 TAP_RESULTS: tuple[str, ...] = (
-    "accepted",  # a session opened (or is waiting for capacity)
+    "started",  # a session opened (charging, or waiting for capacity)
     "stopped",  # the session's own card tapped again
     "unknown",  # rejected: no such card
     "blocked",
     "expired",
     "quota",  # rejected: the card's daily energy limit is used up
     "busy",  # rejected: another card's session runs on that bay
+    "unavailable",  # rejected: the bay is in fault or the shed in emergency
+    "invalid",  # rejected: a malformed UID
 )
 ALARM_KINDS: tuple[str, ...] = (
     "smoke",

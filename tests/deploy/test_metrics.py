@@ -61,7 +61,7 @@ def full_report(step: int = 0) -> TickReport:
         tick_duration_s=0.012,
         sessions_active=3,
         session_ends=(SessionEnd("full", 420.0),),
-        taps=("accepted", "busy"),
+        taps=("started", "busy"),
     )
 
 
@@ -250,7 +250,7 @@ def test_counters_never_decrease_and_energy_is_joules_of_the_wh_counter(
     assert value(t, "chargectl_bay_energy_joules_total", bay="pile-b/1") == (2.5 + 4.0) * 3600
     assert value(t, "chargectl_overload_events_total", circuit="main") == len(readings)
     assert value(t, "chargectl_device_errors_total", device="pile-b", error="timeout") == 8
-    assert value(t, "chargectl_card_taps_total", result="accepted") == len(readings)
+    assert value(t, "chargectl_card_taps_total", result="started") == len(readings)
     assert value(t, "chargectl_sessions_total", reason="full") == len(readings)
     assert value(t, "chargectl_session_energy_joules_count") == len(readings)
 
@@ -397,3 +397,11 @@ def test_scrapes_during_updates_see_whole_ticks(shed: Shed) -> None:
         worker.join(5)
         stop(server, thread)
     assert not failures
+
+
+def test_label_sets_match_the_sessions_module() -> None:
+    # The sessions layer names end reasons and tap outcomes; the metrics pre-create them.
+    manager = pytest.importorskip("chargectl.sessions.manager")
+    machine = pytest.importorskip("chargectl.sessions.machine")
+    assert {str(r) for r in machine.Reason} == set(END_REASONS)
+    assert {str(o) for o in manager.TapOutcome} == set(TAP_RESULTS)
