@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 MIN_OFFER_A = 6.0
 
@@ -47,10 +48,15 @@ class Car:
         """Advance by dt under `offered_a` at `volts`; returns the current per phase."""
         target = 0.0 if offered_a < MIN_OFFER_A or volts <= 0 else min(offered_a, self.accepts_a())
         tau = self.follow_s if target > self.amps else self.drop_s
-        self.amps = target + (self.amps - target) * math.exp(-dt / tau)
+        self.amps = target + (self.amps - target) * _decay(dt, tau)
         if self.amps < 0.05 and target == 0.0:
             self.amps = 0.0
         self.soc = min(
             1.0, self.soc + self.amps * self.phases * volts * dt / (self.capacity_kwh * 3.6e6)
         )
         return self.amps
+
+
+@lru_cache(maxsize=64)
+def _decay(dt: float, tau: float) -> float:
+    return math.exp(-dt / tau)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from chargectl.sim.physics.kernels import socket_step
+from chargectl.sim.physics.kernels import charge_step, socket_step
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +110,7 @@ class ChargerBank:
         self.inrush_va[i] = self.inrush_factor * p.full_w / p.power_factor
         self.stage[i] = STAGE_NONE
         self.on_s[i] = 0.0  # plugging into a live socket draws the inrush too
-        self._restage(np.array([i]))
+        self._restage(i)
 
     def unplug(self, i: int) -> None:
         self.plugged[i] = False
@@ -175,23 +175,23 @@ class ChargerBank:
         return self.amps.copy(), self.watts.copy()
 
     def charge(self, dt: float, watts: np.ndarray) -> None:
-        """Move the state of charge for `dt` seconds at `watts` (what `power` returned).
-
-        The world calls this at a slower rate than `power` (state of charge moves over hours).
-        """
-        active = self.stage == STAGE_CC
-        active |= self.stage == STAGE_CV
-        self.soc = np.minimum(self.soc + watts * dt * self.soc_per_ws * active, 1.0)
-        self._restage(np.flatnonzero(self.plugged))
-
-    def _restage(self, idx: np.ndarray) -> None:
-        soc = self.soc[idx]
-        cv = self.cv_soc[idx]
-        # In CV the current falls with what is left to fill: 1 at cv_soc, 0 when full.
-        taper = np.clip((1.0 - soc) / np.maximum(1.0 - cv, 1e-9), 0.0, 1.0)
-        floating = (taper < self.float_frac[idx]) | (self.stage[idx] == STAGE_FLOAT)
-        stage = np.where(floating, STAGE_FLOAT, np.where(soc < cv, STAGE_CC, STAGE_CV))
-        self.stage[idx] = stage
-        self.stage_w[idx] = np.where(
-            floating, self.float_w[idx], self.full_w[idx] * np.where(soc < cv, 1.0, taper)
+        """Move the state of charge for `dt` seconds at `watts` (what `step` drew) and update
+        each charger's stage. The world calls this at a slower rate than `step` (state of
+        charge moves over hours)."""
+        charge_step(
+            self.plugged,
+            watts,
+            self.soc_per_ws,
+            self.cv_soc,
+            self.float_frac,
+            self.full_w,
+            self.float_w,
+            self.soc,
+            self.stage,
+            self.stage_w,
+            dt,
         )
+
+    def _restage(self, i: int) -> None:
+        """The stage of a charger just plugged (no charge moved)."""
+        self.charge(0.0, np.zeros(self.n))

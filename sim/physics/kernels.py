@@ -104,3 +104,38 @@ def circuit_totals(  # noqa: PLR0917 (numba: positional arrays)
             total_a[a, p] = sa
             total_w[a, p] = sw
             energy_ws[a, p] += sw * dt
+
+
+@numba.njit(cache=True)
+def charge_step(  # noqa: PLR0917 (numba: positional arrays)
+    plugged: np.ndarray,  # bool[S]
+    watts: np.ndarray,  # float[S] drawn at the socket over the interval
+    soc_per_ws: np.ndarray,  # float[S] state of charge per joule at the socket
+    cv_soc: np.ndarray,  # float[S]
+    float_frac: np.ndarray,  # float[S]
+    full_w: np.ndarray,  # float[S]
+    float_w: np.ndarray,  # float[S]
+    soc: np.ndarray,  # in/out float[S]
+    stage: np.ndarray,  # in/out int8[S]: 0 none, 1 cc, 2 cv, 3 float
+    stage_w: np.ndarray,  # out float[S]: what the charger asks for in its stage
+    dt: float,
+) -> None:
+    for i in range(plugged.shape[0]):
+        if not plugged[i]:
+            continue
+        s = soc[i]
+        if stage[i] == 1 or stage[i] == 2:
+            s = min(s + watts[i] * dt * soc_per_ws[i], 1.0)
+            soc[i] = s
+        cv = cv_soc[i]
+        # In CV the current falls with what is left to fill: 1 at cv_soc, 0 when full.
+        taper = min(max((1.0 - s) / max(1.0 - cv, 1e-9), 0.0), 1.0)
+        if stage[i] == 3 or taper < float_frac[i]:
+            stage[i] = 3
+            stage_w[i] = float_w[i]
+        elif s < cv:
+            stage[i] = 1
+            stage_w[i] = full_w[i]
+        else:
+            stage[i] = 2
+            stage_w[i] = full_w[i] * taper
