@@ -33,8 +33,9 @@ from chargectl.drivers.registry import ROLES
 
 Severity = Literal["error", "warning"]
 
-# Channels of the meter kinds whose wiring the checks know (a kind missing here is not checked).
-METER_PHASES: dict[str, int] = {"sdm120": 1, "sdm630": 3}
+# Phases each meter kind measures (the `phases:` of its map in drivers/maps/). A meter kind
+# missing here is not checked. TODO: read it from the registry once it records the maps' phases.
+METER_PHASES: dict[str, int] = {"sdm120": 1, "sdm630": 3, "dtsu666": 3}
 
 MAX_PILE_PORTS = 32  # pile.md: 1 <= N <= 32
 UNIT_RANGE = (1, 247)  # Modbus serial unit ids
@@ -627,7 +628,10 @@ class _Checks:
             pile = self.devices.get(pile_id)
             if pile is None:
                 continue  # left out for its own problems
-            if ROLES.get(pile.kind) != "pile":
+            role = ROLES.get(pile.kind)
+            if role is None:
+                continue  # its unknown kind is reported at the device
+            if role != "pile":
                 self.report(bpath, f"'{pile_id}' is not a pile")
             elif not 1 <= int(port_text) <= pile.ports:
                 self.report(bpath, f"pile '{pile_id}' has ports 1..{pile.ports}, got {port_text}")

@@ -281,8 +281,9 @@ def test_problems_come_in_file_order(errors: Errors) -> None:
     text = edit(BASE, "ports: 10", "ports: 99")
     text = edit(text, "curve: C", "curve: Z")
     text = edit(text, "tick_s: 1.0", "tick_s: -1")
-    lines = [p.line for p in errors(text)]
+    lines = [p.line or 0 for p in errors(text)]
     assert lines == sorted(lines) and len(lines) == 3
+    assert lines[0] == line_of(text, "curve: Z") and lines[-1] == line_of(text, "tick_s: -1")
 
 
 def test_a_broken_entry_does_not_cascade_into_unknown_references(errors: Errors) -> None:
