@@ -1,0 +1,33 @@
+"""`chargectl energy --month YYYY-MM`: kWh per card as CSV, for billing.
+
+A session counts in the month it started (local time); a running session counts with its
+energy as of its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+
+from chargectl.sessions.staff import add_config_argument, staff_command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--month", required=True, metavar="YYYY-MM")
+
+
+@staff_command
+def run(args: argparse.Namespace) -> int:
+    from chargectl.sessions import ledger  # noqa: PLC0415
+    from chargectl.sessions.staff import kwh, month_range, open_ledger  # noqa: PLC0415
+
+    start, end = month_range(args.month)
+    with open_ledger(args, create=False) as conn:
+        rows = ledger.energy_by_card(conn, start, end)
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["card", "name", "sessions", "kwh"])
+    for r in rows:
+        out.writerow([r.card, r.name or "", r.sessions, kwh(r.energy_wh)])
+    return 0

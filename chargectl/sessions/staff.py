@@ -1,0 +1,145 @@
+"""What the staff commands (`chargectl cards`, `sessions`, `energy`) share.
+
+The config path: `-c/--config CONFIG` (before or after the action), else the environment
+variable CHARGECTL_CONFIG, else /etc/chargectl/shed.yaml (where the systemd unit reads it).
+Bad input raises `chargectl.cli.UsageError` (exit 2); a ledger that cannot be opened or
+written is a runtime failure (message, exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
+
+from chargectl.cli import UsageError
+from chargectl.config import Shed, bay_id
+from chargectl.sessions import ledger
+from chargectl.sessions.cards import parse_day
+from chargectl.sessions.errors import InvalidInput, LedgerError, UnknownCard
+
+ENV_CONFIG = "CHARGECTL_CONFIG"
+DEFAULT_CONFIG = "/etc/chargectl/shed.yaml"
+CONFIG_HELP = f"the shed config (default: ${ENV_CONFIG}, else {DEFAULT_CONFIG})"
+
+
+def add_config_argument(parser: argparse.ArgumentParser, *, top: bool = True) -> None:
+    """`--config` on the command and on each action; SUPPRESS keeps an action's absent option
+    from overwriting the command's."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="CONFIG",
+        help=CONFIG_HELP,
+        default=None if top else argparse.SUPPRESS,
+    )
+
+
+def config_path(args: argparse.Namespace) -> str:
+    return getattr(args, "config", None) or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG
+
+
+def load_config(args: argparse.Namespace) -> Shed:
+    from chargectl.configload import ConfigError, load_shed  # noqa: PLC0415 (light CLI start)
+
+    path = config_path(args)
+    try:
+        return load_shed(path)
+    except ConfigError as exc:
+        raise UsageError(f"config {path}:\n{exc}") from None
+
+
+@contextmanager
+def open_ledger(args: argparse.Namespace, *, create: bool) -> Iterator[sqlite3.Connection]:
+    conn = ledger.connect(load_config(args).ledger_path(), create=create)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def staff_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Map the sessions errors to the CLI's exits: bad input 2, ledger failure 1."""
+
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (InvalidInput, UnknownCard) as exc:
+            raise UsageError(str(exc)) from None
+        except LedgerError as exc:
+            print(f"chargectl {args.command}: {exc}", file=sys.stderr)
+            return 1
+        except sqlite3.Error as exc:
+            print(f"chargectl {args.command}: ledger: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapped
+
+
+def shed_bays(shed: Shed) -> list[str]:
+    from chargectl.drivers.registry import role_of  # noqa: PLC0415
+
+    bays: list[str] = []
+    for d in shed.devices:
+        role = role_of(d.kind)
+        if role == "pile":
+            bays.extend(bay_id(d.id, p) for p in range(1, d.ports + 1))
+        elif role == "evse":
+            bays.append(bay_id(d.id, None))
+    return bays
+
+
+# ----- dates and times, in the edge box's local time -----
+def day_start(day: date) -> float:
+    return datetime.combine(day, time(0, 0)).timestamp()
+
+
+def days_range(first: str, last: str) -> tuple[float, float]:
+    """Wall-time bounds [start of first, start of the day after last)."""
+    a, b = parse_day(first, "--from date"), parse_day(last, "--to date")
+    if b < a:
+        raise InvalidInput(f"--to {last} is before --from {first}")
+    return day_start(a), day_start(b + timedelta(days=1))
+
+
+def month_range(text: str) -> tuple[float, float]:
+    parts = text.strip().split("-")
+    if len(parts) != 2 or [len(p) for p in parts] != [4, 2] or not all(p.isdigit() for p in parts):
+        raise InvalidInput(f"month {text!r} is not YYYY-MM")
+    year, month = int(parts[0]), int(parts[1])
+    if not 1 <= month <= 12 or year < 1:
+        raise InvalidInput(f"month {text!r} is not a real month")
+    nxt = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return day_start(date(year, month, 1)), day_start(nxt)
+
+
+def iso(wall: float | None) -> str:
+    """Local time with its UTC offset, to the second; '' for None."""
+    if wall is None:
+        return ""
+    return datetime.fromtimestamp(wall).astimezone().isoformat(timespec="seconds")
+
+
+def short(wall: float | None) -> str:
+    return "" if wall is None else datetime.fromtimestamp(wall).strftime("%Y-%m-%d %H:%M")
+
+
+def kwh(wh: int) -> str:
+    return f"{wh / 1000:.3f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    return "\n".join(lines)
