@@ -175,6 +175,15 @@ def _scalar_value(node: yaml.Node) -> Any:
         return node.value
 
 
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _is_section(tp: Any) -> bool:
+    """A mapping or list type (not a plain value): left empty, it means its default."""
+    return typing.get_origin(tp) is tuple or dataclasses.is_dataclass(tp)
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -374,7 +383,12 @@ class _Converter:
                 self.problem(fpath, _line(node), f"missing key '{name}'{alt}")
                 complete = False
                 continue
-            value = self.value(pairs[name][1], hints[name], fpath)
+            value_node = pairs[name][1]
+            if name in defaults and _is_null(value_node) and _is_section(hints[name]):
+                # `control:` with everything under it commented out: the section's defaults.
+                self.lines.setdefault(fpath, _line(value_node))
+                continue
+            value = self.value(value_node, hints[name], fpath)
             if value is _BAD:
                 complete = complete and lenient and name in defaults
             else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.config import Breaker, Circuit, RtuBus, Shed, TcpBus
+from chargectl.config import Breaker, Circuit, ControlSettings, RtuBus, Shed, TcpBus
 from chargectl.configload import ConfigError, Problem, load_checked, load_shed, parse_shed
 from tests.config.cfgtext import BASE, edit, line_of, only
 
@@ -304,6 +304,18 @@ def test_anchors_and_merge_keys(write: Callable[[str], Path]) -> None:
     )
     shed = load_shed(write(text))
     assert shed.device("pile-2").phases == (2,) and shed.device("pile-2").ports == 10
+
+
+def test_an_empty_section_takes_its_defaults(write: Callable[[str], Path]) -> None:
+    text = edit(BASE, "control: {tick_s: 1.0, watchdog_s: 10}", "control:\n  # tick_s: 2.0")
+    text = edit(text, "  cars:\n    - {device: wb-1, max_a: 16}\n", "  cars:\n")
+    shed = load_shed(write(text))
+    assert shed.control == ControlSettings() and shed.sim.cars == ()
+
+
+def test_an_empty_value_is_not_a_default(errors: Errors) -> None:
+    p = only(errors(edit(BASE, "limit_a: 30", "limit_a:")), "circuits[1].limit_a")
+    assert p.message == "expected a number, got null"
 
 
 def test_loaded_objects_are_frozen(write: Callable[[str], Path]) -> None:
