@@ -69,7 +69,8 @@ class Problem:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         message = self.message if self.severity == "error" else f"warning: {self.message}"
-        return ": ".join(p for p in (where, self.path, message) if p)
+        # One line per problem, whatever a message quoted (a YAML error can span lines).
+        return ": ".join(p for p in (where, self.path, " ".join(message.split())) if p)
 
 
 def check_shed(

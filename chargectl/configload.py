@@ -143,6 +143,7 @@ class _Bad:
 _BAD = _Bad()
 
 _NONE = type(None)
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def _line(node: yaml.Node) -> int:
@@ -232,11 +233,7 @@ class _Converter:
         fields = self.mapping_fields(root, Shed, "")
         if fields is None:
             return None
-        try:
-            shed = Shed(source=source, **fields)
-        except TypeError:  # a required section is missing or broken (already reported)
-            return None
-        return shed
+        return Shed(source=source, **fields)
 
     def bus(self, node: yaml.Node, path: str) -> Bus | _Bad:
         """`{id, tcp: {host, port}, timeout_s}` or `{id, rtu: {port, baudrate, ...}}`."""
@@ -262,18 +259,15 @@ class _Converter:
         if "id" not in common:
             self.problem(_join(path, "id"), _line(node), "missing key 'id'")
             ok = False
-        if not ok or len(kinds) != 1:
+        if len(kinds) != 1:
             return _BAD
         cls: type[TcpBus] | type[RtuBus] = TcpBus if kinds[0] == "tcp" else RtuBus
         inner = self.mapping_fields(
             pairs[kinds[0]][1], cls, _join(path, kinds[0]), skip={"id", "timeout_s"}
         )
-        if inner is None:
+        if inner is None or not ok:
             return _BAD
-        try:
-            bus = cls(**common, **inner)
-        except TypeError:
-            return _BAD
+        bus = cls(**common, **inner)
         self.where[id(bus)] = path
         return bus
 
@@ -286,10 +280,13 @@ class _Converter:
         over a merged one, and only keys written twice in the mapping itself are duplicates.
         """
         if id(node) not in self._explicit:  # a node reached twice (an alias) is flattened once
-            self._explicit[id(node)] = {
-                id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"
-            }
-            self._scalars.flatten_mapping(node)
+            self._explicit[id(node)] = {id(k) for k, _ in node.value if k.tag != _MERGE}
+            try:
+                self._scalars.flatten_mapping(node)
+            except yaml.YAMLError as exc:  # `<<:` naming something that is not a mapping
+                why = getattr(exc, "problem", None) or exc
+                self.problem(path, _line(node), f"bad merge key: {why}")
+                node.value = [(k, v) for k, v in node.value if k.tag != _MERGE]
         explicit = self._explicit[id(node)]
         seen: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:

@@ -318,6 +318,12 @@ def test_an_empty_value_is_not_a_default(errors: Errors) -> None:
     assert p.message == "expected a number, got null"
 
 
+def test_a_bad_merge_key(errors: Errors) -> None:
+    text = edit(BASE, "  - id: main\n", "  - <<: 5\n    id: main\n")
+    p = only(errors(text), "circuits[0]")
+    assert p.message.startswith("bad merge key: expected a mapping") and "\n" not in str(p)
+
+
 def test_loaded_objects_are_frozen(write: Callable[[str], Path]) -> None:
     shed: Shed = load_shed(write(BASE))
     with pytest.raises(AttributeError):
