@@ -329,8 +329,8 @@ class _Converter:
 
         Outside lists (the one-off sections: control, sessions, sim, ...) a broken field with a
         default is left to its default, so the rest of the section is still checked. Inside a
-        list entry any broken field breaks the entry: a default there (a pile's `ports: 0`)
-        would only cause made-up problems further on."""
+        list entry (and in `shed`) any broken field breaks the entry: a default there (a pile's
+        `ports: 0`) would only cause made-up problems further on."""
         if not isinstance(node, yaml.MappingNode):
             self.problem(path, _line(node), f"expected a mapping, got {_describe(node)}")
             return None
@@ -346,7 +346,8 @@ class _Converter:
             for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         }
-        lenient = "[" not in path
+        # The supply's phases feed every phase check: a default there would invent problems.
+        lenient = "[" not in path and path.partition(".")[0] != "shed"
         out: dict[str, Any] = {}
         complete = True
         for short, full in shorthand.items():

@@ -318,6 +318,17 @@ def test_an_empty_value_is_not_a_default(errors: Errors) -> None:
     assert p.message == "expected a number, got null"
 
 
+def test_a_broken_supply_does_not_invent_phase_problems(errors: Errors) -> None:
+    assert [p.path for p in errors(edit(BASE, "phases: 3", "phases: 2"))] == ["shed.phases"]
+
+
+def test_a_broken_setting_is_reported_with_the_rest(errors: Errors) -> None:
+    # A broken setting takes its default for the checks that follow, so they still run.
+    text = edit(BASE, "tick_s: 1.0", "tick_s: fast")
+    text = edit(text, "ports: 10", "ports: 40")
+    assert [p.path for p in errors(text)] == ["devices[2].ports", "control.tick_s"]
+
+
 def test_a_bad_merge_key(errors: Errors) -> None:
     text = edit(BASE, "  - id: main\n", "  - <<: 5\n    id: main\n")
     p = only(errors(text), "circuits[0]")
