@@ -142,7 +142,7 @@ CSV_REQUIRED = ("uid", "name")
 def parse_cards_csv(text: str, path: str = "<csv>") -> list[Card]:
     """Every card of a CSV file, or `CardImportError` listing every bad line by number."""
     problems: list[tuple[int, str]] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     header_line = 0
     cards: list[Card] = []
