@@ -14,6 +14,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from chargectl.configload import ConfigError
+
 # name -> (module under chargectl.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check", "validate a shed config; print every problem with file, line and path"),
@@ -59,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(mod.run(args))
     except UsageError as exc:
         print(f"chargectl {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
