@@ -13,6 +13,8 @@ from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.server import BusServer
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
+from chargectl.clock import Clock
+
 PILE, EVSE, SDM630, SDM120 = 1, 21, 10, 11
 ABSENT = 99
 CLIENT_TIMEOUT_S = 0.3
@@ -30,15 +32,19 @@ class Bench:
     endpoint: str  # "127.0.0.1:PORT" or the serial link path
 
 
-def make_server(**kwargs: object) -> tuple[BusServer, PileModel, EvseModel, MeterModel, MeterModel]:
+def make_server(
+    *, baudrate: int | None = None, pace: bool = False, clock: Clock | None = None
+) -> tuple[BusServer, PileModel, EvseModel, MeterModel, MeterModel]:
+    """A 12-port pile, a 16 A 3-phase wallbox, an SDM630 and an SDM120 on one bus."""
     pile, evse = PileModel(12), EvseModel(16.0, 3)
     m3, m1 = MeterModel("sdm630"), MeterModel("sdm120")
-    server = BusServer({PILE: pile, EVSE: evse, SDM630: m3, SDM120: m1}, **kwargs)  # type: ignore[arg-type]
+    units = {PILE: pile, EVSE: evse, SDM630: m3, SDM120: m1}
+    server = BusServer(units, baudrate=baudrate, pace=pace, clock=clock)
     return server, pile, evse, m3, m1
 
 
-async def start(transport: str, tmp_path: Path, **kwargs: object) -> Bench:
-    server, pile, evse, m3, m1 = make_server(**kwargs)
+async def start(transport: str, tmp_path: Path) -> Bench:
+    server, pile, evse, m3, m1 = make_server()
     client: AsyncModbusTcpClient | AsyncModbusSerialClient
     if transport == "tcp":
         port = await server.serve_tcp("127.0.0.1", 0)
