@@ -429,7 +429,9 @@ class ModbusBus:
                 u.since = now
                 u.probes = 0
                 log.warning("%s: down after %d unanswered requests: %s", u.name, u.silent, err)
-            if not u.up:
+            if not u.up and isinstance(err, ConnectionLost):
+                u.next_probe_at = now  # the line's own backoff paces the retries, not the unit's
+            elif not u.up:
                 u.next_probe_at = now + backoff_s(
                     u.probes, self._policy.probe_base_s, self._policy.probe_max_s, self._rng
                 )

@@ -92,7 +92,7 @@ class MeterDriver:
         bus.attach(device.unit, device.id)
 
     async def read(self) -> MeterReading:
-        """Every block of the map (SDM630: 3 reads, SDM120: 4, DTSU666: 3)."""
+        """Every block of the map, in turn (an SDM630 takes 3 reads, an SDM120 4)."""
         replies = await read_blocks(self._bus, self.unit, self.map)
 
         def decode() -> MeterReading:

@@ -1,0 +1,171 @@
+"""Pure decoding of pile and wallbox register images: every field, and every kind of value
+outside physical sense refused with the device and the register named."""
+
+from __future__ import annotations
+
+import pytest
+from chargectl.drivers import evse, pile
+from chargectl.drivers.counters import CounterMemory
+from chargectl.drivers.errors import BadValue
+from chargectl.drivers.readings import FAULT_OVER_POWER, FAULT_WELDED, Tap
+
+from tests.drivers.images import evse_hot, pile_hot, with_tap
+
+
+def test_pile_hot_decodes_every_field() -> None:
+    image = pile_hot(
+        4,
+        currents_ma=[0, 2250, 63000, 15],
+        states=[0, 0b11, 0b01 | (FAULT_OVER_POWER << 8), 0b10 | (FAULT_WELDED << 8)],
+        status=0b10101,
+        watchdog=7,
+    )
+    image = with_tap(image, 9, 3, bytes.fromhex("04a1b2c3d4e5f6"))
+    hot = pile.decode_hot("pile-a", 4, image[: pile.hot_count(4)])
+    assert (hot.failsafe, hot.smoke, hot.over_temp, hot.supply_fault, hot.estop) == (
+        True, False, True, False, True,
+    )  # fmt: skip
+    assert hot.alarm == "estop"
+    assert hot.temperature_c == pytest.approx(25.3) and hot.voltage_v == pytest.approx(220.1)
+    assert hot.tap == Tap(seq=9, port=3, uid="04A1B2C3D4E5F6")
+    assert hot.watchdog_remaining_s == 7
+    assert hot.current_a == pytest.approx((0.0, 2.25, 63.0, 0.015))
+    assert hot.pile_current_a == pytest.approx(65.26)
+    assert hot.relay_closed == (False, True, True, False)
+    assert hot.load_present == (False, True, False, True)
+    assert hot.fault == (0, 0, FAULT_OVER_POWER, FAULT_WELDED)
+
+
+def test_pile_hot_read_is_one_request_that_covers_what_n_needs() -> None:
+    assert pile.hot_count(1) == 49 and pile.hot_count(20) == 68 and pile.hot_count(32) == 80
+
+
+@pytest.mark.parametrize(
+    ("uid", "expected"),
+    [
+        (bytes.fromhex("deadbeef"), "DEADBEEF"),
+        (bytes.fromhex("0102030405060708"), "0102030405060708"),
+        (bytes.fromhex("00000001"), "00000001"),  # leading zero bytes inside the UID are kept
+    ],
+)
+def test_tap_uid_lengths(uid: bytes, expected: str) -> None:
+    hot = pile.decode_hot("p", 2, with_tap(pile_hot(2), 1, 2, uid)[:50])
+    assert hot.tap is not None and hot.tap.uid == expected and hot.tap.port == 2
+
+
+def test_no_tap_yet_is_none() -> None:
+    assert pile.decode_hot("p", 2, pile_hot(2)[:50]).tap is None
+
+
+def _broken_uid_padding() -> list[int]:
+    image = with_tap(pile_hot(4), 3, 1, bytes.fromhex("a1b2c3d4"))
+    image[8] = 0x0100  # a stray byte left of a 4-byte UID
+    return image
+
+
+@pytest.mark.parametrize(
+    ("image", "register", "why"),
+    [
+        (pile_hot(4, model=0x4556), 0, "model id"),
+        (pile_hot(4, version=2), 1, "protocol version"),
+        (pile_hot(4, port_count=12), 2, "port count"),
+        (pile_hot(4, currents_ma=[0, 63001, 0, 0]), 17, "port 2 current"),
+        (pile_hot(4, currents_ma=[0, 0, 0, 0xFFFF]), 19, "port 4 current"),
+        (pile_hot(4, pile_current=0xFFFF), 13, "pile current"),
+        (pile_hot(4, states=[0, 0, 5 << 8, 0]), 50, "unknown fault 5"),
+        (pile_hot(4, states=[0xFFFF, 0, 0, 0]), 48, "unknown fault 255"),
+        (pile_hot(4, temp=0x7FFF), 4, "cabinet temperature"),
+        (pile_hot(4, temp=0x8000), 4, "cabinet temperature"),
+        (pile_hot(4, voltage=6000), 5, "supply voltage"),
+        (with_tap(pile_hot(4), 1, 5, b"\x01\x02\x03\x04"), 7, "tap port 5"),
+        (with_tap(pile_hot(4), 1, 0, b"\x01\x02\x03\x04"), 7, "tap port 0"),
+        (with_tap(pile_hot(4), 1, 1, b"\x01\x02\x03\x04\x05"), 7, "UID length 5"),
+        (_broken_uid_padding(), 8, "zero-padded"),
+    ],
+)
+def test_pile_hot_refuses_nonsense(image: list[int], register: int, why: str) -> None:
+    with pytest.raises(BadValue, match=why) as info:
+        pile.decode_hot("pile-a", 4, image[:52])
+    assert info.value.register == register
+    assert str(info.value).startswith(f"pile-a register {register}:")
+
+
+def test_pile_slow_decodes_energy_power_and_temperatures() -> None:
+    energy = [0, 10, 1, 0, 0xFFFF, 0xFFFF]  # 10, 65536, 2**32 - 1 Wh
+    slow = pile.decode_slow("p", 3, energy, [0, 450, 1999], [200, 0xFFF6, 650])
+    assert slow.energy_wh == (10, 65536, 2**32 - 1)
+    assert slow.power_w == (0, 450, 1999)
+    assert slow.temperature_c == pytest.approx((20.0, -1.0, 65.0))
+
+
+@pytest.mark.parametrize(
+    ("power", "temps", "register"),
+    [([0, 20001], [0, 0], 201), ([0, 0], [0, 1600], 241), ([0, 0], [0xFC00, 0], 240)],
+)
+def test_pile_slow_refuses_nonsense(power: list[int], temps: list[int], register: int) -> None:
+    with pytest.raises(BadValue) as info:
+        pile.decode_slow("p", 2, [0, 0, 0, 0], power, temps)
+    assert info.value.register == register
+
+
+def test_counters_wrap_forward_and_catch_backwards_once() -> None:
+    mem = CounterMemory("pile-a")
+    mem.check({100: 2**32 - 5, 102: 7})
+    mem.check({100: 3, 102: 7})  # wrapped: 8 Wh forward
+    with pytest.raises(BadValue, match="backwards from 7") as info:
+        mem.check({100: 4, 102: 6})
+    assert info.value.register == 102
+    mem.check({100: 5, 102: 6})  # reported once, then followed (a reset counter)
+    mem.check({100: 5, 102: 8})
+
+
+def test_float_counter_backwards() -> None:
+    mem = CounterMemory("m")
+    mem.check_float(72, 10.5)
+    mem.check_float(72, 10.5)
+    with pytest.raises(BadValue, match="backwards"):
+        mem.check_float(72, 10.4)
+
+
+def test_evse_hot_decodes_every_field() -> None:
+    image = evse_hot(status=0b1001, watchdog=4)
+    image[14], image[15] = 2, (7 << 8) | 1
+    image[16:20] = [0x0001, 0x0203, 0x0405, 0x0607]
+    hot = evse.decode_hot("wb-1", 3, image)
+    assert hot.cp_state == 3 and hot.cp_letter == "C" and hot.charging and hot.vehicle_connected
+    assert hot.failsafe and hot.contactor_welded and not hot.rcd_trip and not hot.over_temp
+    assert hot.faulted
+    assert hot.current_a == pytest.approx((10.0, 10.1, 9.9))
+    assert hot.power_w == 6600 and hot.energy_wh == 65536 + 0x2345
+    assert hot.temperature_c == pytest.approx(31.2)
+    assert hot.phases == 3 and hot.hw_max_current_a == pytest.approx(16.0)
+    assert hot.tap == Tap(seq=2, port=1, uid="01020304050607")
+    assert hot.watchdog_remaining_s == 4
+
+
+@pytest.mark.parametrize(
+    ("regs", "register", "why"),
+    [
+        ({"model": 0x4350}, 0, "model id"),
+        ({"cp_state": 0}, 2, "cp_state"),
+        ({"cp_state": 7}, 2, "cp_state"),
+        ({"l2": 10001}, 5, "L2 current"),
+        ({"phases": 2}, 12, "1 or 3"),
+        ({"phases": 1}, 12, "config wires 3"),
+        ({"hw_max": 0xFFFF}, 13, "hardware maximum"),
+        ({"hw_max": 50}, 13, "hardware maximum"),
+        ({"power_hi": 2, "power_lo": 0}, 7, "power"),
+        ({"temp": 0x9000}, 11, "temperature"),
+        ({"tap_seq": 1, "tap_info": (4 << 8) | 2}, 15, "tap port 2"),
+    ],
+)
+def test_evse_hot_refuses_nonsense(regs: dict[str, int], register: int, why: str) -> None:
+    with pytest.raises(BadValue, match=why) as info:
+        evse.decode_hot("wb-1", 3, evse_hot(**regs))
+    assert info.value.register == register
+
+
+def test_evse_setpoint_rounds_down() -> None:
+    assert evse.deci_amps(6.0) == 60
+    assert evse.deci_amps(10.29) == 102
+    assert evse.deci_amps(15.999) == 159

@@ -1,0 +1,235 @@
+"""Register maps as data: parsing, batching, the generic meter over SDM630 / SDM120 / DTSU666
+images, validation, and the registry + factory choosing drivers by kind."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chargectl.drivers.bus import ModbusBus
+from chargectl.drivers.errors import BadValue, ConfigError
+from chargectl.drivers.evse import EvseDriver
+from chargectl.drivers.factory import make_driver
+from chargectl.drivers.mapped import (
+    Quantity,
+    decode_value,
+    load_map,
+    parse_map,
+    plan_blocks,
+    shipped_maps,
+)
+from chargectl.drivers.meter import MeterDriver
+from chargectl.drivers.pile import PileDriver
+from chargectl.drivers.registry import role_of
+
+from chargectl.clock import VirtualClock
+from chargectl.config import Device, TcpBus
+from tests.drivers.fakes import Image, ScriptedClient, f32_words, run_virtual
+from tests.drivers.images import sdm_image
+
+UNIT = 10
+
+
+def meter_on(
+    kind: str, image: Image, phases: tuple[int, ...] = (1, 2, 3)
+) -> tuple[MeterDriver, ScriptedClient, VirtualClock]:
+    clock = VirtualClock()
+    client = ScriptedClient({UNIT: image})
+    bus = ModbusBus(TcpBus("l", "127.0.0.1", 1), clock, client_factory=lambda: client)
+    device = Device("m", kind, "l", UNIT, None, phases)
+    driver = make_driver(device, bus)
+    assert isinstance(driver, MeterDriver)
+    return driver, client, clock
+
+
+def dtsu_image(v: float, a: float, w: float, hz: float, kwh: float) -> Image:
+    """Holding registers of a DTSU666 in its raw units (0.1 V, mA, 0.1 W, 0.01 Hz, kWh)."""
+    regs: dict[int, int] = {}
+
+    def put(addr: int, value: float) -> None:
+        regs[addr], regs[addr + 1] = f32_words(value)
+
+    for ch in range(3):
+        put(0x2006 + 2 * ch, v * 10)
+        put(0x200C + 2 * ch, a * 1000)
+        put(0x2014 + 2 * ch, w * 10)
+    put(0x2012, 3 * w * 10)
+    put(0x2044, hz * 100)
+    put(0x401E, kwh)
+    return Image(holding=regs)
+
+
+def test_shipped_maps_batch_into_few_reads() -> None:
+    maps = shipped_maps()
+    assert set(maps) >= {"sdm630", "sdm120", "dtsu666"}
+    assert [(b.table, b.address, b.count) for b in maps["sdm630"].blocks] == [
+        ("input", 0, 18), ("input", 52, 2), ("input", 70, 4),
+    ]  # fmt: skip
+    assert [(b.address, b.count) for b in maps["sdm120"].blocks] == [
+        (0, 2), (6, 2), (12, 2), (70, 4),
+    ]  # fmt: skip
+    assert [(b.table, b.address, b.count) for b in maps["dtsu666"].blocks] == [
+        ("holding", 0x2006, 20), ("holding", 0x2044, 2), ("holding", 0x401E, 2),
+    ]  # fmt: skip
+
+
+def test_a_map_file_alone_registers_a_meter_kind() -> None:
+    assert role_of("dtsu666") == "meter"
+    assert role_of("sdm630") == "meter" and role_of("pile") == "pile"
+    code = Path(__file__).parents[2] / "drivers"
+    assert not [p.name for p in code.glob("*.py") if "dtsu" in p.read_text().lower()]
+    assert "chint" in shipped_maps()["dtsu666"].source.lower()  # the map cites its source
+
+
+def test_plan_blocks_gap_and_size_limits() -> None:
+    def q(name: str, addr: int, vtype: Any = "f32") -> Quantity:
+        return Quantity(name, addr, "input", vtype, 1.0, "big")
+
+    qs = [q("a", 0), q("b", 2), q("c", 6), q("d", 200, "u16"), q("e", 201, "u16")]
+    assert [(b.address, b.count) for b in plan_blocks(qs, 0)] == [(0, 4), (6, 2), (200, 2)]
+    assert [(b.address, b.count) for b in plan_blocks(qs, 2)] == [(0, 8), (200, 2)]
+    many = [q(f"x{i}", 2 * i) for i in range(100)]  # 200 contiguous registers
+    assert [(b.address, b.count) for b in plan_blocks(many, 0)] == [(0, 124), (124, 76)]
+
+
+@pytest.mark.parametrize(
+    ("words", "vtype", "order", "value"),
+    [
+        ([0xFFFF], "i16", "big", -1),
+        ([0xFFFF], "u16", "big", 65535),
+        ([0x0001, 0x0002], "u32", "big", 65538),
+        ([0x0002, 0x0001], "u32", "little", 65538),
+        ([0xFFFF, 0xFFFE], "i32", "big", -2),
+        ([*f32_words(-12.5)], "f32", "big", -12.5),
+        ([*reversed(f32_words(230.25))], "f32", "little", 230.25),
+    ],
+)
+def test_decode_value(words: list[int], vtype: Any, order: Any, value: float) -> None:
+    assert decode_value(words, vtype, order) == value
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"role": "meter", "quantities": {}}, "kind: required"),
+        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0}}}, "a.type"),
+        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": -1, "type": "u16"}}},
+         "a.address"),
+        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "f64"}}},
+         "a.type"),
+        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "u16",
+                                                             "table": "coil"}}}, "a.table"),
+        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "u16",
+                                                             "scale": 0}}}, "a.scale"),
+        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "f32"},
+                                                       "b": {"address": 1, "type": "u16"}}},
+         "overlaps a"),
+        ({"kind": "x", "role": "meter", "colour": "red", "quantities": {}}, "unknown keys"),
+        ({"kind": "x", "role": "meter", "phases": 2, "quantities": {}}, "phases"),
+    ],
+)  # fmt: skip
+def test_parse_map_names_the_file_and_field(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_map(data, "maps/x.yaml")
+    assert str(info.value).startswith("maps/x.yaml:")
+
+
+def test_load_map_requires_kind_to_match_the_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "mymeter.yaml"
+    path.write_text("kind: other\nrole: meter\nquantities: {a: {address: 0, type: u16}}\n")
+    with pytest.raises(ConfigError, match="must match the file name"):
+        load_map(path)
+
+
+async def test_sdm630_reading() -> None:
+    image = Image(
+        input=sdm_image([230.1, 231, 229], [10.5, 0, 3.25], [2400, 0, -50], hz=49.98, kwh=10.5)
+    )
+    meter, client, clock = meter_on("sdm630", image)
+    r = await run_virtual(clock, meter.read())
+    assert r.volts == pytest.approx((230.1, 231, 229), abs=1e-4)
+    assert r.amps == pytest.approx((10.5, 0, 3.25))
+    assert r.watts == pytest.approx((2400, 0, -50))
+    assert r.total_w == pytest.approx(2350) and r.hz == pytest.approx(49.98, abs=1e-4)
+    assert r.import_kwh == pytest.approx(10.5)
+    assert len(client.sent) == 3 and set(client.functions()) == {4}
+
+
+async def test_sdm120_total_is_its_one_channel() -> None:
+    image = Image(input=sdm_image([228.0], [4.5], [1000.0]))
+    meter, client, clock = meter_on("sdm120", image, phases=(2,))
+    r = await run_virtual(clock, meter.read())
+    assert r.amps == pytest.approx((4.5,)) and r.total_w == pytest.approx(1000.0)
+    assert len(client.sent) == 4
+
+
+async def test_dtsu666_is_served_from_data_alone_with_scales_and_holding_reads() -> None:
+    meter, client, clock = meter_on("dtsu666", dtsu_image(231.5, 12.25, 2800.0, 50.01, 4321.0))
+    r = await run_virtual(clock, meter.read())
+    assert r.volts == pytest.approx((231.5,) * 3, abs=1e-3)
+    assert r.amps == pytest.approx((12.25,) * 3, abs=1e-4)
+    assert r.watts == pytest.approx((2800.0,) * 3, abs=1e-2)
+    assert r.total_w == pytest.approx(8400.0, abs=1e-1)
+    assert r.hz == pytest.approx(50.01, abs=1e-4) and r.import_kwh == pytest.approx(4321.0)
+    assert client.functions() == [3, 3, 3]
+
+
+async def test_meter_channels_follow_the_config_phases() -> None:
+    image = Image(input=sdm_image([230, 231, 229], [1, 2, 3], [10, 20, 30]))
+    meter, _client, clock = meter_on("sdm630", image, phases=(3,))
+    r = await run_virtual(clock, meter.read())
+    assert r.amps == (1.0,) and r.total_w == pytest.approx(60)
+
+
+@pytest.mark.parametrize(
+    ("broken", "register", "why"),
+    [
+        ({"amps": [1, -0.5, 1]}, 8, "current_l2"),
+        ({"amps": [2000.5, 1, 1]}, 6, "current_l1"),
+        ({"amps": [math.nan, 1, 1]}, 6, "not a finite number"),
+        ({"volts": [math.inf, 230, 230]}, 0, "not a finite number"),
+        ({"volts": [230, 1200, 230]}, 2, "voltage_l2"),
+        ({"hz": -1.0}, 70, "frequency"),
+        ({"kwh": -3.0}, 72, "import_energy"),
+    ],
+)
+async def test_meter_refuses_nonsense(broken: dict[str, Any], register: int, why: str) -> None:
+    values: dict[str, Any] = {"volts": [230] * 3, "amps": [1] * 3, "watts": [200] * 3}
+    values.update(broken)
+    image = Image(input=sdm_image(**values))
+    meter, _client, clock = meter_on("sdm630", image)
+    with pytest.raises(BadValue, match=why) as info:
+        await run_virtual(clock, meter.read())
+    assert info.value.register == register and info.value.device == "m"
+
+
+async def test_meter_energy_going_backwards_is_a_bad_value() -> None:
+    image = Image(input=sdm_image([230], [1], [200], kwh=100.0))
+    meter, _client, clock = meter_on("sdm120", image, phases=(1,))
+    await run_virtual(clock, meter.read())
+    image.input.update(sdm_image([230], [1], [200], kwh=99.0))
+    with pytest.raises(BadValue, match="backwards"):
+        await run_virtual(clock, meter.read())
+    assert meter._bus.health(UNIT).errors == {"BadValue": 1}  # counted in the unit's health
+
+
+def test_make_driver_by_kind_and_its_errors() -> None:
+    clock = VirtualClock()
+    client = ScriptedClient({})
+    bus = ModbusBus(TcpBus("l", "127.0.0.1", 1), clock, client_factory=lambda: client)
+    assert isinstance(
+        make_driver(Device("p", "pile", "l", 1, "c", (1,), ports=12), bus), PileDriver
+    )
+    assert isinstance(make_driver(Device("w", "evse", "l", 2, "c", (1, 2, 3)), bus), EvseDriver)
+    with pytest.raises(ConfigError, match=r"unknown kind 'sdm999'; known: dtsu666, evse, pile"):
+        make_driver(Device("x", "sdm999", "l", 3, None, (1,)), bus)
+    with pytest.raises(ConfigError, match="not 'l'"):
+        make_driver(Device("x", "sdm630", "other", 3, None, (1,)), bus)
+    with pytest.raises(ConfigError, match="a sdm120 has 1"):
+        make_driver(Device("x", "sdm120", "l", 4, None, (1, 2, 3)), bus)
+    with pytest.raises(ConfigError, match=r"ports must be 1\.\.32"):
+        make_driver(Device("x", "pile", "l", 5, "c", (1,), ports=0), bus)
+    with pytest.raises(ConfigError, match="already p"):
+        make_driver(Device("q", "pile", "l", 1, "c", (1,), ports=4), bus)
