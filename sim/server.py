@@ -89,6 +89,7 @@ class BusServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._links: list[PtyLink] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[object]] = set()  # one per TCP connection
 
     # ------------------------------------------------------------------ one request
     async def answer(self, unit: int, pdu: bytes) -> bytes | None:
@@ -127,6 +128,9 @@ class BusServer:
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             while True:
                 header = await reader.readexactly(MBAP.size)
@@ -148,6 +152,8 @@ class BusServer:
             return  # the client went away
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._handlers.discard(task)
             writer.close()
 
     # ------------------------------------------------------------------ RTU
@@ -206,6 +212,12 @@ class BusServer:
             server.close()
         for writer in list(self._writers):
             writer.close()
+        # Closing a connection ends its handler (end of stream). Let them end rather than
+        # cancel them: Python 3.11's stream callback logs a cancelled handler as an error.
+        if self._handlers:
+            _, stuck = await asyncio.wait(list(self._handlers), timeout=1.0)
+            for task in stuck:
+                task.cancel()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
