@@ -1,0 +1,300 @@
+"""The vocabulary that drives the simulator: one table, used by the control API and scenarios.
+
+An action is a mapping `{"do": NAME, ...params}`. Each row of `ACTIONS` names its parameters
+(type, default; no default = required) and the function that carries it out, so a new action is
+one row, and the API, the scenario checker and docs/simulator.md all see the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chargectl.sim.world import WorldError
+
+if TYPE_CHECKING:
+    from chargectl.sim.runner import Simulator
+
+
+class ActionError(ValueError):
+    """A bad action: names the action, the parameter and what was wrong."""
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    kind: type | tuple[type, ...]
+    default: Any = REQUIRED
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    params: tuple[Param, ...]
+    run: Callable[[Simulator, dict[str, Any]], Any]
+    help: str
+
+
+def _uid(text: str) -> bytes:
+    try:
+        uid = bytes.fromhex(text.replace(":", "").replace(" ", ""))
+    except ValueError:
+        raise ActionError(f"uid: hex bytes expected (e.g. 04a1b2c3), got {text!r}") from None
+    if len(uid) not in (4, 7, 8):
+        raise ActionError(f"uid: a card UID has 4, 7 or 8 bytes, got {len(uid)}")
+    return uid
+
+
+def _plug(sim: Simulator, p: dict[str, Any]) -> None:
+    w = sim.world
+    if p["bay"] in w.wallboxes:
+        w.plug_car(
+            p["bay"],
+            max_a=p["max_a"],
+            phases=p["phases"],
+            soc=p["soc"],
+            capacity_kwh=p["capacity_kwh"],
+        )
+    else:
+        w.plug_charger(p["bay"], p["profile"], p["soc"])
+
+
+def _faults(sim: Simulator, device: str) -> Any:
+    try:
+        return sim.faults[device]
+    except KeyError:
+        raise ActionError(f"device {device!r}: no such device") from None
+
+
+def _set_fault(field: str) -> Callable[[Simulator, dict[str, Any]], None]:
+    def run(sim: Simulator, p: dict[str, Any]) -> None:
+        setattr(_faults(sim, p["device"]), field, p["value"])
+
+    return run
+
+
+def _delay(sim: Simulator, p: dict[str, Any]) -> None:
+    if p["seconds"] < 0:
+        raise ActionError("delay.seconds: must be >= 0")
+    _faults(sim, p["device"]).delay_s = float(p["seconds"])
+
+
+def _exception(sim: Simulator, p: dict[str, Any]) -> None:
+    code = p["code"]
+    if code is not None and not 1 <= code <= 255:
+        raise ActionError(f"exception.code: a Modbus exception code is 1..255, got {code}")
+    _faults(sim, p["device"]).exception = code
+
+
+def _garbage(sim: Simulator, p: dict[str, Any]) -> None:
+    f = _faults(sim, p["device"])
+    addr, value = p["addr"], p["value"]
+    if not 0 <= addr <= 0xFFFF:
+        raise ActionError(f"garbage.addr: 0..65535, got {addr}")
+    if value is None:
+        f.garbage.pop(addr, None)
+    elif not 0 <= value <= 0xFFFF:
+        raise ActionError(f"garbage.value: a register holds 0..65535, got {value}")
+    else:
+        f.garbage[addr] = value
+
+
+def _evse_rcd(sim: Simulator, p: dict[str, Any]) -> None:
+    wb = sim.world.wallboxes.get(p["device"])
+    if wb is None:
+        raise ActionError(f"rcd.device: no wallbox {p['device']!r}")
+    wb.model.set_faults(rcd=p["on"])
+
+
+_NUM = (int, float)
+_OPT_INT = (int, type(None))
+ROWS: tuple[Action, ...] = (
+    Action(
+        "plug",
+        (
+            Param("bay", str, help="<pile>/<port>, or a wallbox id (plugs a car)"),
+            Param("profile", str, "li48", "charger profile (sockets)"),
+            Param("soc", _NUM, 0.2, "state of charge 0..1"),
+            Param("max_a", _NUM, 16.0, "car: its own maximum current"),
+            Param("phases", int, 3, "car: 1 or 3"),
+            Param("capacity_kwh", _NUM, 40.0, "car: battery size"),
+        ),
+        _plug,
+        "plug a charger into a socket, or a car into a wallbox",
+    ),
+    Action(
+        "unplug",
+        (Param("bay", str),),
+        lambda s, p: s.world.unplug(p["bay"]),
+        "unplug the charger / appliance, or the car",
+    ),
+    Action(
+        "tap",
+        (Param("bay", str), Param("uid", str, help="hex, 4, 7 or 8 bytes")),
+        lambda s, p: s.world.tap(p["bay"], _uid(p["uid"])),
+        "a card tapped at a socket or wallbox",
+    ),
+    Action(
+        "load",
+        (Param("circuit", str), Param("amps", list, help="one value per phase of the circuit")),
+        lambda s, p: s.world.set_load_step(p["circuit"], [float(a) for a in p["amps"]]),
+        "unmanaged load step on a circuit (replaces its previous step; [0] removes it)",
+    ),
+    Action(
+        "heater",
+        (Param("bay", str), Param("watts", _NUM, 2000.0)),
+        lambda s, p: s.world.set_appliance(p["bay"], float(p["watts"])),
+        "an appliance on a socket (resistive; 0 removes it)",
+    ),
+    Action(
+        "hot",
+        (Param("bay", str), Param("extra_c", _NUM, 60.0)),
+        lambda s, p: s.world.set_socket_hot(p["bay"], float(p["extra_c"])),
+        "socket over-temperature: a bad contact running extra_c above normal (0 heals it)",
+    ),
+    Action(
+        "welded",
+        (Param("bay", str), Param("on", bool, True)),
+        lambda s, p: s.world.set_welded(p["bay"], p["on"]),
+        "relay contacts stuck closed",
+    ),
+    Action(
+        "short",
+        (Param("bay", str),),
+        lambda s, p: s.world.set_short(p["bay"]),
+        "short circuit / port fuse blown (fault 4)",
+    ),
+    Action(
+        "smoke",
+        (Param("device", str), Param("on", bool, True)),
+        lambda s, p: s.world.set_pile_inputs(p["device"], smoke=p["on"]),
+        "smoke alarm input of a pile",
+    ),
+    Action(
+        "estop",
+        (Param("device", str), Param("on", bool, True)),
+        lambda s, p: s.world.set_pile_inputs(p["device"], estop=p["on"]),
+        "emergency stop input of a pile (opens every relay)",
+    ),
+    Action(
+        "cabinet",
+        (Param("device", str), Param("extra_c", _NUM, 50.0)),
+        lambda s, p: s.world.set_cabinet_extra(p["device"], float(p["extra_c"])),
+        "pile cabinet temperature above normal (>= 70 C sets the pile's over-temperature bit)",
+    ),
+    Action(
+        "rcd",
+        (Param("device", str), Param("on", bool, True)),
+        _evse_rcd,
+        "residual-current trip of a wallbox",
+    ),
+    Action(
+        "meter_frozen",
+        (Param("device", str), Param("on", bool, True)),
+        lambda s, p: s.world.set_meter_frozen(p["device"], p["on"]),
+        "the meter keeps serving its last values",
+    ),
+    Action(
+        "meter_gone",
+        (Param("device", str), Param("on", bool, True)),
+        lambda s, p: setattr(_faults(s, p["device"]), "silent", p["on"]),
+        "the meter stops answering (same as silent)",
+    ),
+    Action(
+        "silent",
+        (Param("device", str), Param("value", bool, True)),
+        _set_fault("silent"),
+        "the device does not answer at all",
+    ),
+    Action(
+        "delay",
+        (Param("device", str), Param("seconds", _NUM)),
+        _delay,
+        "the device answers this late (0 ends it)",
+    ),
+    Action(
+        "exception",
+        (Param("device", str), Param("code", _OPT_INT, 4)),
+        _exception,
+        "the device answers every request with this exception code (null ends it)",
+    ),
+    Action(
+        "garbage",
+        (Param("device", str), Param("addr", int), Param("value", _OPT_INT)),
+        _garbage,
+        "serve a raw value at an input-register address (null ends it)",
+    ),
+    Action(
+        "supply_v",
+        (Param("volts", _NUM),),
+        lambda s, p: s.world.set_supply_voltage(float(p["volts"])),
+        "supply voltage (0: a supply outage)",
+    ),
+    Action(
+        "breaker_reset",
+        (Param("circuit", str),),
+        lambda s, p: s.world.reset_breaker(p["circuit"]),
+        "close a tripped breaker again",
+    ),
+)
+ACTIONS: dict[str, Action] = {a.name: a for a in ROWS}
+
+
+def check(action: Mapping[str, Any], where: str = "action") -> tuple[Action, dict[str, Any]]:
+    """Validate an action mapping: (the row, its parameters with defaults filled in)."""
+    if not isinstance(action, Mapping):
+        raise ActionError(f"{where}: a mapping with 'do' expected, got {type(action).__name__}")
+    name = action.get("do")
+    if name not in ACTIONS:
+        raise ActionError(
+            f"{where}.do: unknown action {name!r}; known: {', '.join(sorted(ACTIONS))}"
+        )
+    row = ACTIONS[name]
+    known = {p.name for p in row.params}
+    extra = sorted(set(action) - known - {"do", "at"})
+    if extra:
+        raise ActionError(
+            f"{where}: unknown parameter(s) {', '.join(extra)} for {name!r}; "
+            f"it takes: {', '.join(sorted(known)) or 'nothing'}"
+        )
+    params: dict[str, Any] = {}
+    for p in row.params:
+        if p.name in action:
+            value = action[p.name]
+            ok = isinstance(value, p.kind) and not (
+                isinstance(value, bool) and bool not in _kinds(p.kind)
+            )
+            if not ok:
+                raise ActionError(f"{where}.{p.name}: {_kind_name(p.kind)} expected, got {value!r}")
+            params[p.name] = value
+        elif p.default is REQUIRED:
+            raise ActionError(f"{where}.{p.name}: required by {name!r}")
+        else:
+            params[p.name] = p.default
+    return row, params
+
+
+def apply(sim: Simulator, action: Mapping[str, Any], where: str = "action") -> None:
+    """Check and carry out one action; every failure is an ActionError naming where."""
+    row, params = check(action, where)
+    try:
+        row.run(sim, params)
+    except ActionError as exc:
+        raise ActionError(f"{where} ({row.name}): {exc}") from None
+    except (WorldError, ValueError, KeyError) as exc:
+        msg = exc.args[0] if exc.args else str(exc)
+        raise ActionError(f"{where} ({row.name}): {msg}") from None
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {"NoneType": "null", "int": "integer", "float": "number", "str": "string"}
+    return " or ".join(names.get(k.__name__, k.__name__) for k in _kinds(kind))
