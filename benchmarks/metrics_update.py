@@ -1,7 +1,7 @@
 """Cost of the metrics on the control loop, for a campus-sized shed (10 piles x 20 sockets,
 2 wallboxes, 3 three-phase circuits), printed as JSON lines.
 
-- build_report: turning per-tick arrays (what the control core produces) into a TickReport;
+- tick_report: turning one tick of the control core's arrays into a TickReport;
 - update: ShedMetrics.update for that report (what the tick pays);
 - render: one whole exposition (what a scrape costs the scrape thread), with its series count;
 - loop_lag: while a thread scrapes as fast as it can, how late a 0.25 s asyncio tick wakes.
@@ -21,17 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from chargectl.config import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus, bay_id
-from chargectl.metrics import (
-    BAY_STATES,
-    BayReport,
-    BuildInfo,
-    CircuitReport,
-    DeviceReport,
-    ShedMetrics,
-    TickReport,
-    stop,
-)
+from chargectl.config import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
+from chargectl.control.layout import Layout, build_layout
+from chargectl.control.observe import Decision, Observation
+from chargectl.metrics import BAY_STATES, BuildInfo, ShedMetrics, TickReport, stop, tick_report
 
 ROUNDS = 2000
 
@@ -60,32 +53,52 @@ def campus() -> Shed:
     )
 
 
+def tick_arrays(layout: Layout, rng: np.random.Generator) -> tuple[Observation, Decision]:
+    """One tick of the control core's arrays, as ControlCore.step returns them."""
+    b, c = layout.n_bays, layout.n_circuits
+    obs = Observation.empty(layout)
+    obs.bay_up[:] = True
+    obs.bay_current_a[:] = rng.uniform(0, 2.5, b)
+    decision = Decision(
+        relay_on=obs.bay_current_a > 0.5,
+        setpoint_a=np.where(obs.bay_current_a > 0.5, 2.5, 0.0),
+        circuit_current_a=rng.uniform(0, 40, (c, 3)),
+        limit_a=layout.limit_a.copy(),
+        planned_a=rng.uniform(0, 40, (c, 3)),
+        binding=np.zeros((c, 3), dtype=np.bool_),
+        infeasible=np.zeros((c, 3), dtype=np.bool_),
+        overloaded=np.zeros(c, dtype=np.bool_),
+        new_overloads=np.zeros(c, dtype=np.bool_),
+        thermal_ratio=np.full(c, 0.3),
+        unmanaged_a=np.zeros((c, 3)),
+        bay_state=tuple(BAY_STATES[i] for i in rng.integers(0, len(BAY_STATES), b)),
+        failsafe_mask={},
+        welded=np.zeros(b, dtype=np.bool_),
+        alarm=None,
+    )
+    return obs, decision
+
+
 def build_report(
-    shed: Shed, bays: list[str], rng: np.random.Generator, tick: int, energy: np.ndarray
+    layout: Layout,
+    device_up: dict[str, bool],
+    arrays: tuple[Observation, Decision],
+    tick: int,
+    energy: np.ndarray,
 ) -> TickReport:
-    n = len(bays)
-    current = rng.uniform(0, 2.5, n)
-    setpoint = np.where(current > 0.5, 2.5, 0.0)
-    state_idx = rng.integers(0, len(BAY_STATES), n)
-    energy += rng.uniform(0, 0.2, n)
-    circuits = tuple(
-        CircuitReport(c.id, tuple(rng.uniform(0, 40, 3)), tuple(rng.uniform(0, 40, 3)), 0.3)
-        for c in shed.circuits
-    )
+    obs, decision = arrays
+    energy += 0.05
     # The slow blocks (energy) come every 10th tick, as the daemon reads them.
-    with_energy = tick % 10 == 0
-    bay_reports = tuple(
-        BayReport(
-            b,
-            float(current[i]),
-            float(setpoint[i]),
-            BAY_STATES[state_idx[i]],
-            float(energy[i]) if with_energy else None,
-        )
-        for i, b in enumerate(bays)
+    counters = {b.id: float(energy[j]) for j, b in enumerate(layout.bays)} if tick % 10 == 0 else {}
+    return tick_report(
+        layout,
+        obs,
+        decision,
+        duration_s=0.012,
+        device_up=device_up,
+        energy_wh=counters,
+        sessions_active=150,
     )
-    devices = tuple(DeviceReport(d.id, True) for d in shed.devices)
-    return TickReport(circuits, bay_reports, devices, frozenset(), 0.012, 150)
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -99,26 +112,27 @@ def emit(**fields: object) -> None:
 def main() -> None:
     shed = campus()
     metrics = ShedMetrics(shed, BuildInfo("bench", "3", "0"))
-    bays = [
-        bay_id(d.id, p) for d in shed.devices if d.kind == "pile" for p in range(1, d.ports + 1)
-    ] + [d.id for d in shed.devices if d.kind == "evse"]
+    layout = build_layout(shed)
+    device_up = {d.id: True for d in shed.devices}
     rng = np.random.default_rng(1)
-    energy = np.zeros(len(bays))
+    energy = np.zeros(layout.n_bays)
+    # A handful of distinct ticks, cycled: making arrays is not what is measured.
+    ticks = [tick_arrays(layout, rng) for _ in range(16)]
 
     t_build, t_update = [], []
     for tick in range(ROUNDS):
         t0 = time.perf_counter()
-        report = build_report(shed, bays, rng, tick, energy)
+        report = build_report(layout, device_up, ticks[tick % 16], tick, energy)
         t1 = time.perf_counter()
         metrics.update(report)
         t2 = time.perf_counter()
         t_build.append(t1 - t0)
         t_update.append(t2 - t1)
-    for name, xs in (("build_report", t_build), ("update", t_update)):
+    for name, xs in (("tick_report", t_build), ("update", t_update)):
         emit(
             bench="metrics_update",
             part=name,
-            bays=len(bays),
+            bays=layout.n_bays,
             rounds=ROUNDS,
             p50_ms=round(percentile(xs, 50) * 1e3, 3),
             p99_ms=round(percentile(xs, 99) * 1e3, 3),
@@ -161,7 +175,7 @@ def main() -> None:
             deadline += 0.25
             await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
             lags.append(time.perf_counter() - deadline)
-            metrics.update(build_report(shed, bays, rng, tick, energy))
+            metrics.update(build_report(layout, device_up, ticks[tick % 16], tick, energy))
             tick += 1
         return lags
 

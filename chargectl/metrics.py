@@ -21,7 +21,7 @@ import bisect
 import math
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from typing import Any, Literal
@@ -37,6 +37,17 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from chargectl.config import Shed, bay_id
+from chargectl.control.layout import Layout
+from chargectl.control.observe import (
+    FAULT_NONE,
+    FAULT_OVER_POWER,
+    FAULT_OVER_TEMP,
+    FAULT_SHORT,
+    FAULT_WALLBOX,
+    FAULT_WELDED,
+    Decision,
+    Observation,
+)
 
 Kind = Literal["gauge", "counter", "histogram"]
 BayState = Literal["idle", "waiting", "charging", "paused", "fault", "disabled"]
@@ -664,6 +675,121 @@ class ShedMetrics:
 def _add(family: Any, shed: str, items: Iterable[tuple[str, float]]) -> None:
     for label, value in items:
         family.add_metric([shed, label], value)
+
+
+# ---- from the control core's arrays ----------------------------------------------------------
+
+# The port and wallbox fault codes of chargectl.control.observe, by fault label.
+_FAULT_NAMES: dict[int, str] = {
+    FAULT_OVER_POWER: "over_power",
+    FAULT_OVER_TEMP: "over_temp",
+    FAULT_WELDED: "welded",
+    FAULT_SHORT: "short_circuit",
+    FAULT_WALLBOX: "evse_fault",
+}
+# chargectl.drivers.errors class names, by error label. DeviceDown is missing on purpose: it
+# means "not asked" (the unit is in backoff), not a failed request; `device_up` shows it.
+ERROR_KINDS: dict[str, str] = {
+    "DeviceTimeout": "timeout",
+    "ExceptionReply": "exception_reply",
+    "BadValue": "bad_value",
+    "ConnectionLost": "connection_lost",
+}
+_NOT_A_REQUEST = frozenset({"DeviceDown"})
+
+
+def tick_report(
+    layout: Layout,
+    observation: Observation,
+    decision: Decision,
+    *,
+    duration_s: float,
+    device_up: Mapping[str, bool],
+    errors: Iterable[tuple[str, str]] = (),
+    energy_wh: Mapping[str, float | None] | None = None,
+    sessions_active: int | None = None,
+    session_ends: Sequence[SessionEnd] = (),
+    taps: Sequence[str] = (),
+) -> TickReport:
+    """One tick of the control core as a TickReport.
+
+    `errors` are (device id, drivers error class name) of this tick's failed requests;
+    `energy_wh` the bays' lifetime counters read this tick (bay id -> Wh, None or absent: not
+    read). An unknown fault code, error class or alarm raises MetricsError.
+    """
+    circuits = []
+    current = decision.circuit_current_a.tolist()
+    planned = decision.planned_a.tolist()
+    limit = decision.limit_a.tolist()
+    ratio = decision.thermal_ratio.tolist()
+    new_overloads = decision.new_overloads.tolist()
+    for c, cid in enumerate(layout.circuit_ids):
+        ph = [p for p in range(3) if layout.circuit_phases[c, p]]
+        circuits.append(
+            CircuitReport(
+                cid,
+                tuple(current[c][p] for p in ph),
+                tuple(planned[c][p] for p in ph),
+                ratio[c],
+                tuple(limit[c][p] for p in ph),
+                int(new_overloads[c]),
+            )
+        )
+
+    energy = energy_wh or {}
+    bay_current = observation.bay_current_a.tolist()
+    setpoint = decision.setpoint_a.tolist()
+    codes = observation.bay_fault.tolist()
+    welded = decision.welded.tolist()
+    bays = []
+    for j, bay in enumerate(layout.bays):
+        faults: frozenset[str] = frozenset()
+        code = codes[j]
+        if code != FAULT_NONE:
+            if code not in _FAULT_NAMES:
+                raise MetricsError(f"bay {bay.id!r}: unknown fault code {code}")
+            faults = frozenset((_FAULT_NAMES[code],))
+        if welded[j]:
+            faults = faults | {"welded"}
+        bays.append(
+            BayReport(
+                bay.id,
+                bay_current[j],
+                setpoint[j],
+                decision.bay_state[j],  # type: ignore[arg-type]  # checked in BayReport
+                energy.get(bay.id),
+                faults,
+            )
+        )
+
+    per_device: dict[str, list[str]] = {d: [] for d in device_up}
+    for device, cls in errors:
+        if cls in _NOT_A_REQUEST:
+            continue
+        if cls not in ERROR_KINDS:
+            raise MetricsError(
+                f"device {device!r}: unknown error class {cls!r}; known: {', '.join(ERROR_KINDS)}"
+            )
+        per_device.setdefault(device, []).append(ERROR_KINDS[cls])
+    devices = tuple(
+        DeviceReport(d, device_up.get(d, False), tuple(errs)) for d, errs in per_device.items()
+    )
+
+    alarms = set()
+    if decision.alarm is not None:
+        alarms.add(decision.alarm)
+    if any(welded):
+        alarms.add("welded")
+    return TickReport(
+        tuple(circuits),
+        tuple(bays),
+        devices,
+        frozenset(alarms),
+        duration_s,
+        sessions_active,
+        tuple(session_ends),
+        tuple(taps),
+    )
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

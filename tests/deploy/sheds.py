@@ -1,8 +1,12 @@
-"""A shed for the metrics tests, built from the config types (no YAML loader needed)."""
+"""A shed for the metrics tests, built from the config types (no YAML loader needed), and
+helpers to read an exposition."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from chargectl.config import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
 from chargectl.metrics import BuildInfo
@@ -30,3 +34,17 @@ def make_shed(name: str = "campus") -> Shed:
 
 
 BUILD = BuildInfo(version="0.1.0", python="3.11.7", numba="0.68.1")
+
+
+def samples(text: str) -> list[Sample]:
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    found = [
+        s.value
+        for s in samples(text)
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
+    return float(found[0])

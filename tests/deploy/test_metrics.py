@@ -9,8 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from chargectl.config import Shed
 from chargectl.metrics import (
@@ -30,7 +28,7 @@ from chargectl.metrics import (
     all_series_names,
     stop,
 )
-from tests.deploy.sheds import BUILD, make_shed
+from tests.deploy.sheds import BUILD, make_shed, samples, value
 
 NAME = re.compile(r"^chargectl_[a-z][a-z0-9_]*$")
 
@@ -69,20 +67,6 @@ def scrape_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         assert resp.status == 200
         return str(resp.read().decode())
-
-
-def samples(text: str) -> list[Sample]:
-    return [s for fam in text_string_to_metric_families(text) for s in fam.samples]
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    found = [
-        s.value
-        for s in samples(text)
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
-    assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
-    return float(found[0])
 
 
 @pytest.fixture
