@@ -88,17 +88,22 @@ class ControlCore:
         dt = 0.0 if self._last_now is None else max(0.0, now - self._last_now)
         self._last_now = now
 
-        # Bays whose current we cannot see count at their worst case: the last plan, or what the
-        # pile may leave on in failsafe, whichever is larger.
-        failsafe_on = self._failsafe_bits()
-        worst = np.maximum(self.setpoint * self.on, self.port_limit_a * failsafe_on)
-        bay_amps = np.where(obs.bay_up, obs.bay_current_a, worst)
+        # Bays whose current we cannot see count at their worst case: per circuit, the larger of
+        # the last plan (until the watchdog fires) and what the fail-safe mask allows after.
+        down = ~obs.bay_up
+        last_plan = np.where(down & self.on, self.setpoint, 0.0)
+        after = np.where(down, self.port_limit_a * self._failsafe_bits(), 0.0)
+        down_worst = np.maximum(circuit_load(lay, last_plan), circuit_load(lay, after))
+        bay_amps = np.where(obs.bay_up, obs.bay_current_a, 0.0)
 
         # 1. circuit currents, thermal model, derated limits
         bays_load = circuit_load(lay, bay_amps)
         metered = ~np.isnan(obs.meter_a)
+        # A meter also sees the unanswering bays: they end up in unmanaged and again in
+        # down_worst. Counted twice, on purpose: a device that went silent may draw anything
+        # up to its worst case from the next second on.
         unmanaged = self._unmanaged(now, obs, bays_load, metered)
-        estimated = bays_load + unmanaged
+        estimated = bays_load + unmanaged + down_worst
         current = np.where(metered, obs.meter_a, estimated) * lay.circuit_phases
         self.thermal.step(dt, current)
         ratio = self.thermal.ratio()
@@ -124,8 +129,8 @@ class ControlCore:
         faulted = (obs.bay_fault != FAULT_NONE) | self.welded
 
         # 3. load the controller cannot switch: welded relays and unanswering devices
-        fixed = np.where(self.welded | ~obs.bay_up, bay_amps, 0.0)
-        unmanaged_total = unmanaged + circuit_load(lay, fixed)
+        welded_amps = np.where(self.welded, bay_amps, 0.0)
+        unmanaged_total = unmanaged + circuit_load(lay, welded_amps) + down_worst
 
         # 4. kernel inputs
         eligible = demand.wants & obs.bay_up & ~faulted & (self.alarm is None)

@@ -1,0 +1,179 @@
+"""The pure tick core with the real kernel: every decision checked against the rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chargectl.config import ControlSettings
+from chargectl.control.allocation import make_allocator
+from chargectl.control.core import ControlCore
+from chargectl.control.failsafe import worst_case_failsafe_a
+from chargectl.control.layout import build_layout, circuit_load
+from chargectl.control.observe import FAULT_OVER_POWER, FAULT_WELDED, Demand, Observation
+from tests.control.sheds import two_row_shed
+
+TICK = 1.0
+
+
+def make(**kw):  # type: ignore[no-untyped-def]
+    shed = two_row_shed(**kw)
+    lay = build_layout(shed)
+    core = ControlCore(shed, lay, make_allocator(lay))
+    obs = Observation.empty(lay)
+    obs.bay_up[:] = True
+    obs.meter_a[0] = [0.0, np.nan, np.nan] if shed.shed.phases == 1 else 0.0
+    return shed, lay, core, obs
+
+
+def want(lay, bays):  # type: ignore[no-untyped-def]
+    d = Demand.none(lay)
+    for b in bays:
+        d.wants[lay.bay_index[b]] = True
+    return d
+
+
+def physical(lay, core, obs, amps_each: float, unmanaged: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+    """Sockets that are on draw `amps_each`; the meter sees bays plus unmanaged."""
+    obs.bay_current_a[:] = np.where(core.on & lay.socket, amps_each, 0.0)
+    load = circuit_load(lay, obs.bay_current_a)
+    obs.meter_a[0, 0] = load[0, 0] + unmanaged
+
+
+def test_plan_stays_under_every_limit_and_fills_rows() -> None:
+    _shed, lay, core, obs = make(ports=8, row_limit=16.0, main_limit=30.0)
+    demand = want(lay, [f"pa/{i}" for i in range(1, 9)] + [f"pb/{i}" for i in range(1, 9)])
+    for t in range(5):
+        d = core.step(t * TICK, obs, demand)
+        assert (d.planned_a <= d.limit_a + 1e-9).all()
+        physical(lay, core, obs, 2.0, unmanaged=1.0)
+    # row limit 16 A at 2.5 A nominal: 6 sockets per row; main 30 A minus 2 A worst... the meter
+    # says 1 A unmanaged, so main admits 11 of 12 row sockets at 2.5 A
+    on_a = int(core.on[lay.pile_slices["pa"]].sum())
+    on_b = int(core.on[lay.pile_slices["pb"]].sum())
+    assert on_a <= 6 and on_b <= 6
+    assert on_a + on_b >= 10
+
+
+def test_unmanaged_step_sheds_in_the_same_tick_even_when_pinned() -> None:
+    shed, lay, core, obs = make(ports=8, row_limit=20.0, main_limit=20.0)
+    demand = want(lay, [f"pa/{i}" for i in range(1, 9)])
+    for t in range(3):
+        core.step(t * TICK, obs, demand)
+        physical(lay, core, obs, 2.0)
+    on_before = int(core.on.sum())
+    assert on_before >= 6
+    # a 12 A heater appears on main: the meter sees it at once
+    physical(lay, core, obs, 2.0, unmanaged=12.0)
+    d = core.step(3 * TICK, obs, demand)
+    assert d.overloaded[0] and d.new_overloads[0]
+    # what remains on fits: 12 A unmanaged + on sockets at their measured 2 A + margin
+    assert 12.0 + core.on.sum() * (2.0 + shed.control.ramp_margin_a) <= 20.0 + 1e-9
+    assert int(core.on.sum()) < on_before
+    # the overload event fires once per episode
+    physical(lay, core, obs, 2.0, unmanaged=12.0)
+    d2 = core.step(4 * TICK, obs, demand)
+    assert not d2.new_overloads[0]
+
+
+def test_min_off_keeps_a_shed_socket_off_and_min_on_pins() -> None:
+    settings = ControlSettings(min_on_s=30.0, min_off_s=20.0)
+    _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
+    demand = want(lay, ["pa/1", "pa/2"])
+    core.step(0.0, obs, demand)
+    first = int(np.flatnonzero(core.on)[0])
+    other = lay.bay_index["pa/2"] if first == lay.bay_index["pa/1"] else lay.bay_index["pa/1"]
+    # the one that is on has served more: without pinning, the other would take over
+    demand.credit[first] = 50.0
+    for t in range(1, 30):
+        core.step(float(t), obs, demand)
+        assert core.on[first], f"pinned socket switched off at t={t}"
+    # after min_on the less-served one takes its turn, and the first stays off min_off
+    core.step(31.0, obs, demand)
+    assert core.on[other] and not core.on[first]
+    demand.credit[other] = 100.0
+    for t in range(32, 51):
+        core.step(float(t), obs, demand)
+        assert not core.on[first], f"socket closed again inside min_off at t={t}"
+
+
+def test_welded_relay_is_detected_and_counted_as_fixed_load() -> None:
+    _shed, lay, core, obs = make(ports=4, row_limit=10.0)
+    j = lay.bay_index["pa/3"]
+    obs.bay_current_a[j] = 3.0  # current through a relay never commanded closed
+    demand = want(lay, ["pa/1", "pa/2", "pa/4"])
+    core.step(0.0, obs, demand)
+    d = core.step(1.0, obs, demand)
+    assert d.welded[j] and d.bay_state[j] == "fault"
+    # 10 A row - 3 A welded = 7 A: two sockets at 2.5 A, not three
+    assert int(d.relay_on[lay.pile_slices["pa"]].sum()) == 2
+    obs.bay_fault[lay.bay_index["pa/4"]] = FAULT_WELDED
+    d = core.step(2.0, obs, demand)
+    assert d.welded[lay.bay_index["pa/4"]]
+
+
+def test_fault_takes_a_bay_out_and_alarm_stops_everything_until_cleared() -> None:
+    shed, lay, core, obs = make(ports=4)
+    demand = want(lay, ["pa/1", "pa/2", "wb"])
+    obs.wallbox_plugged[lay.evse_index["wb"]] = True
+    obs.wallbox_hw_max_a[lay.evse_index["wb"]] = 16.0
+    obs.bay_fault[lay.bay_index["pa/2"]] = FAULT_OVER_POWER
+    d = core.step(0.0, obs, demand)
+    assert d.relay_on[lay.bay_index["pa/1"]] and not d.relay_on[lay.bay_index["pa/2"]]
+    assert d.setpoint_a[lay.evse_index["wb"]] >= 6.0
+    obs.alarm = "smoke"
+    d = core.step(1.0, obs, demand)
+    assert not d.relay_on.any() and d.alarm == "smoke"
+    obs.alarm = None
+    d = core.step(2.0, obs, demand)
+    assert not d.relay_on.any(), "an alarm stays latched until staff clear it"
+    core.clear_alarm()
+    d = core.step(3.0, obs, demand)
+    assert not d.relay_on[lay.bay_index["pa/1"]], "a socket opened by the alarm keeps min_off"
+    d = core.step(1.0 + shed.control.min_off_s, obs, demand)
+    assert d.relay_on[lay.bay_index["pa/1"]]
+
+
+def test_wallbox_probes_upward_and_pauses_below_six() -> None:
+    _shed, lay, core, obs = make(ports=1, main_limit=20.0, worst=0.0)
+    w = lay.evse_index["wb"]
+    obs.wallbox_plugged[w] = True
+    obs.wallbox_hw_max_a[w] = 16.0
+    demand = want(lay, ["wb"])
+    offered = []
+    for t in range(15):
+        d = core.step(float(t), obs, demand)
+        offered.append(float(d.setpoint_a[w]))
+        obs.bay_current_a[w] = d.setpoint_a[w]  # the car takes all it is offered
+        obs.meter_a[0, 0] = d.setpoint_a[w]
+    assert offered[0] == pytest.approx(6.0)  # nothing drawn yet: the minimum
+    assert offered == sorted(offered) and offered[-1] == pytest.approx(16.0)
+    # 18 A of unmanaged load leaves 2 A: the wallbox pauses (0), it is not stopped
+    obs.meter_a[0, 0] = 18.0 + obs.bay_current_a[w]
+    d = core.step(20.0, obs, demand)
+    assert d.setpoint_a[w] == 0.0 and d.bay_state[w] == "paused"
+
+
+def test_device_down_counts_at_worst_case() -> None:
+    _shed, lay, core, obs = make(ports=4, row_limit=10.0, main_limit=30.0)
+    demand = want(lay, ["pa/1", "pa/2", "pb/1", "pb/2", "pb/3", "pb/4"])
+    core.step(0.0, obs, demand)
+    physical(lay, core, obs, 2.0)
+    d = core.step(1.0, obs, demand)
+    # pile b stops answering: its bays count at max(last plan, failsafe cut-off) and none of
+    # them is switched by the plan
+    obs.bay_up[lay.pile_slices["pb"]] = False
+    d = core.step(2.0, obs, demand)
+    assert all(s == "disabled" for s in d.bay_state[lay.pile_slices["pb"]])
+    assert (d.planned_a <= d.limit_a + 1e-9).all()
+
+
+def test_failsafe_masks_follow_charging_sockets_and_fit() -> None:
+    _shed, lay, core, obs = make(ports=8, row_limit=16.0, port_power_limit_w=1000)
+    demand = want(lay, [f"pa/{i}" for i in range(1, 9)])
+    d = core.step(0.0, obs, demand)
+    mask = d.failsafe_mask["pa"]
+    on_bits = sum(1 << k for k, on in enumerate(d.relay_on[lay.pile_slices["pa"]]) if on)
+    assert mask & ~on_bits == 0  # only charging sockets stay on in failsafe
+    worst = worst_case_failsafe_a(lay, core.port_limit_a, d.failsafe_mask)
+    assert (worst <= lay.limit_a + 1e-9).all()
