@@ -106,6 +106,10 @@ class SessionSettings:
     no_load_s: float = 120.0  # no load this long after the relay first closes
     max_duration_s: float = 43200.0
     checkpoint_s: float = 60.0
+    load_w: float = 5.0  # above this a bay counts as drawing (for no_load)
+    settle_s: float = 30.0  # an ended session still takes counter readings this long
+    tap_lamp_s: float = 4.0  # "accepted" / "rejected" lamp shown this long
+    complete_lamp_s: float = 600.0  # "charge complete" lamp shown this long (or until unplugged)
 
 
 @dataclass(frozen=True, slots=True)

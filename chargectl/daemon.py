@@ -1,0 +1,172 @@
+"""The controller daemon: the tick loop and its edges, in one TaskGroup.
+
+    poll (every bus in parallel) -> sessions -> ControlCore.step -> writes -> metrics, API
+
+The loop owns no device knowledge: `ShedIO` (chargectl.shedio) turns driver readings into an
+`Observation` and a `Decision` into writes. The clock is injected, so the same loop runs on
+the edge box and on a virtual clock in replays and tests.
+
+Start-up order is the safety order: buses connect; the kernel is compiled or loaded from its
+cache; every device gets its watchdog and a fail-safe that is safe on its own; only then does
+the first tick run, and only a tick can close a relay. Shutdown (SIGTERM, Ctrl-C) drives every
+device to its fail-safe state before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from chargectl.clock import Clock
+from chargectl.config import Shed
+from chargectl.control.core import Allocate, ControlCore
+from chargectl.control.layout import Layout
+from chargectl.control.observe import Decision, Demand, Observation
+
+log = logging.getLogger("chargectl")
+
+
+@dataclass(frozen=True)
+class Tap:
+    bay: str
+    uid_hex: str
+
+
+@dataclass
+class Poll:
+    observation: Observation
+    taps: list[Tap] = field(default_factory=list)
+    counters_wh: dict[str, int | None] = field(default_factory=dict)  # bay -> energy counter
+    power_w: dict[str, float | None] = field(default_factory=dict)  # bay -> power, if read
+    relay_closed: dict[str, bool] = field(default_factory=dict)  # bay -> contact feedback
+    plugged: dict[str, bool] = field(default_factory=dict)  # wallbox bay -> vehicle connected
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (device, error class name)
+
+
+class ShedIO(Protocol):
+    async def connect(self) -> None: ...
+    async def setup(self) -> None: ...
+    async def poll(self, now: float, slow: bool) -> Poll: ...
+    async def apply(self, decision: Decision, lamps: Mapping[str, int]) -> None: ...
+    async def failsafe(self) -> None: ...
+    async def reset_fault(self, bay: str) -> None: ...
+    def device_up(self) -> dict[str, bool]: ...
+    async def close(self) -> None: ...
+
+
+class Reporter(Protocol):
+    """Metrics, the API snapshot, the terminal view: anything that wants each tick's outcome."""
+
+    def report(self, tick: TickOutcome) -> None: ...
+
+
+@dataclass
+class TickOutcome:
+    now: float
+    wall: float
+    duration_s: float
+    poll: Poll
+    decision: Decision
+    demand: Demand
+    lamps: Mapping[str, int]
+
+
+class Controller:
+    def __init__(
+        self,
+        shed: Shed,
+        layout: Layout,
+        clock: Clock,
+        *,
+        io: ShedIO,
+        allocate: Allocate,
+        sessions: SessionsAdapter,
+        reporters: list[Reporter] | None = None,
+    ) -> None:
+        self.shed = shed
+        self.layout = layout
+        self.clock = clock
+        self.io = io
+        self.core = ControlCore(shed, layout, allocate)
+        self.sessions = sessions
+        self.reporters = reporters or []
+        self.last: TickOutcome | None = None
+        self.ticks = 0
+        self._next_slow = 0.0
+
+    async def start(self) -> None:
+        await self.io.connect()
+        await self.io.setup()
+        first = await self.io.poll(self.clock.now(), slow=True)
+        self.sessions.restore(first.counters_wh, self.clock.wall())
+        # Relays found closed (a restart while sockets charged) are taken as on, and not pinned.
+        closed = np.array([first.relay_closed.get(b.id, False) for b in self.layout.bays])
+        self.core.on = closed & self.layout.socket
+        self.core.changed_at = np.where(closed, -np.inf, self.core.changed_at)
+
+    async def tick(self) -> TickOutcome:
+        t0 = time.perf_counter()
+        now, wall = self.clock.now(), self.clock.wall()
+        slow = now >= self._next_slow
+        if slow:
+            self._next_slow = now + self.shed.control.slow_poll_s
+        poll = await self.io.poll(now, slow=slow)
+        for tap in poll.taps:
+            self.sessions.on_tap(tap, now, wall)
+        self.sessions.update(now, wall, poll, self.core)
+        demand = self.sessions.demand()
+        decision = self.core.step(now, poll.observation, demand)
+        for note in decision.notes:
+            log.warning(note)
+        lamps = self.sessions.lamps(decision)
+        await self.io.apply(decision, lamps)
+        outcome = TickOutcome(now, wall, time.perf_counter() - t0, poll, decision, demand, lamps)
+        self.last = outcome
+        self.ticks += 1
+        for r in self.reporters:
+            try:
+                r.report(outcome)
+            except Exception:  # a reporter must never stop the control loop
+                log.exception("reporter %s failed", type(r).__name__)
+        return outcome
+
+    async def run(self, stop: asyncio.Event, on_tick: Any = None) -> None:
+        """Tick every `tick_s` until `stop` is set; a late tick is not made up for."""
+        period = self.shed.control.tick_s
+        deadline = self.clock.now()
+        while not stop.is_set():
+            await self.tick()
+            if on_tick is not None:
+                on_tick()
+            deadline += period
+            now = self.clock.now()
+            if deadline < now:  # overran: skip to the next slot instead of bursting
+                deadline = now + period - ((now - deadline) % period)
+            sleeper = asyncio.ensure_future(self.clock.sleep(deadline - now))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for f in (sleeper, stopper):
+                f.cancel()
+
+    async def shutdown(self) -> None:
+        try:
+            await self.io.failsafe()
+        finally:
+            await self.io.close()
+
+
+class SessionsAdapter(Protocol):
+    """The boundary between the loop and the session layer, in the loop's terms."""
+
+    def restore(self, counters: Mapping[str, int | None], wall: float) -> None: ...
+    def on_tap(self, tap: Tap, now: float, wall: float) -> None: ...
+    def update(self, now: float, wall: float, poll: Poll, core: ControlCore) -> None: ...
+    def demand(self) -> Demand: ...
+    def lamps(self, decision: Decision) -> Mapping[str, int]: ...
+    def staff_stop(self, bay: str, now: float, wall: float) -> bool: ...

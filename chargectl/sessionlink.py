@@ -1,0 +1,83 @@
+"""The loop's side of the session layer: `Poll` and `Decision` in, `Demand` and lamps out.
+
+The session manager (chargectl.sessions) knows cards and bays, not arrays or Modbus; the
+core knows arrays, not cards. This is the one place that translates between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from chargectl.control.core import ControlCore
+from chargectl.control.layout import Layout
+from chargectl.control.observe import (
+    FAULT_NONE,
+    FAULT_OVER_POWER,
+    FAULT_OVER_TEMP,
+    Decision,
+    Demand,
+)
+from chargectl.daemon import Poll, Tap
+from chargectl.sessions.machine import BayObservation, Lamp
+from chargectl.sessions.manager import SessionManager, TapResult
+
+_FAULT_NAMES = {FAULT_OVER_POWER: "over_power", FAULT_OVER_TEMP: "over_temp"}
+
+
+class SessionLink:
+    def __init__(self, manager: SessionManager, layout: Layout) -> None:
+        self.manager = manager
+        self.layout = layout
+        self.taps: list[TapResult] = []  # this tick's, for the log and metrics
+
+    def restore(self, counters: Mapping[str, int | None], wall: float) -> None:
+        self.manager.restore(counters, wall)
+
+    def on_tap(self, tap: Tap, now: float, wall: float) -> None:
+        self.taps.append(self.manager.on_tap(tap.bay, tap.uid_hex, now, wall))
+
+    def update(self, now: float, wall: float, poll: Poll, core: ControlCore) -> None:
+        obs = poll.observation
+        emergency = core.alarm is not None or obs.alarm is not None
+        seen: dict[str, BayObservation] = {}
+        for j, bay in enumerate(self.layout.bays):
+            up = bool(obs.bay_up[j])
+            code = int(obs.bay_fault[j])
+            fault = None
+            if core.welded[j]:
+                fault = "fault"
+            elif code != FAULT_NONE:
+                fault = _FAULT_NAMES.get(code, "fault")
+            seen[bay.id] = BayObservation(
+                relay_closed=up and poll.relay_closed.get(bay.id, False),
+                power_w=poll.power_w.get(bay.id) if up else None,
+                energy_wh=poll.counters_wh.get(bay.id),
+                fault=fault,
+                emergency=emergency,
+                plugged=None if bay.is_socket else (poll.plugged.get(bay.id) if up else None),
+            )
+        self.manager.update(now, wall, seen)
+
+    def demand(self) -> Demand:
+        d = Demand.none(self.layout)
+        for bay, want in self.manager.demand().items():
+            j = self.layout.bay_index[bay]
+            d.wants[j] = want.wants_current
+            d.credit[j] = float(want.credit_wh)
+        return d
+
+    def lamps(self, decision: Decision) -> Mapping[str, int]:
+        out: dict[str, int] = {}
+        for j, bay in enumerate(self.layout.bays):
+            lamp = self.manager.lamp(bay.id)
+            if decision.bay_state[j] == "fault" and lamp == Lamp.AVAILABLE:
+                lamp = Lamp.FAULT
+            out[bay.id] = int(lamp)
+        return out
+
+    def staff_stop(self, bay: str, now: float, wall: float) -> bool:
+        return self.manager.staff_stop(bay, now, wall)
+
+    def drain_taps(self) -> list[TapResult]:
+        taps, self.taps = self.taps, []
+        return taps

@@ -1,0 +1,51 @@
+"""The status snapshot: each tick's outcome as plain JSON-able data (for the API and views)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chargectl.control.layout import Layout
+
+
+def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[str, Any]:
+    d = outcome.decision
+    obs = outcome.poll.observation
+    circuits = []
+    for c, cid in enumerate(layout.circuit_ids):
+        phases = [p + 1 for p in range(3) if layout.circuit_phases[c, p]]
+        idx = [p - 1 for p in phases]
+        circuits.append(
+            {
+                "id": cid,
+                "phases": phases,
+                "current_a": [round(float(d.circuit_current_a[c, i]), 3) for i in idx],
+                "planned_a": [round(float(d.planned_a[c, i]), 3) for i in idx],
+                "limit_a": [round(float(d.limit_a[c, i]), 3) for i in idx],
+                "unmanaged_a": [round(float(d.unmanaged_a[c, i]), 3) for i in idx],
+                "binding": [bool(d.binding[c, i]) for i in idx],
+                "thermal_ratio": round(float(d.thermal_ratio[c]), 4),
+                "overloaded": bool(d.overloaded[c]),
+            }
+        )
+    bays = [
+        {
+            "id": b.id,
+            "state": d.bay_state[j],
+            "current_a": round(float(obs.bay_current_a[j]), 3),
+            "setpoint_a": round(float(d.setpoint_a[j]), 3),
+            "on": bool(d.relay_on[j]),
+            "welded": bool(d.welded[j]),
+            "lamp": int(outcome.lamps.get(b.id, 0)),
+        }
+        for j, b in enumerate(layout.bays)
+    ]
+    return {
+        "shed": shed_name,
+        "tick": tick,
+        "tick_ms": round(outcome.duration_s * 1000, 3),
+        "wall": outcome.wall,
+        "alarm": d.alarm,
+        "circuits": circuits,
+        "bays": bays,
+        "failsafe_mask": d.failsafe_mask,
+    }

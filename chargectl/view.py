@@ -1,0 +1,58 @@
+"""The live terminal view of the demo and `chargectl status`: pure text from plain data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+BAR = 30
+
+
+def bar(value: float, limit: float, width: int = BAR) -> str:
+    if limit <= 0:
+        return " " * width
+    filled = min(width, max(0, round(width * value / limit)))
+    over = value > limit
+    return ("!" if over else "#") * filled + "." * (width - filled)
+
+
+def render_status(status: Mapping[str, Any], events: Sequence[str] = ()) -> str:
+    """One screen from the daemon's status snapshot (see `Controller` / `StatusReporter`)."""
+    lines = [
+        f"shed {status.get('shed', '?')}   tick {status.get('tick', 0)}"
+        f"   {status.get('tick_ms', 0.0):.1f} ms"
+        + (f"   ALARM: {status['alarm']}" if status.get("alarm") else "")
+    ]
+    lines.append("")
+    lines.append(f"{'circuit':<10}{'ph':>3}  {'now A':>7} {'plan A':>7} {'limit':>6}  load/limit")
+    for c in status.get("circuits", []):
+        for k, phase in enumerate(c["phases"]):
+            cur, plan, lim = c["current_a"][k], c["planned_a"][k], c["limit_a"][k]
+            lines.append(
+                f"{c['id'] if k == 0 else '':<10}{'L' + str(phase):>3}  {cur:7.1f} {plan:7.1f}"
+                f" {lim:6.1f}  [{bar(cur, lim)}]"
+            )
+        lines.append(f"{'':<10}     breaker thermal {c['thermal_ratio']:.2f}")
+    counts = Counter(b["state"] for b in status.get("bays", []))
+    lines.append("")
+    lines.append(
+        "bays: "
+        + "  ".join(
+            f"{s} {counts.get(s, 0)}"
+            for s in ("charging", "waiting", "paused", "idle", "fault", "disabled")
+        )
+    )
+    down = [d for d, up in status.get("devices", {}).items() if not up]
+    if down:
+        lines.append("devices down: " + ", ".join(sorted(down)))
+    if events:
+        lines.append("")
+        lines.append("events:")
+        lines.extend(f"  {e}" for e in events)
+    return "\n".join(lines)
+
+
+def tail(items: Iterable[str], n: int) -> list[str]:
+    out = list(items)
+    return out[-n:]
