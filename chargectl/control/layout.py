@@ -118,10 +118,10 @@ def build_layout(shed: Shed) -> Layout:
             bay_phases[j, p - 1] = True
     under = np.zeros((n, b), dtype=np.bool_)
     for j in range(b):
-        c = int(bay_circuit[j])
-        while c >= 0:
-            under[c, j] = True
-            c = int(parent[c])
+        node = int(bay_circuit[j])
+        while node >= 0:
+            under[node, j] = True
+            node = int(parent[node])
     return Layout(
         circuit_ids=tuple(order),
         parent=parent,
