@@ -46,8 +46,12 @@ def step_ports(  # noqa: PLR0917 (numba: positional arrays)
     The welded check uses the command the world saw when it computed these currents (this
     step's), so it runs before any new latch opens a relay. A more severe code replaces a
     lesser one (4 > 3 > 2 > 1): a welded contact on an over-powered port is what matters."""
+    n = fstate.shape[1]
+    if amps.shape[0] != n or watts.shape[0] != n or temp.shape[0] != n:
+        # numba does not check bounds: a wrong length would write past the state arrays.
+        raise ValueError("pile step: amps, watts and temp_c need one value per port")
     latched = False
-    for p in range(amps.shape[0]):
+    for p in range(n):
         a = amps[p]
         w = watts[p]
         t = temp[p]

@@ -423,3 +423,10 @@ def test_step_rejects_nonpositive_dt(pile: PileModel) -> None:
     z = np.zeros(N)
     with pytest.raises(ValueError, match="dt"):
         pile.step(0.0, 0.0, z, z, z, 220.0, 25.0)
+
+
+def test_step_rejects_arrays_of_the_wrong_length(pile: PileModel) -> None:
+    ok, short = np.zeros(N), np.zeros(N - 1)
+    for args in ((short, ok, ok), (ok, short, ok), (ok, ok, np.zeros(N + 1))):
+        with pytest.raises(ValueError, match="one value per port"):
+            pile.step(0.1, 0.1, *args, 220.0, 25.0)
