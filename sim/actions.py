@@ -73,7 +73,7 @@ def _faults(sim: Simulator, device: str) -> Any:
 
 def _set_fault(field: str) -> Callable[[Simulator, dict[str, Any]], None]:
     def run(sim: Simulator, p: dict[str, Any]) -> None:
-        setattr(_faults(sim, p["device"]), field, p["value"])
+        setattr(_faults(sim, p["device"]), field, p["active"])
 
     return run
 
@@ -108,7 +108,7 @@ def _evse_rcd(sim: Simulator, p: dict[str, Any]) -> None:
     wb = sim.world.wallboxes.get(p["device"])
     if wb is None:
         raise ActionError(f"rcd.device: no wallbox {p['device']!r}")
-    wb.model.set_faults(rcd=p["on"])
+    wb.model.set_faults(rcd=p["active"])
 
 
 _NUM = (int, float)
@@ -159,8 +159,8 @@ ROWS: tuple[Action, ...] = (
     ),
     Action(
         "welded",
-        (Param("bay", str), Param("on", bool, True)),
-        lambda s, p: s.world.set_welded(p["bay"], p["on"]),
+        (Param("bay", str), Param("active", bool, True)),
+        lambda s, p: s.world.set_welded(p["bay"], p["active"]),
         "relay contacts stuck closed",
     ),
     Action(
@@ -171,14 +171,14 @@ ROWS: tuple[Action, ...] = (
     ),
     Action(
         "smoke",
-        (Param("device", str), Param("on", bool, True)),
-        lambda s, p: s.world.set_pile_inputs(p["device"], smoke=p["on"]),
+        (Param("device", str), Param("active", bool, True)),
+        lambda s, p: s.world.set_pile_inputs(p["device"], smoke=p["active"]),
         "smoke alarm input of a pile",
     ),
     Action(
         "estop",
-        (Param("device", str), Param("on", bool, True)),
-        lambda s, p: s.world.set_pile_inputs(p["device"], estop=p["on"]),
+        (Param("device", str), Param("active", bool, True)),
+        lambda s, p: s.world.set_pile_inputs(p["device"], estop=p["active"]),
         "emergency stop input of a pile (opens every relay)",
     ),
     Action(
@@ -189,25 +189,25 @@ ROWS: tuple[Action, ...] = (
     ),
     Action(
         "rcd",
-        (Param("device", str), Param("on", bool, True)),
+        (Param("device", str), Param("active", bool, True)),
         _evse_rcd,
         "residual-current trip of a wallbox",
     ),
     Action(
         "meter_frozen",
-        (Param("device", str), Param("on", bool, True)),
-        lambda s, p: s.world.set_meter_frozen(p["device"], p["on"]),
+        (Param("device", str), Param("active", bool, True)),
+        lambda s, p: s.world.set_meter_frozen(p["device"], p["active"]),
         "the meter keeps serving its last values",
     ),
     Action(
         "meter_gone",
-        (Param("device", str), Param("on", bool, True)),
-        lambda s, p: setattr(_faults(s, p["device"]), "silent", p["on"]),
+        (Param("device", str), Param("active", bool, True)),
+        lambda s, p: setattr(_faults(s, p["device"]), "silent", p["active"]),
         "the meter stops answering (same as silent)",
     ),
     Action(
         "silent",
-        (Param("device", str), Param("value", bool, True)),
+        (Param("device", str), Param("active", bool, True)),
         _set_fault("silent"),
         "the device does not answer at all",
     ),
@@ -256,7 +256,8 @@ def check(action: Mapping[str, Any], where: str = "action") -> tuple[Action, dic
         )
     row = ACTIONS[name]
     known = {p.name for p in row.params}
-    extra = sorted(set(action) - known - {"do", "at"})
+    # str(): YAML 1.1 reads a bare `on:` key as the boolean True.
+    extra = sorted(str(k) for k in set(action) - known - {"do", "at"})
     if extra:
         raise ActionError(
             f"{where}: unknown parameter(s) {', '.join(extra)} for {name!r}; "
@@ -296,5 +297,7 @@ def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if kind == _NUM:
+        return "number"
     names = {"NoneType": "null", "int": "integer", "float": "number", "str": "string"}
     return " or ".join(names.get(k.__name__, k.__name__) for k in _kinds(kind))
