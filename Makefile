@@ -10,7 +10,7 @@ APT_PACKAGES := mosquitto prometheus mbpoll socat openssl systemd
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip wheel setuptools
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

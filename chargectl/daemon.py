@@ -104,7 +104,7 @@ class Controller:
         await self.io.connect()
         await self.io.setup()
         first = await self.io.poll(self.clock.now(), slow=True)
-        self.sessions.restore(first.counters_wh, self.clock.wall())
+        self.sessions.restore(first.counters_wh, self.clock.wall(), self.clock.now())
         # Relays found closed (a restart while sockets charged) are taken as on, and not pinned.
         closed = np.array([first.relay_closed.get(b.id, False) for b in self.layout.bays])
         self.core.on = closed & self.layout.socket
@@ -164,7 +164,7 @@ class Controller:
 class SessionsAdapter(Protocol):
     """The boundary between the loop and the session layer, in the loop's terms."""
 
-    def restore(self, counters: Mapping[str, int | None], wall: float) -> None: ...
+    def restore(self, counters: Mapping[str, int | None], wall: float, now: float) -> None: ...
     def on_tap(self, tap: Tap, now: float, wall: float) -> None: ...
     def update(self, now: float, wall: float, poll: Poll, core: ControlCore) -> None: ...
     def demand(self) -> Demand: ...

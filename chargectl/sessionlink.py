@@ -30,8 +30,8 @@ class SessionLink:
         self.layout = layout
         self.taps: list[TapResult] = []  # this tick's, for the log and metrics
 
-    def restore(self, counters: Mapping[str, int | None], wall: float) -> None:
-        self.manager.restore(counters, wall)
+    def restore(self, counters: Mapping[str, int | None], wall: float, now: float) -> None:
+        self.manager.restore(counters, wall, now)
 
     def on_tap(self, tap: Tap, now: float, wall: float) -> None:
         self.taps.append(self.manager.on_tap(tap.bay, tap.uid_hex, now, wall))

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @staff_command
 def run(args: argparse.Namespace) -> int:
-    from chargectl.sessions import ledger  # noqa: PLC0415
-    from chargectl.sessions.cards import (  # noqa: PLC0415
+    from chargectl.sessions import ledger
+    from chargectl.sessions.cards import (
         Card,
         parse_cards_csv,
         parse_daily_kwh,

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @staff_command
 def run(args: argparse.Namespace) -> int:
-    from chargectl.sessions import ledger  # noqa: PLC0415
-    from chargectl.sessions.staff import kwh, month_range, open_ledger  # noqa: PLC0415
+    from chargectl.sessions import ledger
+    from chargectl.sessions.staff import kwh, month_range, open_ledger
 
     start, end = month_range(args.month)
     with open_ledger(args, create=False) as conn:

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "stop":
         return _stop(args)
-    from chargectl.sessions import ledger  # noqa: PLC0415
-    from chargectl.sessions.staff import (  # noqa: PLC0415
+    from chargectl.sessions import ledger
+    from chargectl.sessions.staff import (
         days_range,
         iso,
         kwh,
@@ -86,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    import urllib.error
+    import urllib.request
 
-    from chargectl.sessions.staff import load_config, shed_bays  # noqa: PLC0415
+    from chargectl.sessions.staff import load_config, shed_bays
 
     shed = load_config(args)
     bay = args.bay.strip()

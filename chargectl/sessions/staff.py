@@ -45,7 +45,7 @@ def config_path(args: argparse.Namespace) -> str:
 
 
 def load_config(args: argparse.Namespace) -> Shed:
-    from chargectl.configload import ConfigError, load_shed  # noqa: PLC0415 (light CLI start)
+    from chargectl.configload import ConfigError, load_shed
 
     path = config_path(args)
     try:
@@ -83,7 +83,7 @@ def staff_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 
 def shed_bays(shed: Shed) -> list[str]:
-    from chargectl.drivers.registry import role_of  # noqa: PLC0415
+    from chargectl.drivers.registry import role_of
 
     bays: list[str] = []
     for d in shed.devices:
