@@ -56,7 +56,7 @@ class Simulator:
         self.tick_s = tick_s
         self.max_lag_s = max_lag_s
         self.lag_s = 0.0
-        self.world = World(shed)
+        self.world: World = World(shed)
         self.step_s = min(shed.sim.step_s, MAX_STEP_S)
         self.player = ScenarioPlayer(scenario) if scenario is not None else None
         self.faults: dict[str, UnitFaults] = {d.id: UnitFaults() for d in shed.devices}

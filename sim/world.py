@@ -127,8 +127,8 @@ class World:
         self._refresh_power()
         self._slow_update(0.0)
 
-        for ch in shed.sim.chargers:
-            self.plug_charger(ch.bay, ch.profile, ch.soc)
+        for plugged in shed.sim.chargers:
+            self.plug_charger(plugged.bay, plugged.profile, plugged.soc)
         for car in shed.sim.cars:
             self.plug_car(car.device, car.max_a, car.phases, car.soc, car.capacity_kwh)
 
