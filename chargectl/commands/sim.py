@@ -43,11 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # The simulator pulls in numpy and numba: imported only when the command runs.
-    from chargectl.configload import ConfigError, load_shed  # noqa: PLC0415
-    from chargectl.sim.physics.topology import TopologyError  # noqa: PLC0415
-    from chargectl.sim.scenario import ScenarioError, load_scenario  # noqa: PLC0415
-    from chargectl.sim.serve import print_ready, serve  # noqa: PLC0415
-    from chargectl.sim.world import WorldError  # noqa: PLC0415
+    from chargectl.configload import ConfigError, load_shed
+    from chargectl.sim.physics.topology import TopologyError
+    from chargectl.sim.scenario import ScenarioError, load_scenario
+    from chargectl.sim.serve import print_ready, serve
+    from chargectl.sim.world import WorldError
 
     if args.speed <= 0:
         raise UsageError(f"--speed must be > 0, got {args.speed}")
