@@ -93,6 +93,9 @@ class ControlSettings:
     wallbox_probe_a: float = 1.0  # room a wallbox gets above what its car draws
     slow_poll_s: float = 10.0  # energy, power and temperature blocks
     thermal_derate_ratio: float = 0.8  # breaker thermal ratio above which the plan is lowered
+    # Relays closed per tick, shed-wide: each charger draws an inrush when its relay closes, and
+    # dozens at once add up to a magnetic trip. The rest close on the following ticks.
+    max_closes_per_tick: int = 6
 
 
 @dataclass(frozen=True, slots=True)

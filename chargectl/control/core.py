@@ -145,6 +145,13 @@ class ControlCore:
             limit, unmanaged_total, min_a, max_a, priority, demand.credit, self.on
         )
         relay_on = setpoints > 0
+        closing = np.flatnonzero(relay_on & ~self.on & lay.socket)
+        if len(closing) > self.settings.max_closes_per_tick:
+            # Stagger: the least served close now, the rest wait a tick (planned, not drawn).
+            order = closing[np.argsort(demand.credit[closing], kind="stable")]
+            deferred = order[self.settings.max_closes_per_tick :]
+            relay_on[deferred] = False
+            setpoints = np.where(relay_on | ~lay.socket, setpoints, 0.0)
         changed = relay_on != self.on
         self.changed_at = np.where(changed, now, self.changed_at)
         self.on = relay_on

@@ -177,3 +177,17 @@ def test_failsafe_masks_follow_charging_sockets_and_fit() -> None:
     assert mask & ~on_bits == 0  # only charging sockets stay on in failsafe
     worst = worst_case_failsafe_a(lay, core.port_limit_a, d.failsafe_mask)
     assert (worst <= lay.limit_a + 1e-9).all()
+
+
+def test_relay_closes_are_staggered_against_inrush() -> None:
+    settings = ControlSettings(max_closes_per_tick=3)
+    _shed, lay, core, obs = make(ports=8, row_limit=40.0, main_limit=60.0, control=settings)
+    demand = want(lay, [f"pa/{i}" for i in range(1, 9)])
+    demand.credit[lay.pile_slices["pa"]] = [7, 6, 5, 4, 3, 2, 1, 0]
+    d = core.step(0.0, obs, demand)
+    on = [b.id for b, o in zip(lay.bays, d.relay_on, strict=True) if o]
+    assert on == ["pa/6", "pa/7", "pa/8"]  # the least served first
+    d = core.step(1.0, obs, demand)
+    assert int(d.relay_on.sum()) == 6
+    d = core.step(2.0, obs, demand)
+    assert int(d.relay_on.sum()) == 8
