@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 Role = Literal["pile", "evse", "meter"]
 
 ROLES: dict[str, Role] = {}
@@ -36,8 +38,6 @@ for _kind, _role in (("pile", "pile"), ("evse", "evse"), ("sdm630", "meter"), ("
 def register_maps(directory: Path) -> None:
     """A register map adds a kind without code: `<directory>/<kind>.yaml` naming its `role`.
     A map for a kind registered above must agree on the role (else: registered twice)."""
-    import yaml  # noqa: PLC0415  (only here: keep `role_of` importable without YAML)
-
     for path in sorted(directory.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         role = data.get("role") if isinstance(data, dict) else None

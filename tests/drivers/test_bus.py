@@ -170,6 +170,17 @@ async def test_a_dead_unit_costs_one_timeout_per_tick_and_then_nothing() -> None
     assert bus.health(1).up and bus.health(3).up
 
 
+async def test_a_tick_of_several_requests_to_a_dead_unit_pays_one_timeout() -> None:
+    bus, client, clock = make()
+    client.silent.add(1)
+    start = clock.now()
+    for request in (bus.read_input(1, 0, 4), bus.write_register(1, 1, 7), bus.read_input(1, 9, 1)):
+        with pytest.raises((DeviceTimeout, DeviceDown)):
+            await run_virtual(clock, request)
+    assert clock.now() - start == pytest.approx(TIMEOUT)
+    assert len(client.sent) == 1 and bus.health(1).skipped == 2
+
+
 async def test_failed_first_connect_is_retried_after_backoff_not_before() -> None:
     bus, client, clock = make()
     client.connect_results = [False, False]
@@ -260,7 +271,7 @@ async def test_bad_arguments_are_refused_before_the_line() -> None:
 
 async def test_real_clock_small_timeout() -> None:
     """The same path on the real clock: a silent unit costs its timeout, no more."""
-    from chargectl.clock import RealClock  # noqa: PLC0415
+    from chargectl.clock import RealClock
 
     client = ScriptedClient({1: Image(input=place([1]))})
     client.silent.add(1)
