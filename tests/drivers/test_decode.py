@@ -8,6 +8,8 @@ from chargectl.drivers import evse, pile
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.errors import BadValue
 from chargectl.drivers.readings import FAULT_OVER_POWER, FAULT_WELDED, Tap
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.drivers.images import evse_hot, pile_hot, with_tap
 
@@ -169,3 +171,41 @@ def test_evse_setpoint_rounds_down() -> None:
     assert evse.deci_amps(6.0) == 60
     assert evse.deci_amps(10.29) == 102
     assert evse.deci_amps(15.999) == 159
+
+
+words = st.integers(0, 0xFFFF)
+
+
+@given(ports=st.integers(1, 32), image=st.lists(words, min_size=80, max_size=80))
+def test_any_pile_hot_image_decodes_or_is_a_bad_value(ports: int, image: list[int]) -> None:
+    image[0], image[1], image[2] = pile.MODEL, pile.PROTOCOL, ports  # get past the identity
+    try:
+        hot = pile.decode_hot("p", ports, image[: pile.hot_count(ports)])
+    except BadValue as err:
+        assert err.device == "p" and err.register is not None
+        return
+    assert len(hot.current_a) == ports and all(0 <= a <= 63 for a in hot.current_a)
+    assert -55 <= hot.temperature_c <= 155 and set(hot.fault) <= {0, 1, 2, 3, 4}
+
+
+@given(image=st.lists(words, min_size=21, max_size=21))
+def test_any_evse_image_decodes_or_is_a_bad_value(image: list[int]) -> None:
+    image[0], image[1] = evse.MODEL, evse.PROTOCOL
+    try:
+        hot = evse.decode_hot("wb", None, image)
+    except BadValue as err:
+        assert err.device == "wb" and err.register is not None
+        return
+    assert 1 <= hot.cp_state <= 6 and all(0 <= a <= 100 for a in hot.current_a)
+
+
+@given(ports=st.integers(1, 32), data=st.data())
+def test_any_pile_slow_image_decodes_or_is_a_bad_value(ports: int, data: st.DataObject) -> None:
+    energy = data.draw(st.lists(words, min_size=2 * ports, max_size=2 * ports))
+    power = data.draw(st.lists(words, min_size=ports, max_size=ports))
+    temps = data.draw(st.lists(words, min_size=ports, max_size=ports))
+    try:
+        slow = pile.decode_slow("p", ports, energy, power, temps)
+    except BadValue:
+        return
+    assert all(0 <= e < 2**32 for e in slow.energy_wh) and len(slow.power_w) == ports

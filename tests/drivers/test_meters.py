@@ -14,15 +14,18 @@ from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.factory import make_driver
 from chargectl.drivers.mapped import (
     Quantity,
+    decode_blocks,
     decode_value,
     load_map,
     parse_map,
     plan_blocks,
     shipped_maps,
 )
-from chargectl.drivers.meter import MeterDriver
+from chargectl.drivers.meter import MeterDriver, to_reading
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.registry import role_of
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chargectl.clock import VirtualClock
 from chargectl.config import Device, TcpBus
@@ -233,3 +236,19 @@ def test_make_driver_by_kind_and_its_errors() -> None:
         make_driver(Device("x", "pile", "l", 5, "c", (1,), ports=0), bus)
     with pytest.raises(ConfigError, match="already p"):
         make_driver(Device("q", "pile", "l", 1, "c", (1,), ports=4), bus)
+
+
+@given(kind=st.sampled_from(["sdm630", "sdm120", "dtsu666"]), data=st.data())
+def test_any_meter_image_decodes_or_is_a_bad_value(kind: str, data: st.DataObject) -> None:
+    reg_map = shipped_maps()[kind]
+    replies = [
+        data.draw(st.lists(st.integers(0, 0xFFFF), min_size=b.count, max_size=b.count))
+        for b in reg_map.blocks
+    ]
+    try:
+        r = to_reading("m", reg_map, reg_map.phases, decode_blocks(reg_map, "m", replies))
+    except BadValue as err:
+        assert err.device == "m" and err.register is not None
+        return
+    assert all(math.isfinite(x) and 0 <= x <= 2000 for x in r.amps)
+    assert math.isfinite(r.total_w) and math.isfinite(r.import_kwh)

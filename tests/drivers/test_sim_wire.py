@@ -4,6 +4,8 @@ independent implementation of ../shared/hardware/*.md, so this is the contract b
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from chargectl.drivers.bus import BusPolicy, ModbusBus
-from chargectl.drivers.errors import BadValue, DeviceDown, DeviceTimeout, ExceptionReply
+from chargectl.drivers.errors import (
+    BadValue,
+    ConnectionLost,
+    DeviceDown,
+    DeviceTimeout,
+    ExceptionReply,
+)
 from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.factory import make_driver
 from chargectl.drivers.meter import MeterDriver
@@ -194,3 +202,53 @@ async def test_protocol_faults_map_to_the_taxonomy(line: Line) -> None:
         await line.pile.read_hot()
     line.server.faults[PILE].silent = False
     assert not line.bus.health(PILE).up
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_tcp_gateway_down_at_start_then_up_then_restarted() -> None:
+    """pymodbus does not retry a failed first connect: the bus does, after its backoff; and
+    after the gateway restarts, the next request after the loss reconnects."""
+    port = free_port()
+    policy = BusPolicy(connect_base_s=0.05, connect_max_s=0.05)
+    bus = ModbusBus(TcpBus("gw", "127.0.0.1", port, timeout_s=1.0), RealClock(), policy=policy)
+    pile = make_driver(Device("pile-a", "pile", "gw", PILE, "main", (1,), ports=PORTS), bus)
+    assert isinstance(pile, PileDriver)
+    with pytest.raises(ConnectionLost):
+        await pile.read_hot()
+    assert not bus.health(PILE).up
+
+    server = BusServer({PILE: PileModel(PORTS)})
+    assert await server.serve_tcp("127.0.0.1", port) == port
+    await asyncio.sleep(0.06)  # past the connect backoff
+    assert len((await pile.read_hot()).current_a) == PORTS
+    assert bus.health(PILE).up
+
+    await server.close()  # the gateway goes away: the open connection is closed under us
+    with pytest.raises((ConnectionLost, DeviceTimeout, DeviceDown)):
+        for _ in range(3):
+            await pile.read_hot()
+            await asyncio.sleep(0.01)
+    server = BusServer({PILE: PileModel(PORTS)})
+    await server.serve_tcp("127.0.0.1", port)
+    for _ in range(100):  # back within the unit's probe and the line's connect backoff
+        await asyncio.sleep(0.05)
+        try:
+            await pile.read_hot()
+            break
+        except (ConnectionLost, DeviceDown, DeviceTimeout):
+            continue
+    assert bus.health(PILE).up and bus.connected
+    await bus.close()
+    await server.close()
+
+
+async def test_rtu_port_missing_is_connection_lost(tmp_path: Path) -> None:
+    bus = ModbusBus(RtuBus("rs485", str(tmp_path / "nope"), timeout_s=0.5), RealClock())
+    with pytest.raises(ConnectionLost, match="rs485"):
+        await bus.read_input(1, 0, 1)
+    await bus.close()
