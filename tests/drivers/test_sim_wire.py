@@ -62,7 +62,7 @@ def step_pile(model: PileModel, now: float, amps: list[float]) -> None:
 async def line(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Line]:
     pile_model, evse_model = PileModel(PORTS), EvseModel(16.0, 3)
     m3, m1 = MeterModel("sdm630"), MeterModel("sdm120")
-    server = BusServer({PILE: pile_model, EVSE: evse_model, SDM630: m3, SDM120: m1})  # type: ignore[dict-item]
+    server = BusServer({PILE: pile_model, EVSE: evse_model, SDM630: m3, SDM120: m1})
     config: TcpBus | RtuBus
     if request.param == "tcp":
         port = await server.serve_tcp("127.0.0.1", 0)
