@@ -239,6 +239,14 @@ class World:
             float(self.ambient_c + self.cabinet_rise_c + x) for x in self.cabinet_extra_c
         ]
         self._wallbox_list = list(self.wallboxes.values())
+        # A pile or wallbox whose power comes back reboots (meters keep nothing that matters).
+        was = getattr(self, "_powered", {})
+        self._powered = {}
+        for dev, model in self.models.items():
+            powered = self.device_powered(dev)
+            self._powered[dev] = powered
+            if powered and was.get(dev) is False and hasattr(model, "power_cycle"):
+                model.power_cycle()
         if hasattr(self, "unmanaged_a"):
             self.unmanaged_a = self.unmanaged_a * self.circuit_fed_col
             self._unmanaged_w = self.unmanaged_a * self.volts

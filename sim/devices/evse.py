@@ -84,6 +84,16 @@ class EvseModel:
         self._holding_blocks = (Block(0, HOLDING_SIZE, self._holding_block),)
 
     # ------------------------------------------------------------------ Modbus side
+    def power_cycle(self) -> None:
+        """Power came back after a loss: the box reboots paused, with its holding registers at
+        their defaults (watchdog off, failsafe current 0) and no tap; energy survives."""
+        self._limit_da = 0
+        self._failsafe_da = 0
+        self._indicator = 0
+        self._heartbeat = 0
+        self._watchdog = Watchdog()
+        self._tap = TapLatch()
+
     def read_input(self, addr: int, count: int) -> list[int] | int:
         return read_blocks(self._input_blocks, addr, count)
 

@@ -90,6 +90,7 @@ class PileModel:
         self._closed.flags.writeable = False
         self._indicator = np.zeros(ports, dtype=np.int64)
         self._limit_w = port_power_limit_w
+        self._default_limit_w = port_power_limit_w
         self._mask = 0
         self._heartbeat = 0
         self._watchdog = Watchdog()
@@ -200,6 +201,21 @@ class PileModel:
         self._b[k.FAULT, sel] = 0
         self._b[k.LOCK, sel] = 0
         self._f[k.OVER_S, sel] = 0.0
+
+    def power_cycle(self) -> None:
+        """Power came back after a loss (a breaker tripped and was reset): the pile reboots.
+        Relays open (welded contacts stay closed), the holding registers return to their
+        defaults (watchdog off, mask 0, the default cut-off), latched faults and the tap latch
+        are gone; the lifetime energy counters survive."""
+        self._b[k.CMD] = 0
+        self._b[k.CLOSED] = self._b[k.WELDED]
+        self._reset_faults(None)
+        self._indicator[:] = 0
+        self._limit_w = self._default_limit_w
+        self._mask = 0
+        self._heartbeat = 0
+        self._watchdog = Watchdog()
+        self._tap = TapLatch()
 
     # ------------------------------------------------------------------ physics side
     def contact_closed(self) -> np.ndarray:

@@ -430,3 +430,20 @@ def test_step_rejects_arrays_of_the_wrong_length(pile: PileModel) -> None:
     for args in ((short, ok, ok), (ok, short, ok), (ok, ok, np.zeros(N + 1))):
         with pytest.raises(ValueError, match="one value per port"):
             pile.step(0.1, 0.1, *args, 220.0, 25.0)
+
+
+def test_power_cycle_reboots_to_defaults_and_keeps_energy() -> None:
+    from chargectl.sim.devices.pile import PileModel
+
+    pm = PileModel(4, 1500)
+    assert pm.write_holding(0, [10, 7, 0, 0b0011, 1000]) is None
+    assert pm.write_holding(16, [1, 1, 0, 0]) is None
+    pm.set_energy_wh(2, 1234)
+    pm.tap(1, bytes.fromhex("04A1B2C3"))
+    pm.set_welded(4, True)
+    pm.power_cycle()
+    assert pm.read_holding(0, 6) == [0, 0, 0, 0, 1500, 0]
+    assert pm.read_holding(16, 4) == [0, 0, 0, 0]
+    assert pm.contact_closed().tolist() == [False, False, False, True]  # welded stays closed
+    assert pm.read_input(6, 1) == [0]  # no tap since power-up
+    assert pm.read_input(102, 2) == [0, 1234]

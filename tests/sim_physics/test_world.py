@@ -135,9 +135,18 @@ def test_overload_trips_the_breaker_and_everything_below_loses_power() -> None:
     assert w.device_powered("m")  # on the line side of the breaker it measures
     w.advance(10.0)
     assert len(w.breakers.trips) == 1  # stays open, nothing new to record
+    pile(w).write_holding(0, [10])  # a watchdog the controller had set before the trip
     w.reset_breaker("main")
     w.step(0.1)
-    assert w.truth(bays=False)["circuits"]["main"]["amps"][0] > 80.0
+    # Power back: the pile reboots with every relay open and its holding registers at their
+    # defaults, so nothing comes back on until a controller closes it again.
+    assert w.device_powered("pile")
+    assert pile(w).read_holding(0, 1) == [0]
+    assert pile(w).read_holding(16, 12) == [0] * 12
+    assert w.truth(bays=False)["circuits"]["main"]["amps"][0] < 1.0
+    close(w, "pile", [1])
+    w.advance(3.0)
+    assert w.truth(bays=False)["circuits"]["main"]["amps"][0] > 5.0  # the heater on port 1
 
 
 def test_magnetic_trip_on_a_short_burst() -> None:
