@@ -95,7 +95,8 @@ class UnitHealth:
     """A snapshot of one unit's health, for metrics, the status screen and tests."""
 
     unit: int
-    device: str
+    device: str  # the device id (config), or "<bus>/<unit>" for a unit no driver attached
+    name: str  # how errors and logs name it: "pile-a (line-1 unit 1)"
     up: bool  # answering (an exception reply counts: the unit is there)
     since: float | None  # when `up` last changed (clock.now()), None if it never did
     consecutive_failures: int  # failed requests in a row, of any class
@@ -116,8 +117,9 @@ def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> floa
 class _Unit:
     """Mutable per-unit bookkeeping, private to the bus."""
 
-    def __init__(self, unit: int, name: str) -> None:
+    def __init__(self, unit: int, device: str, name: str) -> None:
         self.unit = unit
+        self.device = device
         self.name = name
         self.up = True
         self.since: float | None = None
@@ -182,13 +184,14 @@ class ModbusBus:
         if known is not None and known.name != name:
             raise ConfigError(device_id, f"bus {self.id} unit {unit} is already {known.name}")
         if known is None:
-            self._units[unit] = _Unit(unit, name)
+            self._units[unit] = _Unit(unit, device_id, name)
 
     def health(self, unit: int) -> UnitHealth:
         u = self._unit(unit)
         return UnitHealth(
             unit=u.unit,
-            device=u.name,
+            device=u.device,
+            name=u.name,
             up=u.up,
             since=u.since,
             consecutive_failures=u.consecutive,

@@ -52,6 +52,7 @@ async def test_read_returns_registers_and_counts_health() -> None:
     assert await run_virtual(clock, bus.read_input(1, 2, 3)) == [2, 3, 4]
     h = bus.health(1)
     assert (h.up, h.requests, h.consecutive_failures, h.errors) == (True, 1, 0, {})
+    assert (h.device, h.name) == ("pile-a", "pile-a (line-1 unit 1)")
     assert client.connects == 1 and clock.now() == 0.0
 
 
