@@ -115,7 +115,9 @@ class Daemon:
         self.writer.start()
         try:
             # The kernel is compiled (or loaded from numba's cache) before anything is written.
-            self.warm_s = warm()
+            # In a worker thread: a cold compile takes seconds and the loop (the API, a
+            # simulator in the same process) stays responsive meanwhile.
+            self.warm_s = await asyncio.to_thread(warm)
             if self.options.serve_metrics:
                 server, thread = self.metrics.serve(self.shed.metrics.host, self.shed.metrics.port)
                 self.metrics_port = int(server.server_port)
