@@ -3,9 +3,19 @@ closes, the staff API stops it, and the shed stays under its limit throughout.""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import io
+import json
 from pathlib import Path
 
-from tests.rig import CARD, running_shed, write_config
+import pytest
+
+from chargectl.cli import main
+from chargectl.config import Endpoint
+from chargectl.configload import load_shed
+from chargectl.demo import run_demo
+from tests.rig import CARD, EXAMPLES, free_port, running_shed, write_config
 
 
 async def test_tap_charges_and_staff_stop_ends_it(tmp_path: Path) -> None:
@@ -32,3 +42,43 @@ async def test_tap_charges_and_staff_stop_ends_it(tmp_path: Path) -> None:
         circuit = rig.truth()["circuits"]["main"]
         assert circuit["breaker"]["closed"]
         assert not rig.truth()["trips"]
+
+
+async def test_status_command_shows_the_running_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, "small", overrides={"control": {"tick_s": 0.25}})
+    async with running_shed(cfg) as rig:
+        await rig.ticks(2)
+        code = await asyncio.to_thread(main, ["status", str(cfg)])
+        out = capsys.readouterr().out
+        assert code == 0
+        assert "shed small" in out and "main" in out and "idle 12" in out
+        code = await asyncio.to_thread(main, ["status", str(cfg), "--json"])
+        snap = json.loads(capsys.readouterr().out)
+        assert code == 0 and len(snap["bays"]) == 12 and snap["devices"]["pile-a"] is True
+    # the daemon is gone: a clear message and exit 1
+    code = await asyncio.to_thread(main, ["status", str(cfg)])
+    assert code == 1
+    assert "no daemon answers" in capsys.readouterr().err
+
+
+async def test_demo_runs_residents_through_the_campus_without_a_trip(tmp_path: Path) -> None:
+    shed = load_shed(EXAMPLES / "campus.yaml")
+    shed = dataclasses.replace(
+        shed,
+        metrics=Endpoint("127.0.0.1", free_port()),
+        api=Endpoint("127.0.0.1", free_port()),
+        sim=dataclasses.replace(shed.sim, control_api=Endpoint("127.0.0.1", free_port())),
+        control=dataclasses.replace(shed.control, tick_s=0.5),
+    )
+    out = io.StringIO()
+    sim, daemon = await run_demo(
+        shed, asyncio.Event(), every_s=0.2, duration_s=12.0, out=out, state_dir=tmp_path
+    )
+    truth = sim.world.truth(bays=False)
+    assert truth["trips"] == []
+    assert any(line.endswith(": started") for line in daemon.events.lines)
+    states = {b["state"] for b in daemon.status.latest["bays"]}
+    assert "charging" in states
+    assert "highest load/limit" in out.getvalue()

@@ -1,0 +1,37 @@
+"""`chargectl status CONFIG`: one screen of what the running daemon sees (its local API)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="the shed config (YAML): where the daemon's API listens")
+    parser.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from chargectl.configload import load_shed
+    from chargectl.view import render_status
+
+    shed = load_shed(args.config)
+    url = f"http://{shed.api.host}:{shed.api.port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            snapshot = json.loads(reply.read())
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"chargectl status: no daemon answers at {url} ({exc})", file=sys.stderr)
+        return 1
+    if not snapshot:
+        print(f"chargectl status: the daemon at {url} has not finished its first tick yet")
+        return 1
+    if args.json:
+        print(json.dumps(snapshot, indent=2))
+    else:
+        print(render_status(snapshot))
+    return 0
