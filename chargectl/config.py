@@ -122,6 +122,23 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """The link to the central MQTT broker (chargectl.mqtt); off while `host` is None."""
+
+    host: str | None = None
+    port: int | None = None  # None: 8883 with TLS, 1883 without
+    tls: bool = False
+    # Files are relative to the config file's folder.
+    ca_file: str | None = None  # CA bundle to trust over TLS; None: the system's CAs
+    username: str | None = None  # the broker's ACL expects the shed's name
+    password_file: str | None = None  # one line, read at each connect (rotation needs no restart)
+    keepalive_s: int = 60
+    state_interval_s: float = 10.0  # the retained state summary, this often
+    queue_size: int = 1000  # events kept while the broker is away; the oldest go first
+    reconnect_max_s: float = 60.0  # cap of the jittered exponential reconnect backoff
+
+
+@dataclass(frozen=True, slots=True)
 class BaseLoad:
     circuit: str
     amps: tuple[float, ...]  # per phase of the circuit
@@ -168,6 +185,7 @@ class Shed:
     metrics: Endpoint = Endpoint("127.0.0.1", 9464)
     api: Endpoint = Endpoint("127.0.0.1", 8581)
     ledger: str = "chargectl.db"  # SQLite path, relative to the config file's folder
+    mqtt: MqttSettings = MqttSettings()
     sim: SimSettings = SimSettings()
 
     def circuit(self, circuit_id: str) -> Circuit:

@@ -21,6 +21,7 @@ from chargectl.config import (
     ControlSettings,
     Device,
     Endpoint,
+    MqttSettings,
     PluggedCar,
     PluggedCharger,
     RtuBus,
@@ -135,6 +136,12 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "checkpoint_s": _POSITIVE,
     },
     SimSettings: {"step_s": _POSITIVE, "meter_refresh_s": _POSITIVE},
+    MqttSettings: {
+        "keepalive_s": _Range(5, U16_MAX),
+        "state_interval_s": _POSITIVE,
+        "queue_size": _Range(1, None),
+        "reconnect_max_s": _Range(1, None),
+    },
     BaseLoad: {"noise_a": _NON_NEGATIVE},
     PluggedCharger: {"soc": _FRACTION},
     PluggedCar: {"max_a": _POSITIVE, "soc": _FRACTION, "capacity_kwh": _POSITIVE},
@@ -224,6 +231,7 @@ class _Checks:
             self.check_device(d, self.path(d, f"devices[{i}]"), units)
         self.check_meters()
         self.check_endpoints()
+        self.check_mqtt()
         if not self.shed.ledger.strip():
             self.report("ledger", "must not be empty")
         self.check_sim()
@@ -570,6 +578,31 @@ class _Checks:
             if isinstance(b, TcpBus) and (b.host, b.port) in first:
                 path = _join(self.path(b, f"buses[{i}]"), "tcp.port")
                 self.report(path, f"{b.host}:{b.port} is used by {first[(b.host, b.port)]} too")
+
+    def check_mqtt(self) -> None:
+        m = self.shed.mqtt
+        self.check_ranges(m, "mqtt")
+        if m.port is not None and not 1 <= m.port <= U16_MAX:
+            self.report("mqtt.port", f"must be in 1..{U16_MAX}, got {m.port}")
+        if m.host is None:
+            return
+        if not m.host.strip():
+            self.report("mqtt.host", "must not be empty (leave it out to turn MQTT off)")
+        if m.ca_file is not None and not m.tls:
+            self.report("mqtt.ca_file", "needs tls: true")
+        if m.password_file is not None and m.username is None:
+            self.report("mqtt.password_file", "needs a username")
+        for key in ("ca_file", "username", "password_file"):
+            if getattr(m, key) == "":
+                self.report(_join("mqtt", key), "must not be empty (leave it out instead)")
+        # The name is a topic level (chargectl/<shed>/...) and the broker's user for the ACL.
+        bad = sorted(set(self.shed.shed.name) & set("/+#"))
+        if bad:
+            self.report(
+                "shed.name",
+                f"is an MQTT topic level and must not contain {' '.join(bad)}, "
+                f"got {self.shed.shed.name!r}",
+            )
 
     def check_sim(self) -> None:
         sim = self.shed.sim

@@ -1,0 +1,76 @@
+"""Fixtures for the MQTT tests: a real broker, the campus layout, ticks made to order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chargectl.config import Shed
+from chargectl.configload import load_shed
+from chargectl.control.layout import Layout, build_layout
+from chargectl.control.observe import Decision, Demand, Observation
+from chargectl.daemon import Poll, TickOutcome
+from tests.mqtt.broker import ROOT, Broker
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    b = Broker(folder)
+    b.write_files()
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="session")
+def campus() -> Shed:
+    return load_shed(ROOT / "deploy" / "examples" / "campus.yaml")
+
+
+@pytest.fixture(scope="session")
+def layout(campus: Shed) -> Layout:
+    return build_layout(campus)
+
+
+def decision(
+    layout: Layout,
+    *,
+    states: dict[str, str] | None = None,
+    overloaded: tuple[str, ...] = (),
+    alarm: str | None = None,
+    current_a: float = 10.0,
+) -> Decision:
+    """A decision as the core would make it: every bay idle unless `states` says otherwise."""
+    b, c = layout.n_bays, layout.n_circuits
+    over = np.array([cid in overloaded for cid in layout.circuit_ids])
+    state = tuple((states or {}).get(bay.id, "idle") for bay in layout.bays)
+    cur = np.where(layout.circuit_phases, current_a, 0.0)
+    return Decision(
+        relay_on=np.zeros(b, dtype=np.bool_),
+        setpoint_a=np.zeros(b),
+        circuit_current_a=cur,
+        limit_a=layout.limit_a.copy(),
+        planned_a=cur.copy(),
+        binding=np.zeros((c, 3), dtype=np.bool_),
+        infeasible=np.zeros((c, 3), dtype=np.bool_),
+        overloaded=over,
+        new_overloads=over.copy(),
+        thermal_ratio=np.full(c, 0.25),
+        unmanaged_a=np.zeros((c, 3)),
+        bay_state=state,
+        failsafe_mask={},
+        welded=np.zeros(b, dtype=np.bool_),
+        alarm=alarm,
+    )
+
+
+def tick(layout: Layout, now: float, d: Decision) -> TickOutcome:
+    poll = Poll(Observation.empty(layout))
+    return TickOutcome(now, 1_767_225_600.0 + now, 0.001, poll, d, Demand.none(layout), {})
