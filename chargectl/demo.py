@@ -31,6 +31,7 @@ from chargectl.view import render_status
 
 RESIDENTS = 240
 STRANGER = "DEADBEEF"  # a card nobody registered
+RUSH_EVERY_S = 0.3
 
 
 def demo_cards(n: int, seed: int) -> list[str]:
@@ -120,12 +121,21 @@ class Residents:
         elif roll < 0.21 and free:
             world.tap(rng.choice(free), bytes.fromhex(STRANGER))
             log("a stranger's card is tapped")
-        elif free:
-            bay = rng.choice(free)
-            card = rng.choice(self.cards)
-            world.plug_charger(bay, rng.choice(PROFILE_NAMES), soc=rng.uniform(0.05, 0.8))
-            world.tap(bay, bytes.fromhex(card))
-            self.at[bay] = card
+        else:
+            self.arrive()
+
+    def arrive(self) -> None:
+        """Someone plugs an e-bike charger into a free socket and taps their card."""
+        free = self._free_sockets()
+        if not free:
+            return
+        bay = self.rng.choice(free)
+        card = self.rng.choice(self.cards)
+        self.sim.world.plug_charger(
+            bay, self.rng.choice(PROFILE_NAMES), soc=self.rng.uniform(0.05, 0.8)
+        )
+        self.sim.world.tap(bay, bytes.fromhex(card))
+        self.at[bay] = card
 
 
 async def run_demo(
@@ -133,6 +143,7 @@ async def run_demo(
     stop: asyncio.Event,
     *,
     every_s: float = 3.0,
+    rush: int = 100,
     duration_s: float | None = None,
     out: TextIO = sys.stdout,
     state_dir: Path | None = None,
@@ -163,6 +174,15 @@ async def run_demo(
 
     async def residents() -> None:
         await started.wait()
+        # The evening rush first (the shed fills past what its breakers allow, so sockets
+        # wait and take turns), then an arrival every few seconds.
+        for _ in range(rush):
+            if stop.is_set():
+                return
+            people.arrive()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RUSH_EVERY_S)
+        note(f"the rush is over: {len(people.at)} residents plugged in")
         while not stop.is_set():
             people.act(time.monotonic() - t0, note)
             with contextlib.suppress(TimeoutError):

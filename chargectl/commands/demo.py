@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--every", type=float, default=3.0, help="seconds between residents' actions (default 3)"
     )
     parser.add_argument(
+        "--rush", type=int, default=100, help="residents arriving in the first half minute"
+    )
+    parser.add_argument(
         "--duration", type=float, default=None, help="end after this many seconds (default: Ctrl-C)"
     )
     parser.add_argument(
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.every <= 0:
         raise UsageError(f"--every must be > 0, got {args.every}")
+    if args.rush < 0:
+        raise UsageError(f"--rush must be >= 0, got {args.rush}")
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration must be > 0, got {args.duration}")
     # On a terminal the view is the output; otherwise the log lines are.
@@ -50,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_demo(shed, stop, every_s=args.every, duration_s=args.duration, state_dir=state)
+        await run_demo(
+            shed,
+            stop,
+            every_s=args.every,
+            rush=args.rush,
+            duration_s=args.duration,
+            state_dir=state,
+        )
 
     asyncio.run(main())
     return 0
