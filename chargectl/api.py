@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Command = Callable[[Mapping[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+Command = Callable[[Mapping[str, Any]], Coroutine[Any, Any, tuple[int, dict[str, Any]]]]
 MAX_BODY = 64 * 1024
 
 

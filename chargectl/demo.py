@@ -156,7 +156,7 @@ async def run_demo(
     shed = dataclasses.replace(
         shed,
         buses=tuple(
-            dataclasses.replace(b, port=int(sim.endpoints[b.id].rsplit(":", 1)[1]))  # type: ignore[call-arg]
+            dataclasses.replace(b, port=int(sim.endpoints[b.id].rsplit(":", 1)[1]))
             if isinstance(b, TcpBus)
             else b
             for b in shed.buses

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from typing import Any
 
 from chargectl.api import ApiServer
 from chargectl.control.layout import Layout
@@ -55,7 +56,7 @@ class StatusReporter:
         self.io = io
         self.api = api
         self.ticks = 0
-        self.latest: dict[str, object] = {}
+        self.latest: dict[str, Any] = {}
 
     def report(self, tick: TickOutcome) -> None:
         self.ticks += 1

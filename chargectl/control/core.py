@@ -108,7 +108,10 @@ class ControlCore:
         self.thermal.step(dt, current)
         ratio = self.thermal.ratio()
         limit = self.derate.apply(ratio, lay.limit_a)
-        over = ((current > lay.limit_a + OVERLOAD_TOLERANCE_A) & lay.circuit_phases).any(axis=1)
+        over = np.asarray(
+            ((current > lay.limit_a + OVERLOAD_TOLERANCE_A) & lay.circuit_phases).any(axis=1),
+            dtype=np.bool_,
+        )
         new_overloads = over & ~self.overloaded
         self.overloaded = over
         for c in np.flatnonzero(new_overloads):

@@ -43,7 +43,7 @@ class Block:
 
     start: int
     size: int
-    read: Callable[[], Sequence[int]]
+    read: Callable[[], Sequence[int] | np.ndarray]
 
     @property
     def end(self) -> int:
