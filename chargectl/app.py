@@ -93,8 +93,9 @@ class Daemon:
         return 200, {"stopped": stopped}
 
     async def _clear_alarm(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
-        was = self.controller.core.alarm
-        self.controller.core.clear_alarm()
+        core = self.controller.core
+        was = core.alarm and f"{core.alarm} at {core.alarm_at}"
+        core.clear_alarm()
         self.events.add(f"staff cleared alarm ({was or 'none'})")
         return 200, {"cleared": was is not None}
 

@@ -158,8 +158,8 @@ class ModbusShedIO:
         obs.bay_up[sl] = True
         obs.bay_current_a[sl] = hot.current_a
         obs.bay_fault[sl] = hot.fault
-        if hot.alarm is not None:
-            obs.alarm = obs.alarm or f"{hot.alarm} at {dev}"
+        if hot.alarm is not None and obs.alarm is None:
+            obs.alarm, obs.alarm_at = hot.alarm, dev
         for k, bay in enumerate(self.layout.bays[sl]):
             poll.relay_closed[bay.id] = hot.relay_closed[k]
             # Power each tick from the hot block (current x supply voltage); the slow block's

@@ -65,7 +65,8 @@ class ControlCore:
         self.changed_at = np.full(b, -np.inf)  # when the relay last changed
         self.weld_count = np.zeros(b, dtype=np.int64)
         self.welded = np.zeros(b, dtype=np.bool_)
-        self.alarm: str | None = None
+        self.alarm: str | None = None  # the kind, "smoke" or "estop" (a metrics label)
+        self.alarm_at: str | None = None
         self.thermal = BreakerThermal(layout.breaker_a)
         self.derate = Derate(above=self.settings.thermal_derate_ratio)
         self.overloaded = np.zeros(c, dtype=np.bool_)
@@ -76,6 +77,7 @@ class ControlCore:
     # -- staff actions -------------------------------------------------------------------
     def clear_alarm(self) -> None:
         self.alarm = None
+        self.alarm_at = None
 
     def clear_welded(self, bay: int) -> None:
         self.welded[bay] = False
@@ -119,8 +121,10 @@ class ControlCore:
 
         # 2. alarms, faults, welded relays
         if obs.alarm and self.alarm is None:
-            notes.append(f"ALARM {obs.alarm}: every relay opens, every wallbox pauses")
-        self.alarm = self.alarm or obs.alarm
+            self.alarm, self.alarm_at = obs.alarm, obs.alarm_at
+            notes.append(
+                f"ALARM {obs.alarm} at {obs.alarm_at}: every relay opens, every wallbox pauses"
+            )
         open_but_flowing = lay.socket & obs.bay_up & ~self.on & (obs.bay_current_a > WELD_CURRENT_A)
         self.weld_count = np.where(open_but_flowing, self.weld_count + 1, 0)
         newly_welded = ~self.welded & (
@@ -155,11 +159,21 @@ class ControlCore:
             deferred = order[self.settings.max_closes_per_tick :]
             relay_on[deferred] = False
             setpoints = np.where(relay_on | ~lay.socket, setpoints, 0.0)
+        # Nothing reaches a device that does not answer: it keeps what it was last told, and so
+        # do our books. Its bays' last plan and its pile's fail-safe mask therefore stay its
+        # worst case for as long as it is silent, not just on the first tick.
+        relay_on = np.where(down, self.on, relay_on)
+        setpoints = np.where(down, self.setpoint, setpoints)
         changed = relay_on != self.on
         self.changed_at = np.where(changed, now, self.changed_at)
         self.on = relay_on
         self.setpoint = setpoints.copy()
-        masks = failsafe_masks(lay, self.port_limit_a, relay_on)
+        held = {
+            pile: self.failsafe_mask.get(pile, 0)
+            for pile, sl in lay.pile_slices.items()
+            if down[sl].all()
+        }
+        masks = failsafe_masks(lay, self.port_limit_a, relay_on & ~down, held)
         self.failsafe_mask = masks
 
         state = self._states(obs, demand, faulted, relay_on)
@@ -180,6 +194,7 @@ class ControlCore:
             welded=self.welded.copy(),
             alarm=self.alarm,
             notes=notes,
+            alarm_at=self.alarm_at,
         )
 
     # -- parts ---------------------------------------------------------------------------

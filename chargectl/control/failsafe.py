@@ -17,9 +17,23 @@ import numpy as np
 from chargectl.control.layout import BoolArray, FloatArray, Layout
 
 
-def failsafe_masks(layout: Layout, port_limit_a: FloatArray, relay_on: BoolArray) -> dict[str, int]:
+def failsafe_masks(
+    layout: Layout,
+    port_limit_a: FloatArray,
+    relay_on: BoolArray,
+    held: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """The mask of every pile. `held`: masks that cannot change (the pile does not answer, so
+    it keeps the last one written); they are charged to the budget first, returned as they are."""
     budget = layout.limit_a - layout.unmanaged_worst_a  # [C, 3]
     keep = np.zeros(layout.n_bays, dtype=np.bool_)
+    held = held or {}
+    for pile, mask in held.items():
+        sl = layout.pile_slices[pile]
+        for k in range(sl.stop - sl.start):
+            if (mask >> k) & 1:
+                j = sl.start + k
+                budget[layout.under[:, j]] -= port_limit_a[j] * layout.bay_phases[j]
     for j in np.flatnonzero(relay_on & layout.socket):
         cost = port_limit_a[j] * layout.bay_phases[j]  # [3]
         rows = layout.under[:, j]
@@ -28,6 +42,9 @@ def failsafe_masks(layout: Layout, port_limit_a: FloatArray, relay_on: BoolArray
             keep[j] = True
     masks: dict[str, int] = {}
     for pile, sl in layout.pile_slices.items():
+        if pile in held:
+            masks[pile] = held[pile]
+            continue
         bits = 0
         for k, on in enumerate(keep[sl]):
             if on:

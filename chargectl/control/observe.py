@@ -33,6 +33,7 @@ class Observation:
     wallbox_hw_max_a: FloatArray  # [B] hardware maximum (0 for sockets)
     meter_a: FloatArray  # [C, 3] the circuit's meter, NaN where none or down
     alarm: str | None = None  # "smoke" / "estop" on some pile, None when clear
+    alarm_at: str | None = None  # the pile that raised it
 
     @classmethod
     def empty(cls, layout: Layout) -> Observation:
@@ -75,5 +76,6 @@ class Decision:
     bay_state: tuple[str, ...]  # [B] one of BAY_STATES
     failsafe_mask: dict[str, int]  # pile id -> bit (port - 1) set: closed in failsafe
     welded: BoolArray  # [B]
-    alarm: str | None
+    alarm: str | None  # "smoke" / "estop", latched until staff clear it
     notes: list[str] = field(default_factory=list)  # state changes worth one log line
+    alarm_at: str | None = None  # the pile that raised the latched alarm
