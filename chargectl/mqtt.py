@@ -200,8 +200,19 @@ class MqttReporter:
 # -- the link: one task of the daemon ---------------------------------------------------------
 
 
-class _Stopping(Exception):
-    """Raised inside the session's TaskGroup to end it when the daemon stops."""
+async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait until each has ended.
+
+    Cancelled again and again: on Python 3.11, `asyncio.wait_for` (aiomqtt waits for every
+    acknowledgement with it) swallows a cancel that arrives just as its inner wait completes;
+    that task then goes on as if nothing happened, and a TaskGroup would wait for it forever.
+    Measured here: a stop right after a command was answered hung the link.
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
 
 
 def _encode(payload: Payload) -> bytes:
@@ -270,13 +281,12 @@ class MqttLink:
             try:
                 await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if not session.done() and not self.connected:
-                    session.cancel()  # stopped while still connecting: nobody to say goodbye to
+                    await _cancel({session})  # stopped while connecting: nobody to tell
                 await asyncio.wait({session})
             finally:
                 stopper.cancel()
                 if not session.done():  # run() itself was cancelled
-                    session.cancel()
-                    await asyncio.wait({session})
+                    await _cancel({session})
             if session.cancelled():
                 return
             exc = session.exception()
@@ -361,22 +371,28 @@ class MqttLink:
             try:
                 await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
                 await client.subscribe(topic(self.shed, COMMAND_FILTER), qos=1)
-                try:
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._publish_loop(client), name="mqtt-publish")
-                        tg.create_task(self._command_loop(client), name="mqtt-commands")
-                        tg.create_task(self._until(stop), name="mqtt-stop")
-                except* _Stopping:
-                    pass
+                await self._serve(client, stop)
                 await self._flush(client)
                 await client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             finally:
                 self.connected = False
 
-    @staticmethod
-    async def _until(stop: asyncio.Event) -> None:
-        await stop.wait()
-        raise _Stopping
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Publish and answer until `stop` is set (returns) or the connection fails (raises).
+
+        Plain tasks rather than a TaskGroup: see `_cancel`."""
+        loops = {
+            asyncio.create_task(self._publish_loop(client), name="mqtt-publish"),
+            asyncio.create_task(self._command_loop(client), name="mqtt-commands"),
+        }
+        stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
+        try:
+            done, _ = await asyncio.wait(loops | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await _cancel(loops | {stopper})
+        for t in done & loops:  # the loops never end but by failing
+            exc = t.exception()
+            raise exc if exc is not None else aiomqtt.MqttError(f"{t.get_name()} ended")
 
     async def _publish_one(self, client: aiomqtt.Client, msg: Outgoing) -> None:
         try:
