@@ -38,7 +38,7 @@ TOPICS: dict[str, Topic] = {
         # The Will says "offline" when the link dies; a clean stop says it too.
         Topic("status", "status", 1, True, "`online` or `offline` (plain text)"),
         # QoS 0: a lost summary is replaced by the next one within the interval.
-        Topic("state", "state", 0, True, "state summary (JSON), every state_interval_s"),
+        Topic("state", "state", 0, True, "state summary (JSON), every `state_interval_s`"),
         Topic("tap", "events/tap", 1, False, "a card tap and what it did"),
         Topic("session_end", "events/session_end", 1, False, "a session settled: reason, kWh"),
         Topic("overload", "events/overload", 1, False, "a circuit overload began or ended"),
