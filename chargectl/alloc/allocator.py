@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from chargectl.alloc import kernel
 from chargectl.alloc.problem import (
@@ -105,13 +106,13 @@ class Allocator:
 
     def __call__(  # noqa: PLR0917 (the controller's Allocate shape: seven arrays)
         self,
-        limit_a: FloatArray,
-        unmanaged_a: FloatArray,
-        min_a: FloatArray,
-        max_a: FloatArray,
-        priority: IntArray,
-        credit: FloatArray,
-        on: BoolArray,
+        limit_a: npt.ArrayLike,
+        unmanaged_a: npt.ArrayLike,
+        min_a: npt.ArrayLike,
+        max_a: npt.ArrayLike,
+        priority: npt.ArrayLike,
+        credit: npt.ArrayLike,
+        on: npt.ArrayLike,
     ) -> tuple[FloatArray, FloatArray, BoolArray, BoolArray]:
         topo = self.topo
         c, b = topo.n_circuits, topo.n_bays
@@ -149,7 +150,7 @@ class Allocator:
         return out
 
 
-def _array(x: object, dtype: type, shape: tuple[int, ...], name: str) -> np.ndarray:
+def _array(x: npt.ArrayLike, dtype: type, shape: tuple[int, ...], name: str) -> np.ndarray:
     a: np.ndarray = np.ascontiguousarray(x, dtype=dtype)
     if a.shape != shape:
         raise ProblemError(f"{name}: shape {a.shape}, expected {shape}")

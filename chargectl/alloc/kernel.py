@@ -330,17 +330,6 @@ def _touch(
 
 
 @njit(cache=True)
-def _any_full(j, bay_circuit, bay_phase, parent, full):
-    c = bay_circuit[j]
-    while c >= 0:
-        for p in range(3):
-            if bay_phase[j, p] and full[3 * c + p]:
-                return True
-        c = parent[c]
-    return False
-
-
-@njit(cache=True)
 def _water_fill(
     parent,
     bay_circuit,
@@ -429,11 +418,9 @@ def _water_fill(
             elif next_start <= next_stop:
                 j = starts[si]
                 si += 1
+                # A bay on a full circuit-phase was frozen when it filled, so a bay still
+                # waiting here has room on every circuit-phase it draws on.
                 if state[j] != WAITING:
-                    continue
-                if _any_full(j, bay_circuit, bay_phase, parent, full):
-                    state[j] = FROZEN
-                    level[j] = 0.0
                     continue
                 state[j] = RISING
                 size = _touch(

@@ -1,0 +1,142 @@
+"""Hand-made cases for corners of the kernel that random problems rarely reach."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from chargectl.alloc.allocator import plan
+from chargectl.alloc.problem import Plan, Problem
+from chargectl.alloc.reference import reference_plan
+from tests.alloc.build import circuit, socket, wallbox
+from tests.alloc.rules import check_rules
+
+SOLVERS: dict[str, Callable[[Problem], Plan]] = {"kernel": plan, "reference": reference_plan}
+
+
+def solve(solver: str, problem: Problem) -> Plan:
+    result = SOLVERS[solver](problem)
+    check_rules(problem, result)
+    return result
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_fill_level_that_moves_up_is_reordered(solver: str) -> None:
+    # main would fill at level 10 while a, b, c all rise; a stops at 8, which moves main's
+    # fill to 11, behind row's 10.5: row must fill first (c at 10.5), then main (b at 11.5).
+    problem = Problem(
+        (circuit("main", 30), circuit("row", 10.5, parent="main")),
+        (wallbox("a", 6, 8), wallbox("b", 6, 16), wallbox("c", 6, 16, "row")),
+    )
+    assert solve(solver, problem).setpoints == pytest.approx({"a": 8, "b": 11.5, "c": 10.5})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_fit_has_a_nanoamp_of_slack(solver: str) -> None:
+    # 0.1 + 0.2 is 0.30000000000000004 in binary floating point: still a fit.
+    problem = Problem(
+        (circuit("main", 0.3),),
+        (socket("a", 0.1), socket("b", 0.2, credit=1.0)),
+    )
+    assert solve(solver, problem).setpoints == {"a": 0.1, "b": 0.2}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_one_limit_per_phase(solver: str) -> None:
+    # L2 is the tight phase: the 3-phase wallbox is held by L2 while L1 has room, and a
+    # socket on L1 still fits.
+    problem = Problem(
+        (circuit("main", (32, 10, 32), unmanaged=(0, 2, 0)),),
+        (wallbox("w", 6, 16, phases=(1, 2, 3)), socket("s", 2.5, phase=1, credit=1.0)),
+    )
+    result = solve(solver, problem)
+    assert result.setpoints == pytest.approx({"w": 8.0, "s": 2.5})
+    assert result.binding["main"] == (False, True, False)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_higher_class_takes_the_extra_first(solver: str) -> None:
+    problem = Problem(
+        (circuit("main", 24),),
+        (wallbox("lo", 6, 16), wallbox("hi", 6, 16, priority=1, credit=9.0)),
+    )
+    # Both admitted at 6; the higher class rises first, up to what the lower one leaves.
+    assert solve(solver, problem).setpoints == pytest.approx({"lo": 8.0, "hi": 16.0})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_lower_class_on_a_full_circuit_stays_at_its_minimum(solver: str) -> None:
+    problem = Problem(
+        (circuit("main", 40), circuit("row", 14, parent="main")),
+        (
+            wallbox("hi", 6, 16, "row", priority=2),
+            wallbox("lo", 6, 16, "row", priority=1),
+            wallbox("free", 6, 16, "main", priority=1),
+        ),
+    )
+    result = solve(solver, problem)
+    assert result.setpoints == pytest.approx({"hi": 8.0, "lo": 6.0, "free": 16.0})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_ties_go_to_the_bay_already_on_then_to_the_lower_id(solver: str) -> None:
+    problem = Problem(
+        (circuit("main", 4),),
+        (socket("b", 2), socket("c", 2, on=True), socket("a", 2)),
+    )
+    assert solve(solver, problem).setpoints == {"a": 2.0, "b": 0.0, "c": 2.0}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_bays_that_cannot_run_are_left_off(solver: str) -> None:
+    problem = Problem(
+        (circuit("main", 32),),
+        (wallbox("zero", 6, 0), wallbox("below-min", 6, 4), wallbox("ok", 6, 16)),
+    )
+    assert solve(solver, problem).setpoints == {"zero": 0.0, "below-min": 0.0, "ok": 16.0}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_an_infeasible_phase_blocks_the_whole_subtree(solver: str) -> None:
+    # row's L1 is over its limit on unmanaged load alone; a bay on row's L2 is still not
+    # admitted (rule 4), and neither is one in the circuit below row.
+    problem = Problem(
+        (
+            circuit("main", (63, 63, 63), unmanaged=(20, 0, 0)),
+            circuit("row", (16, 16, None), parent="main", unmanaged=(17, 0, 0)),
+            circuit("leaf", (None, 10, None), parent="row"),
+        ),
+        (
+            socket("l2", 2, "row", phase=2),
+            socket("leaf", 2, "leaf", phase=2),
+            socket("m", 2, "main", phase=1),
+        ),
+    )
+    result = solve(solver, problem)
+    assert result.setpoints == {"l2": 0.0, "leaf": 0.0, "m": 2.0}
+    assert result.infeasible == (("row", 1),)
+    assert result.planned_a["leaf"] == (None, 0.0, None)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_wallbox_with_no_minimum_rises_from_zero(solver: str) -> None:
+    problem = Problem((circuit("main", 10),), (wallbox("a", 0, 16), wallbox("b", 0, 3)))
+    assert solve(solver, problem).setpoints == pytest.approx({"a": 7.0, "b": 3.0})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_two_supplies(solver: str) -> None:
+    problem = Problem(
+        (circuit("left", 10), circuit("right", 20)),
+        (wallbox("l", 6, 16, "left"), wallbox("r", 6, 16, "right")),
+    )
+    assert solve(solver, problem).setpoints == pytest.approx({"l": 10.0, "r": 16.0})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_empty_problem(solver: str) -> None:
+    result = solve(solver, Problem((circuit("main", 10, unmanaged=3),), ()))
+    assert result.setpoints == {}
+    assert result.planned_a == {"main": (3.0, None, None)}
+    assert result.binding == {"main": (False, None, None)}
