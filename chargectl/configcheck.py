@@ -123,6 +123,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "wallbox_probe_a": _NON_NEGATIVE,
         "slow_poll_s": _POSITIVE,
         "thermal_derate_ratio": _Range(0, 1, low_open=True),
+        "max_closes_per_tick": _Range(1, 10_000),
     },
     SessionSettings: {
         "full_power_w": _NON_NEGATIVE,
@@ -134,6 +135,10 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "no_load_s": _POSITIVE,
         "max_duration_s": _POSITIVE,
         "checkpoint_s": _POSITIVE,
+        "load_w": _NON_NEGATIVE,
+        "settle_s": _NON_NEGATIVE,
+        "tap_lamp_s": _NON_NEGATIVE,
+        "complete_lamp_s": _NON_NEGATIVE,
     },
     SimSettings: {"step_s": _POSITIVE, "meter_refresh_s": _POSITIVE},
     MqttSettings: {
