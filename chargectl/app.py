@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chargectl.alloc.allocator import warm
-from chargectl.api import ApiServer
+from chargectl.api import ApiServer, Command
 from chargectl.clock import Clock, RealClock
 from chargectl.config import Shed
 from chargectl.control.allocation import make_allocator
@@ -30,6 +30,9 @@ from chargectl.sessions.errors import UnknownBay
 from chargectl.sessions.manager import SessionManager
 from chargectl.sessions.writer import LedgerWriter
 from chargectl.shedio import ModbusShedIO
+
+if TYPE_CHECKING:
+    from chargectl.mqtt import MqttLink
 
 log = logging.getLogger("chargectl")
 
@@ -61,12 +64,23 @@ class Daemon:
         self.events = EventLog(self.link, self.io)
         self.api: ApiServer | None = None
         self.status = StatusReporter(shed.shed.name, self.layout, self.io, None)
-        reporters: list[Reporter] = [
-            MetricsReporter(self.metrics, self.layout, self.io, self.link),
-            self.status,
-            self.events,
-            *options.extra_reporters,
-        ]
+        metrics_reporter = MetricsReporter(self.metrics, self.layout, self.io, self.link)
+        reporters: list[Reporter] = [metrics_reporter, self.status, self.events]
+        self.mqtt: MqttLink | None = None
+        if shed.mqtt.host is not None:
+            from chargectl import mqtt  # aiomqtt and paho only when MQTT is on
+
+            reporter, self.mqtt = mqtt.build(
+                shed,
+                self.layout,
+                self.clock,
+                self.commands(),
+                device_up=self.io.device_up,
+                taps=lambda: self.events.last_taps,
+                settled=lambda: metrics_reporter.last_events.settled,
+            )
+            reporters.append(reporter)  # after the metrics and the event log: it reads theirs
+        reporters.extend(options.extra_reporters)
         self.controller = Controller(
             shed,
             self.layout,
@@ -81,6 +95,14 @@ class Daemon:
         self.first_write_s: float | None = None
 
     # -- staff commands, run on the loop ---------------------------------------------------
+    def commands(self) -> dict[str, Command]:
+        """Staff commands by path: the local HTTP API and MQTT serve the same table."""
+        return {
+            "sessions/stop": self._stop_session,
+            "alarm/clear": self._clear_alarm,
+            "bays/clear-fault": self._clear_fault,
+        }
+
     async def _stop_session(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         bay = body.get("bay")
         if not isinstance(bay, str):
@@ -113,6 +135,8 @@ class Daemon:
         t0 = time.perf_counter()
         notifier = Notifier()
         server = thread = None
+        mqtt_stop = asyncio.Event()  # its own: "offline" goes out after the fail-safe writes
+        mqtt_task: asyncio.Task[None] | None = None
         self.writer.start()
         try:
             # The kernel is compiled (or loaded from numba's cache) before anything is written.
@@ -126,11 +150,12 @@ class Daemon:
                 self.api = ApiServer(
                     self.shed.api.host, self.shed.api.port, asyncio.get_running_loop()
                 )
-                self.api.route("/sessions/stop", self._stop_session)
-                self.api.route("/alarm/clear", self._clear_alarm)
-                self.api.route("/bays/clear-fault", self._clear_fault)
+                for path, command in self.commands().items():
+                    self.api.route(f"/{path}", command)
                 self.status.api = self.api
                 self.api.start()
+            if self.mqtt is not None:
+                mqtt_task = asyncio.create_task(self.mqtt.run(mqtt_stop), name="mqtt")
             await self.controller.start()
             self.first_write_s = time.perf_counter() - t0
             log.info(
@@ -152,6 +177,12 @@ class Daemon:
                 await self.controller.shutdown()
             except Exception:
                 log.exception("could not leave every device in its fail-safe state")
+            if mqtt_task is not None:
+                mqtt_stop.set()
+                try:
+                    await asyncio.wait_for(mqtt_task, 15)
+                except Exception:
+                    log.exception("the MQTT link did not stop cleanly")
             self.writer.close()
             if self.api is not None:
                 self.api.close()

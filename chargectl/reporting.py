@@ -15,6 +15,7 @@ from chargectl.control.layout import Layout
 from chargectl.daemon import ShedIO, TickOutcome
 from chargectl.metrics import SessionEnd, ShedMetrics, tick_report
 from chargectl.sessionlink import SessionLink
+from chargectl.sessions.manager import SessionEvents, TapResult
 from chargectl.status import snapshot
 
 log = logging.getLogger("chargectl")
@@ -26,9 +27,11 @@ class MetricsReporter:
         self.layout = layout
         self.io = io
         self.link = link
+        self.last_events = SessionEvents({}, {}, ())  # this tick's, for the MQTT reporter
 
     def report(self, tick: TickOutcome) -> None:
         events = self.link.manager.drain_events()
+        self.last_events = events
         ends = [SessionEnd(str(e.reason), float(e.energy_wh)) for e in events.settled]
         taps = [outcome for outcome, n in events.taps.items() for _ in range(n)]
         self.metrics.update(
@@ -81,6 +84,7 @@ class EventLog:
         self.io = io
         self.lines: deque[str] = deque(maxlen=keep)
         self._up: dict[str, bool] = {}
+        self.last_taps: list[TapResult] = []  # this tick's, for the MQTT reporter
 
     def add(self, line: str, level: int = logging.INFO) -> None:
         self.lines.append(line)
@@ -89,7 +93,8 @@ class EventLog:
     def report(self, tick: TickOutcome) -> None:
         for note in tick.decision.notes:
             self.lines.append(note)  # the loop already logged it
-        for t in self.link.drain_taps():
+        self.last_taps = self.link.drain_taps()
+        for t in self.last_taps:
             self.add(f"tap {t.uid} at {t.bay}: {t.outcome}")
         for dev, up in self.io.device_up().items():
             was = self._up.get(dev)
