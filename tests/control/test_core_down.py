@@ -3,19 +3,21 @@ simulator: tests/integration/test_faults.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.failsafe import failsafe_masks, worst_case_failsafe_a
-from chargectl.control.layout import build_layout, circuit_load
+from chargectl.control.layout import Layout, build_layout, circuit_load
 from chargectl.control.observe import Demand, Observation
 from tests.control.sheds import two_row_shed
 
 PORT_A = 2000 / 220.0
 
 
-def setup(**kw):  # type: ignore[no-untyped-def]
+def setup(**kw: Any) -> tuple[Layout, ControlCore, Observation]:
     shed = two_row_shed(**kw)
     lay = build_layout(shed)
     core = ControlCore(shed, lay, make_allocator(lay))
@@ -25,7 +27,7 @@ def setup(**kw):  # type: ignore[no-untyped-def]
     return lay, core, obs
 
 
-def want(lay, bays):  # type: ignore[no-untyped-def]
+def want(lay: Layout, bays: list[str]) -> Demand:
     d = Demand.none(lay)
     for b in bays:
         d.wants[lay.bay_index[b]] = True

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ async def open_sessions(
         wave = [q.pop(0) for q in queues.values() if q]
         for bay in wave:
             rig.tap(bay, uid)
-        await rig.wait_for(lambda w=wave: _opened(rig, w), within, f"sessions at {wave}")
+        await rig.wait_for(partial(_opened, rig, wave), within, f"sessions at {wave}")
 
 
 def _opened(rig: Rig, bays: list[str]) -> bool:
@@ -102,11 +103,11 @@ def trace_truth(rig: Rig) -> Iterator[TruthTrace]:
         trace.inrush.append(under @ own)
         return trips
 
-    world.step = step  # type: ignore[method-assign]
+    world.step = step
     try:
         yield trace
     finally:
-        world.step = inner  # type: ignore[method-assign]
+        world.step = inner
 
 
 def window_mean(times: np.ndarray, amps: np.ndarray, window_s: float) -> np.ndarray:

@@ -1,0 +1,96 @@
+"""Control tick duration on the campus shed (200 sockets, 2 wallboxes, 3 meters), printed as
+JSON lines: `TickOutcome.duration_s` (poll every line, sessions, the kernel, the writes) with
+the simulator and the daemon in this process.
+
+- tcp: the three lines as Modbus TCP gateways on loopback, tick 0.25 s;
+- rtu: one RS485 line per sub-circuit (main, row A, row B) at 19200 baud on ptys, the
+  simulator pacing every byte at the line's speed, tick 1 s.
+
+60 sockets charge (6 per pile) and both wallboxes have a car, so the ticks write relays,
+setpoints, lamps and heartbeats like a busy evening. Goal over TCP: p99 <= 30 ms.
+
+Run: .venv/bin/python benchmarks/tick_duration.py [--ticks 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.integration.helpers import open_sessions
+from tests.rig import running_shed, write_config
+
+PILES = [f"pile-{r}{n}" for r in "ab" for n in range(1, 6)]
+BAYS = [f"{p}/{k}" for p in PILES for k in range(1, 7)]
+
+
+class Durations:
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def report(self, tick: Any) -> None:
+        self.seconds.append(float(tick.duration_s))
+
+
+async def run(transport: str, tick_s: float, ticks: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = write_config(
+            Path(tmp),
+            "campus",
+            transport=transport,
+            baudrate=19200,
+            overrides={
+                "control": {"tick_s": tick_s},
+                "sim": {
+                    "pace": transport == "rtu",
+                    "chargers": [{"bay": b, "profile": "li48", "soc": 0.3} for b in BAYS],
+                    "cars": [{"device": "wb-1"}, {"device": "wb-2", "max_a": 32}],
+                },
+            },
+        )
+        async with running_shed(cfg) as rig:
+            await open_sessions(rig, [*BAYS, "wb-1", "wb-2"], within=30)
+            d = Durations()
+            rig.daemon.controller.reporters.append(d)
+            await rig.wait_for(lambda: len(d.seconds) >= ticks, ticks * tick_s * 3 + 30)
+            charging = sum(b["state"] == "charging" for b in rig.status()["bays"])
+    s = np.array(d.seconds[:ticks]) * 1000.0
+    out: dict[str, Any] = {
+        "bench": "tick_duration",
+        "shed": "campus",
+        "transport": transport,
+        "tick_s": tick_s,
+        "ticks": len(s),
+        "bays_charging": charging,
+        "p50_ms": round(float(np.percentile(s, 50)), 2),
+        "p99_ms": round(float(np.percentile(s, 99)), 2),
+        "max_ms": round(float(s.max()), 2),
+    }
+    if transport == "rtu":
+        out["baud"] = 19200
+    else:
+        out["goal_p99_ms"] = 30.0
+    return out
+
+
+async def main(ticks: int) -> None:
+    logging.getLogger("chargectl").setLevel(logging.ERROR)
+    print(json.dumps(await run("tcp", 0.25, ticks)), flush=True)
+    print(json.dumps(await run("rtu", 1.0, max(30, ticks // 4))), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=200, help="ticks measured over TCP")
+    args = parser.parse_args()
+    asyncio.run(main(args.ticks))
