@@ -20,6 +20,7 @@ from chargectl.sessions.cards import Card, CardBook, parse_day, parse_status
 from chargectl.sessions.errors import InvalidInput, LedgerError, SchemaError, UnknownCard
 from chargectl.sessions.records import (
     Checkpoint,
+    EndedRecord,
     LedgerRecord,
     LedgerState,
     OpenSession,
@@ -30,6 +31,10 @@ from chargectl.sessions.records import (
 )
 
 BUSY_TIMEOUT_MS = 5000
+# How far before `load_state`'s `since` to look for the bays' latest ended sessions: longer
+# than any session runs (max_duration_s, 12 h by default), so the one that ended just before
+# a restart is among them; short enough to stay on the start_at index.
+LAST_ENDED_LOOKBACK_S = 86400.0
 
 # v1: cards, sessions (progress kept in counter_last / energy_wh), taps.
 _V1 = (
@@ -364,7 +369,29 @@ def load_state(conn: sqlite3.Connection, since: float) -> LedgerState:
         " GROUP BY card",
         (since,),
     ).fetchall()
-    return LedgerState(open_sessions, int(top) + 1, {str(c): int(e) for c, e in used})
+    last: dict[str, EndedRecord] = {}
+    for r in conn.execute(
+        "SELECT id, card, bay, start_at, end_at, reason, counter_start, counter_last, energy_wh"
+        " FROM sessions WHERE start_at >= ? AND end_at IS NOT NULL ORDER BY id",
+        (since - LAST_ENDED_LOOKBACK_S,),
+    ):
+        last[str(r[2])] = EndedRecord(
+            id=int(r[0]),
+            card=str(r[1]),
+            bay=str(r[2]),
+            start=float(r[3]),
+            end=float(r[4]),
+            reason=str(r[5]),
+            counter_start=r[6],
+            counter_last=r[7],
+            energy_wh=int(r[8]),
+        )
+    return LedgerState(
+        open_sessions,
+        int(top) + 1,
+        {str(c): int(e) for c, e in used},
+        tuple(sorted(last.values(), key=lambda e: e.id)),
+    )
 
 
 def _start(conn: sqlite3.Connection, r: SessionStart) -> None:
@@ -395,9 +422,9 @@ def _checkpoint(conn: sqlite3.Connection, r: Checkpoint) -> None:
 
 def _end(conn: sqlite3.Connection, r: SessionEnd) -> None:
     conn.execute(
-        "UPDATE sessions SET end_at = ?, reason = ?, counter_last = ?, energy_wh = ?"
-        " WHERE id = ? AND end_at IS NULL",
-        (r.end, r.reason, r.counter_last, r.energy_wh, r.id),
+        "UPDATE sessions SET end_at = ?, reason = ?, counter_start = COALESCE(counter_start, ?),"
+        " counter_last = ?, energy_wh = ? WHERE id = ? AND end_at IS NULL",
+        (r.end, r.reason, r.counter_start, r.counter_last, r.energy_wh, r.id),
     )
     conn.execute("DELETE FROM checkpoints WHERE session = ?", (r.id,))
 

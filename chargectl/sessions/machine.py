@@ -14,12 +14,13 @@ neither sets the peak nor resets the full-charge timer.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from chargectl.config import SessionSettings
-from chargectl.sessions.records import U32, OpenSession, counter_delta
+from chargectl.sessions.records import U32, EndedRecord, OpenSession, counter_delta
 
 
 class Lamp(IntEnum):
@@ -191,16 +192,22 @@ class BayMachine:
 
     # ----- transitions the manager drives -----
     def start(self, session_id: int, card: str, now: float, wall: float) -> Session:
+        """Open a session. While the bay's previous session is still settling, the new one is
+        held (waiting, relay open) until the settle time is over: the counter the controller
+        last read may be a slow poll old, and the energy that flowed before the relay opened
+        belongs to the previous card. The held session starts from the counter as it is then.
+        """
         if self.session is not None:
             raise RuntimeError(f"bay {self.bay} already has session {self.session.id}")
+        counter = None if self.ended is not None else self.last_counter
         self.session = Session(
             id=session_id,
             card=card,
             bay=self.bay,
             start_wall=wall,
             start_now=now,
-            counter_start=self.last_counter,
-            counter_last=self.last_counter,
+            counter_start=counter,
+            counter_last=counter,
             window=self._window(),
             last_checkpoint=now,
         )
@@ -229,10 +236,33 @@ class BayMachine:
         )
         return self.session
 
+    def reopen_ended(self, rec: EndedRecord, reason: Reason, until: float) -> None:
+        """Settle again a session that ended shortly before a restart: the daemon may have
+        stopped before the counter reading that completes it (read every slow poll)."""
+        if self.session is not None or self.ended is not None:
+            raise RuntimeError(f"bay {self.bay} is busy: cannot reopen session {rec.id}")
+        s = Session(
+            id=rec.id,
+            card=rec.card,
+            bay=self.bay,
+            start_wall=rec.start,
+            start_now=math.nan,  # it has ended: its timers are not used again
+            counter_start=rec.counter_start,
+            counter_last=rec.counter_last,
+            window=self._window(),
+        )
+        self.ended = Ended(s, reason, until, rec.energy_wh)
+
+    def take_reading(self, reading: int | None) -> None:
+        """A counter reading outside a tick (the one taken at start-up)."""
+        self._take_counter(reading)
+
     def end(self, reason: Reason, now: float) -> Ended:
         s = self.session
         if s is None:
             raise RuntimeError(f"bay {self.bay} has no session to end")
+        if self.ended is not None:
+            raise RuntimeError(f"bay {self.bay}: session {self.ended.session.id} still settling")
         self.session = None
         self.ended = Ended(s, reason, now + self.timings.settle_s, s.energy_wh)
         if reason is Reason.FULL:
@@ -244,7 +274,15 @@ class BayMachine:
         if self.ended is None or (not force and now < self.ended.until):
             return None
         done, self.ended = self.ended, None
+        s = self.session
+        if s is not None and s.counter_start is None:
+            s.counter_start = s.counter_last = self.last_counter  # a held session starts now
         return done
+
+    @property
+    def held(self) -> bool:
+        """A session is open but waits for the previous one to settle."""
+        return self.session is not None and self.ended is not None
 
     def flash(self, lamp: Lamp, now: float) -> None:
         self._now = max(self._now, now)
@@ -319,7 +357,7 @@ class BayMachine:
             self.counter_anomalies += 1
             return
         s = self.session
-        if s is not None:
+        if s is not None and self.ended is None:
             if s.counter_start is None:
                 s.counter_start = reading  # unknown at the tap: the first reading starts it
             elif not self._forward(s.counter_last, reading):
@@ -355,7 +393,7 @@ class BayMachine:
     def demand(self) -> BayDemand:
         s = self.session
         return BayDemand(
-            wants_current=s is not None,
+            wants_current=s is not None and self.ended is None,
             credit_wh=0 if s is None else s.energy_wh,
             lamp=self.lamp(),
         )

@@ -34,6 +34,7 @@ from chargectl.sessions.records import (
     U32,
     Checkpoint,
     LedgerPort,
+    LedgerState,
     OpenSession,
     SessionEnd,
     SessionSettle,
@@ -158,6 +159,7 @@ class SessionManager:
         for bay, machine in self._bays.items():
             reading = counters.get(bay)
             machine.last_counter = reading if reading is not None and 0 <= reading < U32 else None
+        self._reopen_settling(state, at, wall)
         for rec in sorted(state.open_sessions, key=lambda r: r.id):
             m = self._bays.get(rec.bay)
             if m is None:
@@ -185,6 +187,25 @@ class SessionManager:
             self._checkpoint(s, at, wall)
         self._unanchored = now is None
 
+    def _reopen_settling(self, state: LedgerState, at: float, wall: float) -> None:
+        """Sessions that ended less than settle_s before the restart settle again: the daemon
+        may have stopped before the reading that completes them. The counter read at start-up
+        is such a reading (the relay opened when the session ended, or it is opened now)."""
+        open_bays = {r.bay for r in state.open_sessions}
+        for rec in state.last_ended:
+            m = self._bays.get(rec.bay)
+            if m is None or not 0.0 <= wall - rec.end < self._settings.settle_s:
+                continue
+            try:
+                reason = Reason(rec.reason)
+            except ValueError:
+                continue  # not a reason this build knows: leave the record as it is
+            m.reopen_ended(rec, reason, at + self._settings.settle_s)
+            m.take_reading(m.last_counter)
+            if rec.bay in open_bays:
+                # A newer session runs there and takes the counter from now on.
+                self._finalize(m.take_settled(0.0, force=True))
+
     # ----- the tick -----
     def on_tap(self, bay: str, uid_hex: str, now: float, wall: float) -> TapResult:
         m = self._machine(bay)
@@ -205,8 +226,7 @@ class SessionManager:
         verdict = judge(self._ledger.cards().get(uid), today, self._used.get((uid, today), 0))
         if verdict is not Verdict.OK:
             return self._tap(m, uid, _VERDICT_OUTCOME[verdict], None, now=now, wall=wall)
-        # A new session starts from the counter as it is now: settle the previous one first.
-        self._finalize(m.take_settled(now, force=True))
+        # While the previous session at the bay settles, the new one is held (BayMachine.start).
         sid = self._next_id
         self._next_id += 1
         s = m.start(sid, uid, now, wall)
@@ -292,6 +312,8 @@ class SessionManager:
                 if s is not None and math.isnan(s.start_now):
                     s.start_now = now - max(0.0, wall - s.start_wall)
                     s.last_checkpoint = now
+                if m.ended is not None and math.isnan(m.ended.until):
+                    m.ended.until = now + self._settings.settle_s
 
     def _tap(
         self,
@@ -311,9 +333,12 @@ class SessionManager:
         return TapResult(m.bay, uid, outcome, sid)
 
     def _end(self, m: BayMachine, reason: Reason, now: float, wall: float) -> None:
+        self._finalize(m.take_settled(now, force=True))  # a held session's predecessor
         e = m.end(reason, now)
         s = e.session
-        self._ledger.record(SessionEnd(s.id, wall, str(reason), s.counter_last, s.energy_wh))
+        self._ledger.record(
+            SessionEnd(s.id, wall, str(reason), s.counter_last, s.energy_wh, s.counter_start)
+        )
         self._count_end(reason)
         key = (s.card, self._day(s.start_wall))
         self._used[key] = self._used.get(key, 0) + s.energy_wh

@@ -55,6 +55,7 @@ class SessionEnd:
     reason: str
     counter_last: int | None
     energy_wh: int
+    counter_start: int | None = None  # filled in if it was unknown at the start
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +98,29 @@ class OpenSession:
 
 
 @dataclass(frozen=True, slots=True)
+class EndedRecord:
+    """An ended session as the ledger holds it: the latest one of a bay, which may still be
+    settling when the daemon stopped (its end's counter reading is up to a slow poll old)."""
+
+    id: int
+    card: str
+    bay: str
+    start: float
+    end: float
+    reason: str
+    counter_start: int | None
+    counter_last: int | None
+    energy_wh: int
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerState:
     open_sessions: tuple[OpenSession, ...]
     next_session_id: int
     used_wh: Mapping[str, int]  # card -> Wh of ended sessions started since the asked time
+    # Each bay's latest ended session among those started since a day before the asked time
+    # (a session runs at most max_duration_s), for the restart to finish settling it.
+    last_ended: tuple[EndedRecord, ...] = ()
 
 
 class LedgerPort(Protocol):

@@ -67,17 +67,58 @@ def test_energy_after_the_end_settles_onto_the_ended_session() -> None:
     assert rig.mgr.drain_events().settled == ()
 
 
-def test_a_new_session_at_the_bay_settles_the_previous_one_first() -> None:
+def test_a_new_session_at_the_bay_waits_until_the_previous_one_settled() -> None:
+    """The counter the manager saw at the end is a slow poll old: what flowed until the relay
+    opened belongs to the first card. The second session is held (relay open, lamp yellow)
+    until the settle time is over and starts from the counter as it is then."""
     rig = Rig()
-    rig.bays["p/1"].profile = lambda t: 360.0
+    rig.bays["p/1"].profile = lambda t: 3600.0  # 1 Wh per second
     rig.tap("p/1", ALICE)
     rig.run(100)
+    rig.bays["p/1"].answers = False  # the slow poll: no fresh reading for a while
+    rig.run(5)
     rig.tap("p/1", ALICE)
     rig.tap("p/1", BOB)
+    assert rig.ledger.of(SessionStart)[1].counter_start is None
+    assert not rig.mgr.demand()["p/1"].wants_current
+    rig.bays["p/1"].answers = True
+    rig.run(10)
+    assert not rig.mgr.demand()["p/1"].wants_current
+    assert rig.mgr.lamp("p/1") is Lamp.WAITING
+    assert rig.mgr.drain_events().settled == ()
+    rig.run(18)
+    assert not rig.mgr.demand()["p/1"].wants_current
+    rig.run(2)  # settle_s (30 s) after the end
     assert [e.id for e in rig.mgr.drain_events().settled] == [1]
-    starts = rig.ledger.of(SessionStart)
+    assert rig.mgr.demand()["p/1"].wants_current
+    (settle,) = rig.ledger.of(SessionSettle)
+    assert settle.energy_wh == settle.counter_last - 1000 >= 105  # the tail is the first card's
+    second = rig.mgr.session_at("p/1")
+    assert second is not None and second.counter_start == settle.counter_last
+    rig.run(60)
+    rig.tap("p/1", BOB)
     ends = rig.ledger.of(SessionEnd)
-    assert starts[1].counter_start == ends[0].counter_last
+    assert ends[1].counter_start == settle.counter_last
+    assert ends[1].energy_wh == ends[1].counter_last - settle.counter_last >= 59
+
+
+def test_a_held_session_that_ends_settles_its_predecessor_first() -> None:
+    rig = Rig()
+    rig.bays["p/1"].profile = lambda t: 3600.0
+    rig.tap("p/1", ALICE)
+    rig.run(50)
+    rig.tap("p/1", ALICE)
+    rig.tap("p/1", BOB)
+    rig.run(3)
+    rig.tap("p/1", BOB)  # changed their mind while held
+    assert [e.id for e in rig.mgr.drain_events().settled] == [1]
+    ends = rig.ledger.of(SessionEnd)
+    assert [(e.id, e.reason, e.energy_wh) for e in ends] == [
+        (1, "user_stop", ends[0].energy_wh),
+        (2, "user_stop", 0),
+    ]
+    assert ends[1].counter_start == ends[1].counter_last == ends[0].counter_last
+    assert not rig.mgr.demand()["p/1"].wants_current
 
 
 def test_counter_unknown_at_the_tap_starts_from_the_first_reading() -> None:
