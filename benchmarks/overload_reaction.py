@@ -49,9 +49,10 @@ def inject(rig: Rig, amps: float) -> None:
 
 async def settle(rig: Rig, within: float) -> bool:
     """Until the shed has refilled close to its limit (the next step can push it over)."""
+    await asyncio.sleep(0.5)  # the world steps past the removal before the truth is read
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if rig.truth()["circuits"]["main"]["amps"][0] >= LIMIT_A - 4.0:
+        if rig.truth()["circuits"]["main"]["amps"][0] >= LIMIT_A - 6.0:
             return True
         await asyncio.sleep(0.1)
     return False
@@ -109,7 +110,11 @@ async def one_config(tick_s: float, refresh_s: float, steps: int, rng: random.Ra
                     inject(rig, 0.0)
                     t0 = time.monotonic()
                     if not await settle(rig, 60):
-                        raise SystemExit("the shed did not refill within 60 s")
+                        st = rig.status()
+                        states = [(b["id"], b["state"], b["on"]) for b in st["bays"]]
+                        raise SystemExit(
+                            f"the shed did not refill within 60 s: {st['circuits']} {states}"
+                        )
                     refills.append(time.monotonic() - t0)
             trips = len(rig.truth()["trips"])
     r = np.array(reactions)
