@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,29 @@ async def test_demo_runs_residents_through_the_campus_without_a_trip(tmp_path: P
     states = {b["state"] for b in daemon.status.latest["bays"]}
     assert "charging" in states
     assert "highest load/limit" in out.getvalue()
+
+
+async def test_systemd_hears_ready_watchdog_and_stopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+    cfg = write_config(tmp_path, "small", overrides={"control": {"tick_s": 0.25}})
+    heard: list[str] = []
+    try:
+        async with running_shed(cfg) as rig:
+            await rig.ticks(3)
+            while True:
+                try:
+                    heard.append(listener.recv(4096).decode())
+                except BlockingIOError:
+                    break
+        heard.append(listener.recv(4096).decode())
+    finally:
+        listener.close()
+    assert heard[0].startswith("READY=1\nSTATUS=controlling 12 bays")
+    assert heard.count("WATCHDOG=1") >= 3
+    assert heard[-1] == "STOPPING=1"
