@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 # The suite runs twice for the kernels: compiled, and with the JIT off so that coverage and
 # plain Python see the same code.
 test: $(STAMP) system-deps lint typecheck
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not slow"
 	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m "not slow" tests/alloc
 
 test-long: $(STAMP) system-deps
