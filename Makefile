@@ -43,7 +43,7 @@ typecheck: $(STAMP)
 # plain Python see the same code.
 test: $(STAMP) system-deps lint typecheck
 	$(VENV)/bin/pytest -q -m "not slow"
-	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m "not slow" tests/alloc
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m "not slow" tests/alloc tests/sim_physics tests/sim_devices
 
 test-long: $(STAMP) system-deps
 	$(VENV)/bin/pytest -q -m slow
