@@ -78,7 +78,7 @@ _ERRORS = {
     kernel.ERR_MIN: ("bay", "min_a must be a finite number >= 0"),
     kernel.ERR_MAX: ("bay", "max_a must be a finite number >= 0"),
     kernel.ERR_CREDIT: ("bay", "credit must be a finite number >= 0"),
-    kernel.ERR_PRIORITY: ("bay", "priority must be >= 0"),
+    kernel.ERR_PRIORITY: ("bay", f"priority must be 0 .. {kernel.PRIORITY_LIMIT - 1}"),
 }
 
 
@@ -96,7 +96,11 @@ class Allocator:
         self.result = PlanArrays.zeros(topo)
         self.reuse_outputs = reuse_outputs
         b, c = topo.n_bays, topo.n_circuits
-        self._iwork = np.zeros(kernel.INT_WORK_B * b + kernel.INT_WORK_C * c, dtype=np.int64)
+        self._iwork = np.zeros(
+            kernel.INT_WORK_B * b + kernel.INT_WORK_EXTRA + kernel.INT_WORK_C * c, dtype=np.int64
+        )
+        # The kernel starts each tick's admission sort from the last tick's order.
+        self._iwork[:b] = np.arange(b)
         self._fwork = np.zeros(kernel.FLOAT_WORK_B * b + kernel.FLOAT_WORK_C * c)
         self._full = np.zeros(3 * c, dtype=np.bool_)
         self._err = np.zeros(2, dtype=np.int64)
@@ -143,7 +147,7 @@ class Allocator:
             raise ProblemError(f"{what} {name!r}: {message}")
         kernel.allocate_kernel(
             t.parent, t.has_phase, t.preorder, t.sub_lo, t.sub_hi, t.bay_circuit, t.bay_phase,
-            t.id_rank, t.subtree_bays, ins.limit_a, ins.unmanaged_a, ins.min_a, ins.max_a,
+            t.id_rank, t.by_id, t.subtree_bays, ins.limit_a, ins.unmanaged_a, ins.min_a, ins.max_a,
             ins.priority, ins.credit, ins.on, out.setpoints, out.planned_a, out.binding,
             out.infeasible, self._iwork, self._fwork, self._full,
         )  # fmt: skip

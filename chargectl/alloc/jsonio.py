@@ -19,6 +19,7 @@ from typing import Any
 
 from chargectl.alloc.problem import (
     PHASES,
+    PRIORITY_LIMIT,
     Plan,
     Problem,
     ProblemBay,
@@ -153,8 +154,10 @@ def _bay(obj: object, where: str) -> ProblemBay:
     if not phases:
         raise ProblemError(f"{where}.phases: draws on no phase (all 0)")
     priority = d.get("priority", 0)
-    if type(priority) is not int or priority < 0:
-        raise ProblemError(f"{where}.priority: expected an integer >= 0, got {priority!r}")
+    if type(priority) is not int or not 0 <= priority < PRIORITY_LIMIT:
+        raise ProblemError(
+            f"{where}.priority: expected an integer 0 .. {PRIORITY_LIMIT - 1}, got {priority!r}"
+        )
     on = d.get("on", False)
     if not isinstance(on, bool):
         raise ProblemError(f"{where}.on: expected true or false, got {on!r}")

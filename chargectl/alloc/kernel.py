@@ -1,32 +1,38 @@
 """The allocation kernel: numba over flat arrays, nothing else in the hot loop.
 
 `allocate_kernel` fills setpoints[B], planned[C,3], binding[C,3] and infeasible[C,3] from the
-topology arrays (see `Topology`) and the tick's values. The rules are in docs/alloc.md; the
-algorithm, with N bays, C circuits, depth D (circuits on a root-to-leaf path):
+topology arrays (see `Topology`) and the tick's values. The rules are in docs/alloc.md. The
+algorithm and its cost, with N bays, R of them wallboxes (min < max), C circuits and depth D
+(circuits on a root-to-leaf path, 3 or 4 in a real shed):
 
 1. Infeasible circuits and the circuits below them: one pass in preorder, O(C).
-2. Admission: a merge sort of the bays by (priority desc, credit asc, on first, id), then
-   each bay walks its D ancestors and checks (then adds) its minimum on its phases:
-   O(N log N + N D).
-3. Max-min fair extra current, event-driven water filling per priority class. A bay's
-   setpoint is clamp(level, min, max), so each circuit-phase's load is piecewise linear in
-   the level, with slope = the number of bays on it that are rising. Three event streams
-   are merged in level order: a bay starts rising (at its min), a bay reaches its max, and a
-   circuit-phase fills. The first two are the class's bays sorted by min and by max
-   (O(N log N)); fills come from an indexed binary heap over the 3C circuit-phases, keyed by
-   the level at which each fills at its current slope. A bay starting, stopping or freezing
-   changes the slope of its <= 3D circuit-phases (O(D log C) each). When a circuit-phase
-   fills it is marked full for good and every rising or waiting bay in its subtree on that
-   phase freezes: the subtree's bays are one slice, scanned once per circuit-phase, so all
-   scans together cost O(N D). A bay's final setpoint is clamp(level it froze at, min, max).
+2. Admission: sort the bays by (priority desc, credit asc, on first, id), then each bay walks
+   its D ancestors and checks (then adds) its minimum on its phases: O(N log N + N D).
+   The sort is a natural merge sort over packed keys, started from the last tick's order:
+   from one tick to the next only a few credits cross, so it costs close to O(N); unrelated
+   input costs O(N log N).
+3. Max-min fair extra current: event-driven water filling, one priority class at a time. A
+   bay's setpoint is clamp(level, min, max), so each circuit-phase's load is piecewise linear
+   in the level, its slope the number of bays on it that are rising. Three event streams are
+   merged in level order: a wallbox starts rising (at its min), reaches its max, or a
+   circuit-phase fills. The first two are the class's wallboxes sorted by min and by max
+   (O(R log R)); fills come from an indexed binary heap over the 3C circuit-phases keyed by
+   the level at which each fills at its current slope. A wallbox starting, stopping or
+   freezing changes the slope of its <= 3D circuit-phases; the heap is re-keyed once per
+   batch of events at one level (many cars start at 6 A), O(log C) each: O(R D log C).
+   A circuit-phase that fills is full for good: every wallbox of its subtree on that phase
+   that is still rising or waiting freezes. The wallboxes are listed in subtree order once
+   per tick (O(N)), so a subtree is one slice and all scans together cost O(R D).
+   A bay's setpoint is clamp(level it froze at, min, max); a socket (min == max) never moves.
 4. Planned load per circuit: per-circuit sums accumulated children-to-parents, O(N + C).
 
-Total O(N log N + N D log C + C): the sorts dominate; the depth of a real shed is small.
+Total O(N log N + N D + R D log C + C), and about O(N D + R D log C) from tick to tick.
 Lower classes wait at their minimum (already counted by admission) while a higher class
 fills; a circuit-phase that is full stays full, so later classes freeze on it at once.
 
-Workspace arrays are passed in (allocated once per topology) so a tick allocates nothing.
-Iteration order matches the reference's definitions, not its code: see reference.py.
+Workspace arrays are passed in (allocated once per topology) so a tick allocates nothing;
+iwork[:B] carries the admission order from one tick to the next. The code follows the rules,
+not reference.py, which computes the same thing the slow, obvious way.
 """
 
 # numba functions take their arrays positionally (no keyword-only arguments in nopython code).
@@ -37,15 +43,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-FIT_EPS_A = 1e-9  # keep equal to problem.FIT_EPS_A (numba reads module globals as constants)
-BIND_TOL_A = 1e-6  # keep equal to problem.BIND_TOL_A
+# numba reads module globals as compile-time constants.
+from chargectl.alloc.problem import BIND_TOL_A, FIT_EPS_A, PRIORITY_LIMIT
 
 # Bay states during water filling.
 IDLE = 0  # not admitted
-WAITING = 1  # admitted, level below its min (or a class not yet filled)
+WAITING = 1  # admitted with min < max, level below its min (or a class not yet filled)
 RISING = 2
 DONE = 3  # reached its max
 FROZEN = 4  # a circuit-phase it draws on is full
+FIXED = 5  # admitted with min == max (a socket): no level moves it
 
 # Error codes of `check_values` (what, index).
 ERR_NONE = 0
@@ -57,9 +64,12 @@ ERR_CREDIT = 5
 ERR_PRIORITY = 6
 
 # Layout of the integer and float workspaces (offsets in units of B or C).
-INT_WORK_B = 6  # order, tmp, starts, stops, state, (spare)
-INT_WORK_C = 3 * 2 + 1  # heap items, heap positions (3C each), blocked (C)
-FLOAT_WORK_B = 1  # level
+# iwork[:B] is the admission order, kept from tick to tick (a permutation; arange at first).
+INT_WORK_B = 7  # order, sort keys and their temporary, starts, stops, state, run bounds (+1)
+# heap items, heap positions, dirty list, dirty flags (3C each), blocked, riser ranges (C each)
+INT_WORK_C = 3 * 4 + 3
+INT_WORK_EXTRA = 1
+FLOAT_WORK_B = 3  # level, sort values and their temporary
 FLOAT_WORK_C = 3 * 5  # used, val, lref, slope, heap keys (3C each)
 
 
@@ -86,130 +96,143 @@ def check_values(has_phase, limit, unmanaged, min_a, max_a, priority, credit, er
             err[0] = ERR_MAX
         elif not (credit[j] >= 0.0 and credit[j] < np.inf):
             err[0] = ERR_CREDIT
-        elif priority[j] < 0:
+        elif priority[j] < 0 or priority[j] >= PRIORITY_LIMIT:
             err[0] = ERR_PRIORITY
         if err[0] != ERR_NONE:
             err[1] = j
             return
 
 
-@njit(cache=True, inline="always")
-def _admits_before(a, b, priority, credit, on, id_rank):
-    """Admission order: priority desc, credit asc, on first, id asc."""
-    if priority[a] != priority[b]:
-        return priority[a] > priority[b]
-    if credit[a] != credit[b]:
-        return credit[a] < credit[b]
-    if on[a] != on[b]:
-        return on[a]
-    return id_rank[a] < id_rank[b]
+# Sort keys: a bay (or event) is (hi, x, lo) compared in that order, with hi and lo packed in
+# one int64 `k` as hi << 32 | lo (hi, lo < 2**31), so equal hi means comparing k compares lo.
+# The merge sort moves the keys themselves, not indices into per-bay arrays: its memory
+# access stays sequential, which at 20,000 bays is several times faster than indirect keys.
+LO_BITS = 32
 
 
 @njit(cache=True, inline="always")
-def _event_before(a, b, priority, key):
-    """Water-filling events: class (priority desc), then level asc, then index."""
-    if priority[a] != priority[b]:
-        return priority[a] > priority[b]
-    if key[a] != key[b]:
-        return key[a] < key[b]
-    return a < b
+def _key_before(ka, xa, kb, xb):
+    ha = ka >> LO_BITS
+    hb = kb >> LO_BITS
+    if ha != hb:
+        return ha < hb
+    if xa != xb:
+        return xa < xb
+    return ka < kb
+
+
+MIN_RUN = 16  # runs shorter than this are extended by insertion sort
 
 
 @njit(cache=True)
-def _sort_admission(idx, n, tmp, priority, credit, on, id_rank):
-    """Bottom-up merge sort of idx[:n] (insertion-sorted runs of 16 first)."""
-    run = 16
-    for lo in range(0, n, run):
-        hi = min(lo + run, n)
-        for i in range(lo + 1, hi):
-            x = idx[i]
-            k = i - 1
-            while k >= lo and _admits_before(x, idx[k], priority, credit, on, id_rank):
-                idx[k + 1] = idx[k]
-                k -= 1
-            idx[k + 1] = x
-    src = idx
-    dst = tmp
-    width = run
-    swapped = False
-    while width < n:
-        for lo in range(0, n, 2 * width):
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            i = lo
-            k = mid
-            o = lo
-            while i < mid and k < hi:
-                if _admits_before(src[k], src[i], priority, credit, on, id_rank):
-                    dst[o] = src[k]
-                    k += 1
-                else:
-                    dst[o] = src[i]
-                    i += 1
-                o += 1
-            while i < mid:
-                dst[o] = src[i]
-                i += 1
-                o += 1
-            while k < hi:
-                dst[o] = src[k]
-                k += 1
-                o += 1
-        src, dst = dst, src
-        swapped = not swapped
-        width *= 2
-    if swapped:
-        idx[:n] = tmp[:n]
+def _merge(sk, sx, dk, dx, lo, mid, hi):
+    """Merge the sorted runs [lo, mid) and [mid, hi) of sk, sx into dk, dx."""
+    i = lo
+    m = mid
+    o = lo
+    while i < mid and m < hi:
+        if _key_before(sk[m], sx[m], sk[i], sx[i]):
+            dk[o] = sk[m]
+            dx[o] = sx[m]
+            m += 1
+        else:
+            dk[o] = sk[i]
+            dx[o] = sx[i]
+            i += 1
+        o += 1
+    while i < mid:
+        dk[o] = sk[i]
+        dx[o] = sx[i]
+        i += 1
+        o += 1
+    while m < hi:
+        dk[o] = sk[m]
+        dx[o] = sx[m]
+        m += 1
+        o += 1
 
 
 @njit(cache=True)
-def _sort_events(idx, n, tmp, priority, key):
-    """Bottom-up merge sort of idx[:n] by _event_before (insertion-sorted runs of 16 first)."""
-    run = 16
-    for lo in range(0, n, run):
-        hi = min(lo + run, n)
-        for i in range(lo + 1, hi):
-            x = idx[i]
-            k = i - 1
-            while k >= lo and _event_before(x, idx[k], priority, key):
-                idx[k + 1] = idx[k]
-                k -= 1
-            idx[k + 1] = x
-    src = idx
-    dst = tmp
-    width = run
+def _sort_keys(k, x, n, tk, tx, bounds):
+    """Sort k[:n], x[:n] together by _key_before (keys are distinct: lo is unique).
+
+    A natural merge sort: the ascending runs already in the input are kept (short ones are
+    extended by insertion sort), then merged pairwise, ping-ponging with tk, tx. Input that
+    is nearly sorted, such as the last tick's order with a few credits changed, costs close
+    to O(n); random input O(n log n). `bounds` holds run starts (n + 1 entries)."""
+    runs = 0
+    i = 0
+    while i < n:
+        bounds[runs] = i
+        runs += 1
+        end = i + 1
+        while end < n and _key_before(k[end - 1], x[end - 1], k[end], x[end]):
+            end += 1
+        stop = min(i + MIN_RUN, n)
+        while end < stop:
+            kv = k[end]
+            xv = x[end]
+            m = end - 1
+            while m >= i and _key_before(kv, xv, k[m], x[m]):
+                k[m + 1] = k[m]
+                x[m + 1] = x[m]
+                m -= 1
+            k[m + 1] = kv
+            x[m + 1] = xv
+            end += 1
+        while end < n and _key_before(k[end - 1], x[end - 1], k[end], x[end]):
+            end += 1
+        i = end
+    bounds[runs] = n
+    sk, sx, dk, dx = k, x, tk, tx
     swapped = False
-    while width < n:
-        for lo in range(0, n, 2 * width):
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            i = lo
-            k = mid
-            o = lo
-            while i < mid and k < hi:
-                if _event_before(src[k], src[i], priority, key):
-                    dst[o] = src[k]
-                    k += 1
-                else:
-                    dst[o] = src[i]
-                    i += 1
-                o += 1
-            while i < mid:
-                dst[o] = src[i]
-                i += 1
-                o += 1
-            while k < hi:
-                dst[o] = src[k]
-                k += 1
-                o += 1
-        src, dst = dst, src
+    while runs > 1:
+        merged = 0
+        for r in range(0, runs, 2):
+            lo = bounds[r]
+            if r + 1 < runs:
+                _merge(sk, sx, dk, dx, lo, bounds[r + 1], bounds[r + 2])
+            else:
+                hi = bounds[r + 1]
+                dk[lo:hi] = sk[lo:hi]
+                dx[lo:hi] = sx[lo:hi]
+            bounds[merged] = lo
+            merged += 1
+        bounds[merged] = n
+        runs = merged
+        sk, sx, dk, dx = dk, dx, sk, sx
         swapped = not swapped
-        width *= 2
     if swapped:
-        idx[:n] = tmp[:n]
+        k[:n] = tk[:n]
+        x[:n] = tx[:n]
 
 
-# -- an indexed binary min-heap over circuit-phases: items[:size], pos[item] (-1: absent) ----
+@njit(cache=True)
+def _admission_order(order, priority, credit, on, id_rank, by_id, k, x, tk, tx, bounds):
+    """Sort order[:] (on entry the last tick's order) by priority desc, credit asc, on first,
+    id asc."""
+    n = order.shape[0]
+    for i in range(n):
+        j = order[i]
+        tie = id_rank[j] if on[j] else n + id_rank[j]
+        k[i] = ((PRIORITY_LIMIT - 1 - priority[j]) << LO_BITS) | tie
+        x[i] = credit[j] + 0.0  # -0.0 -> 0.0
+    _sort_keys(k, x, n, tk, tx, bounds)
+    for i in range(n):
+        tie = k[i] & ((1 << LO_BITS) - 1)
+        order[i] = by_id[tie - n if tie >= n else tie]
+
+
+@njit(cache=True)
+def _event_order(bays, n, priority, level, k, x, tk, tx, bounds):
+    """bays[:n] by class (priority desc), then level asc, then index."""
+    for i in range(n):
+        j = bays[i]
+        k[i] = ((PRIORITY_LIMIT - 1 - priority[j]) << LO_BITS) | j
+        x[i] = level[j]
+    _sort_keys(k, x, n, tk, tx, bounds)
+    for i in range(n):
+        bays[i] = k[i] & ((1 << LO_BITS) - 1)
 
 
 @njit(cache=True, inline="always")
@@ -290,25 +313,9 @@ def _heap_remove(items, pos, keys, size, item):
 
 
 @njit(cache=True)
-def _touch(
-    j,
-    level,
-    dk,
-    bay_circuit,
-    bay_phase,
-    parent,
-    limit,
-    full,
-    val,
-    lref,
-    slope,
-    items,
-    pos,
-    keys,
-    size,
-):
-    """Bay j starts (+1) or stops rising (-1) at `level`: update its circuit-phases' slopes
-    and fill levels. Returns the heap size."""
+def _touch(j, level, dk, bay_circuit, bay_phase, parent, val, lref, slope, dirty, is_dirty, nd):
+    """Bay j starts (+1) or stops rising (-1) at `level`: bring its circuit-phases' loads to
+    `level`, change their slopes and mark them for `_flush`. Returns the dirty count."""
     c = bay_circuit[j]
     while c >= 0:
         for p in range(3):
@@ -318,14 +325,29 @@ def _touch(
             val[cp] += slope[cp] * (level - lref[cp])
             lref[cp] = level
             slope[cp] += dk
-            if full[cp]:
-                continue
-            if slope[cp] > 0:
-                room = max(0.0, limit[c, p] - val[cp])
-                size = _heap_set(items, pos, keys, size, cp, level + room / slope[cp])
-            else:
-                size = _heap_remove(items, pos, keys, size, cp)
+            if is_dirty[cp] == 0:
+                is_dirty[cp] = 1
+                dirty[nd] = cp
+                nd += 1
         c = parent[c]
+    return nd
+
+
+@njit(cache=True)
+def _flush(limit, full, val, lref, slope, dirty, is_dirty, nd, items, pos, keys, size):
+    """Re-key the dirty circuit-phases in the heap: the level at which each fills at its
+    slope. Many bays start at the same level (6 A), so keying once per batch of events at
+    one level saves most of the heap work. Returns the heap size."""
+    for i in range(nd):
+        cp = dirty[i]
+        is_dirty[cp] = 0
+        if full[cp]:
+            continue
+        if slope[cp] > 0:
+            room = max(0.0, limit[cp // 3, cp % 3] - val[cp])
+            size = _heap_set(items, pos, keys, size, cp, lref[cp] + room / slope[cp])
+        else:
+            size = _heap_remove(items, pos, keys, size, cp)
     return size
 
 
@@ -347,7 +369,15 @@ def _water_fill(
     starts,
     stops,
     n_risers,
-    tmp,
+    sk,
+    sx,
+    tk,
+    tx,
+    bounds,
+    rlo,
+    rhi,
+    dirty,
+    is_dirty,
     items,
     pos,
     keys,
@@ -363,8 +393,23 @@ def _water_fill(
         slope[cp] = 0.0
         pos[cp] = -1
         full[cp] = False
-    _sort_events(starts, n_risers, tmp, priority, min_a)
-    _sort_events(stops, n_risers, tmp, priority, max_a)
+        is_dirty[cp] = 0
+    _event_order(starts, n_risers, priority, min_a, sk, sx, tk, tx, bounds)
+    _event_order(stops, n_risers, priority, max_a, sk, sx, tk, tx, bounds)
+    # Only risers can freeze, so a fill scans the risers of its subtree: list them in subtree
+    # order (reusing the sort buffers) with each circuit's range, from a prefix count.
+    risers = sk
+    count = bounds
+    count[0] = 0
+    for k in range(subtree_bays.shape[0]):
+        j = subtree_bays[k]
+        count[k + 1] = count[k]
+        if state[j] == WAITING:
+            risers[count[k]] = j
+            count[k + 1] += 1
+    for c in range(sub_lo.shape[0]):
+        rlo[c] = count[sub_lo[c]]
+        rhi[c] = count[sub_hi[c]]
     size = 0
     first = 0
     while first < n_risers:
@@ -374,9 +419,15 @@ def _water_fill(
             end += 1
         si = first
         ti = first
+        at = -1.0  # the level of the events being processed
+        nd = 0
         while True:
             next_start = min_a[starts[si]] if si < end else np.inf
             next_stop = max_a[stops[ti]] if ti < end else np.inf
+            if nd > 0 and min(next_start, next_stop) != at:
+                size = _flush(limit, full, val, lref, slope, dirty, is_dirty, nd, items, pos,
+                              keys, size)  # fmt: skip
+                nd = 0
             next_fill = keys[items[0]] if size > 0 else np.inf
             if next_start == np.inf and next_stop == np.inf and next_fill == np.inf:
                 break
@@ -387,35 +438,21 @@ def _water_fill(
                 full[cp] = True
                 c = cp // 3
                 p = cp % 3
-                for k in range(sub_lo[c], sub_hi[c]):
-                    j = subtree_bays[k]
+                for k in range(rlo[c], rhi[c]):
+                    j = risers[k]
                     if not bay_phase[j, p]:
                         continue
                     if state[j] == RISING:
                         state[j] = FROZEN
                         level[j] = at
-                        size = _touch(
-                            j,
-                            at,
-                            -1.0,
-                            bay_circuit,
-                            bay_phase,
-                            parent,
-                            limit,
-                            full,
-                            val,
-                            lref,
-                            slope,
-                            items,
-                            pos,
-                            keys,
-                            size,
-                        )
+                        nd = _touch(j, at, -1.0, bay_circuit, bay_phase, parent, val, lref,
+                                    slope, dirty, is_dirty, nd)  # fmt: skip
                     elif state[j] == WAITING:
                         # Below its min (this class) or a lower class: it stays at its min.
                         state[j] = FROZEN
                         level[j] = 0.0
             elif next_start <= next_stop:
+                at = next_start
                 j = starts[si]
                 si += 1
                 # A bay on a full circuit-phase was frozen when it filled, so a bay still
@@ -423,46 +460,17 @@ def _water_fill(
                 if state[j] != WAITING:
                     continue
                 state[j] = RISING
-                size = _touch(
-                    j,
-                    next_start,
-                    1.0,
-                    bay_circuit,
-                    bay_phase,
-                    parent,
-                    limit,
-                    full,
-                    val,
-                    lref,
-                    slope,
-                    items,
-                    pos,
-                    keys,
-                    size,
-                )
+                nd = _touch(j, at, 1.0, bay_circuit, bay_phase, parent, val, lref, slope, dirty,
+                            is_dirty, nd)  # fmt: skip
             else:
+                at = next_stop
                 j = stops[ti]
                 ti += 1
                 if state[j] != RISING:
                     continue
                 state[j] = DONE
-                size = _touch(
-                    j,
-                    next_stop,
-                    -1.0,
-                    bay_circuit,
-                    bay_phase,
-                    parent,
-                    limit,
-                    full,
-                    val,
-                    lref,
-                    slope,
-                    items,
-                    pos,
-                    keys,
-                    size,
-                )
+                nd = _touch(j, at, -1.0, bay_circuit, bay_phase, parent, val, lref, slope, dirty,
+                            is_dirty, nd)  # fmt: skip
         first = end
 
 
@@ -476,6 +484,7 @@ def allocate_kernel(
     bay_circuit,
     bay_phase,
     id_rank,
+    by_id,
     subtree_bays,
     limit,
     unmanaged,
@@ -496,15 +505,23 @@ def allocate_kernel(
     n_c = parent.shape[0]
     n_b = min_a.shape[0]
     order = iwork[0:n_b]
-    tmp = iwork[n_b : 2 * n_b]
+    sk = iwork[n_b : 2 * n_b]
     starts = iwork[2 * n_b : 3 * n_b]
     stops = iwork[3 * n_b : 4 * n_b]
     state = iwork[4 * n_b : 5 * n_b]
-    o = INT_WORK_B * n_b
+    tk = iwork[5 * n_b : 6 * n_b]
+    bounds = iwork[6 * n_b : 7 * n_b + 1]
+    o = INT_WORK_B * n_b + INT_WORK_EXTRA
     items = iwork[o : o + 3 * n_c]
     pos = iwork[o + 3 * n_c : o + 6 * n_c]
     blocked = iwork[o + 6 * n_c : o + 7 * n_c]
+    rlo = iwork[o + 7 * n_c : o + 8 * n_c]
+    rhi = iwork[o + 8 * n_c : o + 9 * n_c]
+    dirty = iwork[o + 9 * n_c : o + 12 * n_c]
+    is_dirty = iwork[o + 12 * n_c : o + 15 * n_c]
     level = fwork[0:n_b]
+    sx = fwork[n_b : 2 * n_b]
+    tx = fwork[2 * n_b : 3 * n_b]
     o = FLOAT_WORK_B * n_b
     used = fwork[o : o + 3 * n_c].reshape((n_c, 3))
     val = fwork[o + 3 * n_c : o + 6 * n_c]
@@ -524,35 +541,50 @@ def allocate_kernel(
         blocked[c] = 1 if blk else 0
 
     # Rule 2: admission at the minimum, in order.
+    _admission_order(order, priority, credit, on, id_rank, by_id, sk, sx, tk, tx, bounds)
     for j in range(n_b):
-        order[j] = j
-    _sort_admission(order, n_b, tmp, priority, credit, on, id_rank)
-    n_risers = 0
-    for k in range(n_b):
-        j = order[k]
         state[j] = IDLE
         setpoints[j] = 0.0
         level[j] = np.inf
-        m = min_a[j]
-        if max_a[j] <= 0.0 or max_a[j] < m or blocked[bay_circuit[j]] != 0:
+    # Gather what admission reads into admission order first: independent loads overlap,
+    # and the loop below then reads sequentially (the sort's buffers are free again).
+    o_min = sx
+    o_max = tx
+    o_circuit = sk
+    o_mask = tk
+    for k in range(n_b):
+        j = order[k]
+        o_min[k] = min_a[j]
+        o_max[k] = max_a[j]
+        o_circuit[k] = bay_circuit[j]
+        o_mask[k] = (1 if bay_phase[j, 0] else 0) | (2 if bay_phase[j, 1] else 0)
+        o_mask[k] |= 4 if bay_phase[j, 2] else 0
+    n_risers = 0
+    for k in range(n_b):
+        m = o_min[k]
+        c0 = o_circuit[k]
+        if o_max[k] <= 0.0 or o_max[k] < m or blocked[c0] != 0:
             continue
+        mask = o_mask[k]
         fits = True
-        c = bay_circuit[j]
+        c = c0
         while c >= 0 and fits:
             for p in range(3):
-                if bay_phase[j, p] and used[c, p] + m > limit[c, p] + FIT_EPS_A:
+                if (mask >> p) & 1 and used[c, p] + m > limit[c, p] + FIT_EPS_A:
                     fits = False
             c = parent[c]
         if not fits:
             continue
-        c = bay_circuit[j]
+        c = c0
         while c >= 0:
             for p in range(3):
-                if bay_phase[j, p]:
+                if (mask >> p) & 1:
                     used[c, p] += m
             c = parent[c]
-        state[j] = WAITING
-        if m < max_a[j]:
+        j = order[k]
+        state[j] = FIXED
+        if m < o_max[k]:
+            state[j] = WAITING
             starts[n_risers] = j
             stops[n_risers] = j
             n_risers += 1
@@ -575,7 +607,15 @@ def allocate_kernel(
         starts,
         stops,
         n_risers,
-        tmp,
+        sk,
+        sx,
+        tk,
+        tx,
+        bounds,
+        rlo,
+        rhi,
+        dirty,
+        is_dirty,
         items,
         pos,
         keys,

@@ -26,6 +26,8 @@ PHASES = (1, 2, 3)
 # A bay fits when the sum is at most the limit plus this (rule 2); the same slack decides
 # whether unmanaged load alone makes a circuit infeasible (rule 4).
 FIT_EPS_A = 1e-9
+# Priorities are integers 0 .. PRIORITY_LIMIT - 1 (the kernel packs them into 31 bits).
+PRIORITY_LIMIT = 1 << 31
 # A circuit-phase "binds" when its planned load is within this of its limit (or above it).
 BIND_TOL_A = 1e-6
 
@@ -115,6 +117,7 @@ class Topology:
     bay_circuit: IntArray  # [B]
     bay_phase: BoolArray  # [B, 3]
     id_rank: IntArray  # [B]
+    by_id: IntArray  # [B] the bay of each id rank (the inverse of id_rank)
     subtree_bays: IntArray  # [B]
     depth: int  # circuits on the longest root-to-leaf path
 
@@ -197,11 +200,12 @@ class Topology:
             if parent[c] >= 0:
                 sub_hi[parent[c]] = max(sub_hi[parent[c]], sub_hi[c])
 
+        by_id = np.array(sorted(range(n_b), key=lambda j: bays[j].id), dtype=np.int64)
         id_rank = np.empty(n_b, dtype=np.int64)
-        id_rank[sorted(range(n_b), key=lambda j: bays[j].id)] = np.arange(n_b, dtype=np.int64)
+        id_rank[by_id] = np.arange(n_b, dtype=np.int64)
 
         arrays = (parent, has_phase, preorder, sub_lo, sub_hi, bay_circuit, bay_phase)
-        for a in (*arrays, id_rank, subtree_bays):
+        for a in (*arrays, id_rank, by_id, subtree_bays):
             a.flags.writeable = False
         return cls(
             circuit_ids=tuple(c.id for c in circuits),
@@ -214,6 +218,7 @@ class Topology:
             bay_circuit=bay_circuit,
             bay_phase=bay_phase,
             id_rank=id_rank,
+            by_id=by_id,
             subtree_bays=subtree_bays,
             depth=depth,
         )

@@ -78,7 +78,8 @@ def test_the_call_converts_dtypes_and_checks_shapes() -> None:
         ("min_a", 1, np.nan, "bay 's2': min_a must be"),
         ("max_a", 2, -0.5, "bay 'w': max_a must be"),
         ("credit", 0, np.nan, "bay 's1': credit must be"),
-        ("priority", 2, -1, "bay 'w': priority must be >= 0"),
+        ("priority", 2, -1, r"bay 'w': priority must be 0 \.\. 2147483647"),
+        ("priority", 0, 2**31, r"bay 's1': priority must be 0 \.\. 2147483647"),
     ],
 )
 def test_bad_tick_values_are_refused(

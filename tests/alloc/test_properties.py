@@ -6,10 +6,14 @@ kernel's Python. The `slow` variant runs many more examples.
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from chargectl.alloc.allocator import plan
+from chargectl.alloc.allocator import load_problem, plan, to_plan
 from chargectl.alloc.problem import BIND_TOL_A, Plan, Problem
 from chargectl.alloc.reference import reference_plan
 from tests.alloc.build import problems
@@ -62,3 +66,34 @@ def test_small_problems(problem: Problem) -> None:
 @given(problems())
 def test_kernel_equals_reference_many(problem: Problem) -> None:
     check(problem)
+
+
+@FAST
+@given(problems(max_bays=60), st.lists(st.randoms(use_true_random=False), min_size=1, max_size=4))
+def test_successive_ticks_on_one_allocator(problem: Problem, rngs: list[random.Random]) -> None:
+    # The kernel starts each admission sort from the last tick's order: the ticks must not
+    # leak into each other. Each tick changes credits, on flags, priorities and limits.
+    alloc = load_problem(problem)
+    for rng in rngs:
+        bays = tuple(
+            replace(
+                b,
+                credit=rng.choice([b.credit, b.credit + rng.random(), 0.0]),
+                on=rng.random() < 0.5,
+                priority=rng.choice([b.priority, b.priority, 0, 3]),
+            )
+            for b in problem.bays
+        )
+        scale = rng.choice([1.0, 1.0, 0.5, 2.0])
+        circuits = tuple(
+            replace(c, limit_a=tuple(None if v is None else v * scale for v in c.limit_a))  # type: ignore[arg-type]
+            for c in problem.circuits
+        )
+        tick = Problem(circuits, bays)
+        ins = alloc.inputs
+        for i, c in enumerate(circuits):
+            ins.limit_a[i] = [0.0 if v is None else v for v in c.limit_a]
+        for j, b in enumerate(bays):
+            ins.credit[j], ins.on[j], ins.priority[j] = b.credit, b.on, b.priority
+        got = to_plan(alloc.topo, alloc.run())
+        assert_same(tick, got, reference_plan(tick))
