@@ -105,8 +105,13 @@ class Allocator:
         self._full = np.zeros(3 * c, dtype=np.bool_)
         self._err = np.zeros(2, dtype=np.int64)
 
+        # run()'s arguments, built once: a tick then costs one kernel call.
+        self._run_args = self._kernel_args(self.inputs, self.result)
+
     def run(self) -> PlanArrays:
-        return self._solve(self.inputs, self.result)
+        kernel.allocate_kernel(*self._run_args)
+        self._raise_if_bad()
+        return self.result
 
     def __call__(  # noqa: PLR0917 (the controller's Allocate shape: seven arrays)
         self,
@@ -130,28 +135,32 @@ class Allocator:
             on=_array(on, np.bool_, (b,), "on"),
         )
         out = self.result if self.reuse_outputs else PlanArrays.zeros(topo)
-        self._solve(ins, out)
+        self.solve(ins, out)
         return out.setpoints, out.planned_a, out.binding, out.infeasible
 
-    def _solve(self, ins: TickInputs, out: PlanArrays) -> PlanArrays:
+    def solve(self, ins: TickInputs, out: PlanArrays) -> PlanArrays:
+        """Solve other input arrays (shaped and typed like `self.inputs`) into `out`."""
+        kernel.allocate_kernel(*self._kernel_args(ins, out))
+        self._raise_if_bad()
+        return out
+
+    def _kernel_args(self, ins: TickInputs, out: PlanArrays) -> tuple[np.ndarray, ...]:
         t = self.topo
-        err = self._err
-        kernel.check_values(
-            t.has_phase, ins.limit_a, ins.unmanaged_a, ins.min_a, ins.max_a, ins.priority,
-            ins.credit, err,
-        )  # fmt: skip
-        if err[0] != kernel.ERR_NONE:
-            what, message = _ERRORS[int(err[0])]
-            i = int(err[1])
-            name = t.circuit_ids[i] if what == "circuit" else t.bay_ids[i]
-            raise ProblemError(f"{what} {name!r}: {message}")
-        kernel.allocate_kernel(
+        return (
             t.parent, t.has_phase, t.preorder, t.sub_lo, t.sub_hi, t.bay_circuit, t.bay_phase,
             t.id_rank, t.by_id, t.subtree_bays, ins.limit_a, ins.unmanaged_a, ins.min_a, ins.max_a,
             ins.priority, ins.credit, ins.on, out.setpoints, out.planned_a, out.binding,
-            out.infeasible, self._iwork, self._fwork, self._full,
+            out.infeasible, self._iwork, self._fwork, self._full, self._err,
         )  # fmt: skip
-        return out
+
+    def _raise_if_bad(self) -> None:
+        """The kernel checks the values first and, if one is bad, leaves the outputs alone."""
+        err = self._err
+        if err[0] != kernel.ERR_NONE:
+            what, message = _ERRORS[int(err[0])]
+            i = int(err[1])
+            name = self.topo.circuit_ids[i] if what == "circuit" else self.topo.bay_ids[i]
+            raise ProblemError(f"{what} {name!r}: {message}")
 
 
 def _array(x: npt.ArrayLike, dtype: type, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -500,8 +500,12 @@ def allocate_kernel(
     iwork,
     fwork,
     full,
+    err,
 ):
-    """One tick. Values must have passed `check_values`. Fills the four outputs."""
+    """One tick: fills the four outputs, or, if a value is bad, only err (see check_values)."""
+    check_values(has_phase, limit, unmanaged, min_a, max_a, priority, credit, err)
+    if err[0] != ERR_NONE:
+        return
     n_c = parent.shape[0]
     n_b = min_a.shape[0]
     order = iwork[0:n_b]
