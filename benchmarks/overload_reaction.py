@@ -98,6 +98,9 @@ async def one_config(tick_s: float, refresh_s: float, steps: int, rng: random.Ra
                 while len(reactions) + missed < steps:
                     await asyncio.sleep(rng.uniform(0.0, 1.0))  # a random instant
                     now_a = rig.truth()["circuits"]["main"]["amps"][0]
+                    while now_a > LIMIT_A - 1.0:  # a charger's inrush just now: not an instant
+                        await asyncio.sleep(0.2)
+                        now_a = rig.truth()["circuits"]["main"]["amps"][0]
                     n0 = len(trace.times)
                     inject(rig, LIMIT_A - now_a + OVER_A)
                     t_step = rig.sim.world.now
