@@ -31,10 +31,6 @@ from chargectl.sessions.records import (
 )
 
 BUSY_TIMEOUT_MS = 5000
-# How far before `load_state`'s `since` to look for the bays' latest ended sessions: longer
-# than any session runs (max_duration_s, 12 h by default), so the one that ended just before
-# a restart is among them; short enough to stay on the start_at index.
-LAST_ENDED_LOOKBACK_S = 86400.0
 
 # v1: cards, sessions (progress kept in counter_last / energy_wh), taps.
 _V1 = (
@@ -369,13 +365,9 @@ def load_state(conn: sqlite3.Connection, since: float) -> LedgerState:
         " GROUP BY card",
         (since,),
     ).fetchall()
-    last: dict[str, EndedRecord] = {}
-    for r in conn.execute(
-        "SELECT id, card, bay, start_at, end_at, reason, counter_start, counter_last, energy_wh"
-        " FROM sessions WHERE start_at >= ? AND end_at IS NOT NULL ORDER BY id",
-        (since - LAST_ENDED_LOOKBACK_S,),
-    ):
-        last[str(r[2])] = EndedRecord(
+    # A session keeps its checkpoints row from its start until it has settled (see _settle).
+    settling = tuple(
+        EndedRecord(
             id=int(r[0]),
             card=str(r[1]),
             bay=str(r[2]),
@@ -386,12 +378,13 @@ def load_state(conn: sqlite3.Connection, since: float) -> LedgerState:
             counter_last=r[7],
             energy_wh=int(r[8]),
         )
-    return LedgerState(
-        open_sessions,
-        int(top) + 1,
-        {str(c): int(e) for c, e in used},
-        tuple(sorted(last.values(), key=lambda e: e.id)),
+        for r in conn.execute(
+            "SELECT s.id, s.card, s.bay, s.start_at, s.end_at, s.reason, s.counter_start,"
+            " s.counter_last, s.energy_wh FROM sessions s JOIN checkpoints k ON k.session = s.id"
+            " WHERE s.end_at IS NOT NULL ORDER BY s.id"
+        )
     )
+    return LedgerState(open_sessions, int(top) + 1, {str(c): int(e) for c, e in used}, settling)
 
 
 def _start(conn: sqlite3.Connection, r: SessionStart) -> None:
@@ -426,13 +419,20 @@ def _end(conn: sqlite3.Connection, r: SessionEnd) -> None:
         " counter_last = ?, energy_wh = ? WHERE id = ? AND end_at IS NULL",
         (r.end, r.reason, r.counter_start, r.counter_last, r.energy_wh, r.id),
     )
-    conn.execute("DELETE FROM checkpoints WHERE session = ?", (r.id,))
+    # The checkpoints row stays until the session has settled: a restart before that settles
+    # it with the counter it reads (the reading that completes a session may not have come).
 
 
 def _settle(conn: sqlite3.Connection, r: SessionSettle) -> None:
     conn.execute(
-        "UPDATE sessions SET counter_last = ?, energy_wh = ? WHERE id = ?",
+        "UPDATE sessions SET counter_last = COALESCE(?, counter_last), energy_wh = ?"
+        " WHERE id = ? AND end_at IS NOT NULL",
         (r.counter_last, r.energy_wh, r.id),
+    )
+    conn.execute(
+        "DELETE FROM checkpoints WHERE session = ?"
+        " AND EXISTS (SELECT 1 FROM sessions WHERE id = ? AND end_at IS NOT NULL)",
+        (r.id, r.id),
     )
 
 

@@ -33,6 +33,7 @@ from chargectl.sessions.machine import (
 from chargectl.sessions.records import (
     U32,
     Checkpoint,
+    EndedRecord,
     LedgerPort,
     LedgerState,
     OpenSession,
@@ -159,7 +160,7 @@ class SessionManager:
         for bay, machine in self._bays.items():
             reading = counters.get(bay)
             machine.last_counter = reading if reading is not None and 0 <= reading < U32 else None
-        self._reopen_settling(state, at, wall)
+        self._reopen_settling(state, at)
         for rec in sorted(state.open_sessions, key=lambda r: r.id):
             m = self._bays.get(rec.bay)
             if m is None:
@@ -187,23 +188,34 @@ class SessionManager:
             self._checkpoint(s, at, wall)
         self._unanchored = now is None
 
-    def _reopen_settling(self, state: LedgerState, at: float, wall: float) -> None:
-        """Sessions that ended less than settle_s before the restart settle again: the daemon
-        may have stopped before the reading that completes them. The counter read at start-up
-        is such a reading (the relay opened when the session ended, or it is opened now)."""
-        open_bays = {r.bay for r in state.open_sessions}
-        for rec in state.last_ended:
-            m = self._bays.get(rec.bay)
-            if m is None or not 0.0 <= wall - rec.end < self._settings.settle_s:
-                continue
+    def _reopen_settling(self, state: LedgerState, at: float) -> None:
+        """Sessions the daemon stopped settling (killed, or the power went) settle again: the
+        reading that completes them may not have come. The counter read at start-up is such a
+        reading: the relay opened when the session ended (or opens on the first tick)."""
+        newest: dict[str, tuple[EndedRecord, Reason]] = {}
+        for rec in state.settling:
             try:
                 reason = Reason(rec.reason)
             except ValueError:
-                continue  # not a reason this build knows: leave the record as it is
+                reason = None  # not a reason this build knows: leave its energy as it is
+            if rec.bay not in self._bays or reason is None:
+                self._ledger.record(SessionSettle(rec.id, rec.counter_last, rec.energy_wh))
+                continue
+            older = newest.get(rec.bay)
+            if older is not None:
+                r = older[0]
+                self._ledger.record(SessionSettle(r.id, r.counter_last, r.energy_wh))
+            newest[rec.bay] = (rec, reason)
+        open_at = {r.bay: r for r in state.open_sessions}
+        for bay, (rec, reason) in newest.items():
+            m = self._bays[bay]
             m.reopen_ended(rec, reason, at + self._settings.settle_s)
-            m.take_reading(m.last_counter)
-            if rec.bay in open_bays:
-                # A newer session runs there and takes the counter from now on.
+            newer = open_at.get(bay)
+            if newer is None or newer.counter_start is None:
+                m.take_reading(m.last_counter)
+            if newer is not None:
+                # A newer session runs there: it was held (no start counter yet) and starts
+                # from this reading, or it counts already and the reading is its own.
                 self._finalize(m.take_settled(0.0, force=True))
 
     # ----- the tick -----
@@ -249,12 +261,18 @@ class SessionManager:
                 if card is not None and card.daily_kwh is not None:
                     used = self._used.get((s.card, self._day(s.start_wall)), 0)
                     quota_left = card.daily_kwh * 1000.0 - used
+            unknown = s is not None and s.counter_start is None
             reason = m.observe(now, obs.get(bay), quota_left)
             if reason is not None:
                 self._end(m, reason, now, wall)
             elif s is not None and now - s.last_checkpoint >= every:
                 self._checkpoint(s, now, wall)
             self._finalize(m.take_settled(now))
+            if unknown and m.session is s and s is not None and s.counter_start is not None:
+                # The start counter just became known (a held session released, a device that
+                # answers again): write it down now, not a checkpoint interval later, or a
+                # restart would start the session over from the counter it finds then.
+                self._checkpoint(s, now, wall)
 
     def staff_stop(self, bay: str, now: float, wall: float) -> bool:
         """End the bay's session as `staff_stop`; False when none runs there."""
@@ -346,6 +364,7 @@ class SessionManager:
     def _end_unknown_bay(self, rec: OpenSession, reason: Reason, wall: float) -> None:
         energy = counter_delta(rec.counter_start, rec.counter_last)
         self._ledger.record(SessionEnd(rec.id, wall, str(reason), rec.counter_last, energy))
+        self._ledger.record(SessionSettle(rec.id, rec.counter_last, energy))  # no bay to read
         self._count_end(reason)
         self._settled_new.append(EndedSession(rec.id, rec.card, rec.bay, rec.start, reason, energy))
 
@@ -357,8 +376,8 @@ class SessionManager:
         if e is None:
             return
         s = e.session
-        if e.moved and s.counter_last is not None:
-            self._ledger.record(SessionSettle(s.id, s.counter_last, s.energy_wh))
+        self._ledger.record(SessionSettle(s.id, s.counter_last, s.energy_wh))
+        if e.moved:
             key = (s.card, self._day(s.start_wall))
             self._used[key] = self._used.get(key, 0) + s.energy_wh - e.energy_at_end
         ended = EndedSession(s.id, s.card, s.bay, s.start_wall, e.reason, s.energy_wh)

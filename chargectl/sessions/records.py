@@ -60,11 +60,12 @@ class SessionEnd:
 
 @dataclass(frozen=True, slots=True)
 class SessionSettle:
-    """Energy that reached an ended session's counter after it ended (the relay opens on the
-    next tick, and the counter is read on the slow cadence)."""
+    """An ended session's final energy, once its settle time is over: what reached its counter
+    after it ended counts (the relay opens on the next tick, and the counter is read on the
+    slow cadence). Until this record, the ledger holds the session as settling."""
 
     id: int
-    counter_last: int
+    counter_last: int | None
     energy_wh: int
 
 
@@ -99,8 +100,8 @@ class OpenSession:
 
 @dataclass(frozen=True, slots=True)
 class EndedRecord:
-    """An ended session as the ledger holds it: the latest one of a bay, which may still be
-    settling when the daemon stopped (its end's counter reading is up to a slow poll old)."""
+    """An ended session the ledger holds as still settling: the daemon stopped before its
+    settle time was over (the counter reading at its end is up to a slow poll old)."""
 
     id: int
     card: str
@@ -118,9 +119,7 @@ class LedgerState:
     open_sessions: tuple[OpenSession, ...]
     next_session_id: int
     used_wh: Mapping[str, int]  # card -> Wh of ended sessions started since the asked time
-    # Each bay's latest ended session among those started since a day before the asked time
-    # (a session runs at most max_duration_s), for the restart to finish settling it.
-    last_ended: tuple[EndedRecord, ...] = ()
+    settling: tuple[EndedRecord, ...] = ()  # ended, not settled: the restart settles them
 
 
 class LedgerPort(Protocol):
