@@ -98,7 +98,6 @@ class Controller:
         self.reporters = reporters or []
         self.last: TickOutcome | None = None
         self.ticks = 0
-        self._next_slow = 0.0
 
     async def start(self) -> None:
         await self.io.connect()
@@ -113,10 +112,7 @@ class Controller:
     async def tick(self) -> TickOutcome:
         t0 = time.perf_counter()
         now, wall = self.clock.now(), self.clock.wall()
-        slow = now >= self._next_slow
-        if slow:
-            self._next_slow = now + self.shed.control.slow_poll_s
-        poll = await self.io.poll(now, slow=slow)
+        poll = await self.io.poll(now, slow=False)
         for tap in poll.taps:
             self.sessions.on_tap(tap, now, wall)
         self.sessions.update(now, wall, poll, self.core)

@@ -79,6 +79,9 @@ class ModbusShedIO:
         self.counters: dict[str, int | None] = {b.id: None for b in layout.bays}
         self.power: dict[str, float | None] = {b.id: None for b in layout.bays}
         self.last_mask: dict[str, int] = {p: 0 for p in layout.pile_slices}
+        # Slow blocks (energy, power, temperature) come due pile by pile, spread over
+        # slow_poll_s: on an RS485 line, all of them in one tick would overrun it.
+        self.next_slow: dict[str, float] = {}
 
     # -- life cycle ----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -113,7 +116,10 @@ class ModbusShedIO:
 
     # -- reading -------------------------------------------------------------------------
     async def poll(self, now: float, slow: bool) -> Poll:
+        """Every device's hot block; slow blocks of the piles that are due (all with `slow`)."""
         lay = self.layout
+        period = self.shed.control.slow_poll_s
+        piles = list(lay.pile_slices)
         obs = Observation.empty(lay)
         poll = Poll(observation=obs)
 
@@ -123,8 +129,11 @@ class ModbusShedIO:
             try:
                 if isinstance(drv, PileDriver):
                     self._take_pile(dev, await drv.read_hot(), poll)
-                    if slow:
+                    if slow or now >= self.next_slow.get(dev, -math.inf):
                         s = await drv.read_slow()
+                        # After a read of all, each pile's next one is offset by its rank.
+                        rank = piles.index(dev) + 1 if slow else len(piles)
+                        self.next_slow[dev] = now + period * rank / len(piles)
                         sl = lay.pile_slices[dev]
                         for k, bay in enumerate(lay.bays[sl]):
                             self.counters[bay.id] = s.energy_wh[k]
