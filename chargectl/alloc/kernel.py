@@ -649,10 +649,9 @@ def allocate_kernel(
     for c in range(n_c):
         for p in range(3):
             if has_phase[c, p]:
-                # The bays' own sums first, then the unmanaged load (it already includes the
-                # sub-circuits', so it must not be summed up the tree).
-                planned_bays = planned[c, p]
-                planned[c, p] = planned_bays + unmanaged[c, p]
+                # Unmanaged load is added after the bays' sums went up the tree: it already
+                # includes the sub-circuits' own.
+                planned[c, p] += unmanaged[c, p]
                 binding[c, p] = planned[c, p] >= limit[c, p] - BIND_TOL_A
             else:
                 planned[c, p] = 0.0
