@@ -45,6 +45,7 @@ def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[st
         "tick_ms": round(outcome.duration_s * 1000, 3),
         "wall": outcome.wall,
         "alarm": d.alarm,
+        "alarm_at": d.alarm_at,
         "circuits": circuits,
         "bays": bays,
         "failsafe_mask": d.failsafe_mask,

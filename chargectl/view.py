@@ -22,7 +22,11 @@ def render_status(status: Mapping[str, Any], events: Sequence[str] = ()) -> str:
     lines = [
         f"shed {status.get('shed', '?')}   tick {status.get('tick', 0)}"
         f"   {status.get('tick_ms', 0.0):.1f} ms"
-        + (f"   ALARM: {status['alarm']}" if status.get("alarm") else "")
+        + (
+            f"   ALARM: {status['alarm']} at {status.get('alarm_at') or '?'}"
+            if status.get("alarm")
+            else ""
+        )
     ]
     lines.append("")
     lines.append(f"{'circuit':<10}{'ph':>3}  {'now A':>7} {'plan A':>7} {'limit':>6}  load/limit")

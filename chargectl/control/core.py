@@ -45,6 +45,10 @@ RAMP_S = 5.0  # a socket closed this recently counts at least its nominal curren
 WELD_TICKS = 2  # ticks of current through an open relay before it is called welded
 WELD_CURRENT_A = 0.1
 UNMANAGED_HOLD_S = 5.0
+# A meter reading may be up to one refresh (about 1 s) plus a tick old, while the bays' currents
+# are this tick's: the bays' load subtracted from a meter is their maximum over this window, so a
+# socket that just opened is not mistaken for unmanaged load (and does not shed more sockets).
+BAYS_WINDOW_S = 2.5
 OVERLOAD_TOLERANCE_A = 0.05
 
 
@@ -71,6 +75,7 @@ class ControlCore:
         self.derate = Derate(above=self.settings.thermal_derate_ratio)
         self.overloaded = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
+        self._bays_hist: deque[tuple[float, FloatArray]] = deque()
         self._last_now: float | None = None
         self.failsafe_mask: dict[str, int] = {pile: 0 for pile in layout.pile_slices}
 
@@ -211,26 +216,21 @@ class ControlCore:
     ) -> FloatArray:
         """Unmanaged current per circuit and phase, including its sub-circuits'."""
         lay = self.layout
-        raw = np.where(metered, np.maximum(obs.meter_a - bays_load, 0.0), np.nan)
-        # Hold the recent maximum of what meters showed.
-        self._unmanaged_hist.append((now, raw))
-        while self._unmanaged_hist and self._unmanaged_hist[0][0] < now - UNMANAGED_HOLD_S:
-            self._unmanaged_hist.popleft()
-        stacked = np.stack([r for _, r in self._unmanaged_hist])
-        held = np.where(metered, np.nanmax(np.where(np.isnan(stacked), -np.inf, stacked), 0), 0.0)
+        bays_recent = _window_max(self._bays_hist, now, BAYS_WINDOW_S, bays_load)
+        raw = np.where(metered, np.maximum(obs.meter_a - bays_recent, 0.0), -np.inf)
+        # Hold the recent maximum of what meters showed: a load that steps up is believed at
+        # once, one that goes away only after UNMANAGED_HOLD_S.
+        held = np.maximum(_window_max(self._unmanaged_hist, now, UNMANAGED_HOLD_S, raw), 0.0)
         out = np.zeros_like(lay.limit_a)
         # Children before parents: walk the topological order backwards.
         for c in range(lay.n_circuits - 1, -1, -1):
             children = lay.parent == c
             from_children = out[children].sum(axis=0) if children.any() else np.zeros(3)
-            if metered[c].all() or (metered[c] | ~lay.circuit_phases[c]).all():
-                out[c] = np.maximum(held[c], from_children)
-            else:
-                out[c] = np.where(
-                    metered[c],
-                    np.maximum(held[c], from_children),
-                    lay.unmanaged_worst_a[c] + from_children,
-                )
+            out[c] = np.where(
+                metered[c],
+                np.maximum(held[c], from_children),
+                lay.unmanaged_worst_a[c] + from_children,
+            )
         return out * lay.circuit_phases
 
     def _bounds(
@@ -271,3 +271,13 @@ class ControlCore:
             else:
                 out.append("idle")
         return tuple(out)
+
+
+def _window_max(
+    hist: deque[tuple[float, FloatArray]], now: float, window_s: float, value: FloatArray
+) -> FloatArray:
+    """Append `value` at `now` and return the elementwise maximum over the last `window_s`."""
+    hist.append((now, value))
+    while hist[0][0] < now - window_s:
+        hist.popleft()
+    return np.asarray(np.max(np.stack([v for _, v in hist]), axis=0))

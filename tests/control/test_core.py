@@ -191,3 +191,25 @@ def test_relay_closes_are_staggered_against_inrush() -> None:
     assert int(d.relay_on.sum()) == 6
     d = core.step(2.0, obs, demand)
     assert int(d.relay_on.sum()) == 8
+
+
+def test_a_lagging_meter_does_not_cascade_shedding() -> None:
+    """The meter shows the load of a tick ago: sockets shed this tick still appear in it next
+    tick. They must not be taken for unmanaged load (which would shed more, tick after tick)."""
+    settings = ControlSettings(min_on_s=0.0, min_off_s=600.0)
+    _shed, lay, core, obs = make(ports=8, row_limit=20.0, main_limit=20.0, control=settings)
+    demand = want(lay, [f"pa/{i}" for i in range(1, 9)])
+    unmanaged = 1.0
+    physical_before = unmanaged
+    counts = []
+    for t in range(20):
+        if t == 8:
+            unmanaged = 6.0  # a load steps up by 5 A
+        obs.bay_current_a[:] = np.where(core.on & lay.socket, 2.0, 0.0)
+        obs.meter_a[0, 0] = physical_before  # what the meter saw a tick ago
+        physical_before = circuit_load(lay, obs.bay_current_a)[0, 0] + unmanaged
+        core.step(float(t), obs, demand)
+        counts.append(int(core.on.sum()))
+    assert counts[7] == 8  # 1 A + 8 x (2.0 + 0.3 margin) fits in 20 A
+    # 6 A + n x 2.3 A <= 20 A: n = 6 is the fewest to shed to; a cascade would go further
+    assert min(counts[8:]) == 6 and counts[-1] == 6
