@@ -123,7 +123,12 @@ class World:
         self.circuit_watts = np.zeros((n_c, 3))
         self._energy_ws = np.zeros((n_c, 3))  # true energy through each breaker, W s
         self._slow_s = 0.0
-        self._meter_s = shed.sim.meter_refresh_s  # publish on the first step
+        self._meter_s = 0.0  # into the meters' current window
+        self._meters_published = False  # the first step publishes (meters read something at once)
+        # A meter reports RMS current and mean power over its window, not a sample: a 0.1 s
+        # inrush moves it a little, as it moves a real SDM's reading.
+        self._amps2_s = np.zeros((n_c, 3))  # integral of I^2 dt since the last publish
+        self._watts_s = np.zeros((n_c, 3))  # integral of P dt
         self._refresh_power()
         self._slow_update(0.0)
 
@@ -178,8 +183,9 @@ class World:
             self._refresh_power()
         self.now = now
         self._meter_s += dt
-        if self._meter_s >= self.shed.sim.meter_refresh_s - 1e-9:
-            self._meter_s = 0.0
+        self._amps2_s += self.circuit_amps * self.circuit_amps * dt
+        self._watts_s += self.circuit_watts * dt
+        if self._meter_s >= self.shed.sim.meter_refresh_s - 1e-9 or not self._meters_published:
             self._publish_meters()
         return trips
 
@@ -252,6 +258,16 @@ class World:
             self._unmanaged_w = self.unmanaged_a * self.volts
 
     def _publish_meters(self) -> None:
+        window = self._meter_s
+        if window > 0:
+            amps = np.sqrt(self._amps2_s / window)
+            watts = self._watts_s / window
+        else:  # before the first step: what flows now
+            amps, watts = self.circuit_amps, self.circuit_watts
+        self._meter_s = 0.0
+        self._meters_published = True
+        self._amps2_s = np.zeros_like(self._amps2_s)
+        self._watts_s = np.zeros_like(self._watts_s)
         for _d, mm, c, ph in self.meters:
             if c is None:
                 zeros = np.zeros(len(ph))
@@ -261,8 +277,8 @@ class World:
             volts = np.full(len(ph), self.volts if fed else 0.0)
             mm.update(
                 volts,
-                self.circuit_amps[c, ph].copy(),
-                self.circuit_watts[c, ph].copy(),
+                amps[c, ph].copy(),
+                watts[c, ph].copy(),
                 FREQUENCY_HZ if fed else 0.0,
                 float(self._energy_ws[c].sum() / 3.6e6),
             )
