@@ -41,7 +41,7 @@ QUIET_SESSIONS: dict[str, float] = {
     "no_load_s": 600.0,
     "max_duration_s": 36000.0,
     "checkpoint_s": 2.0,
-    "settle_s": 2.5,
+    "settle_s": 2.0,
     "tap_lamp_s": 1.0,
     "complete_lamp_s": 600.0,
 }
@@ -115,10 +115,12 @@ def counter(sim: Simulator, bay: str) -> int:
 
 
 def closed(sim: Simulator, bay: str) -> bool:
-    """A socket's contacts are closed, or a wallbox offers current."""
+    """A socket's contacts are closed, or a wallbox offers current (the device's own state,
+    live: the world's copy of it is refreshed on its next step)."""
     if "/" not in bay:
         return float(sim.world.models[bay].snapshot()["offered_a"]) >= 6.0
-    return bool(sim.world.bay_truth(bay)["closed"])
+    dev, port = _port(bay)
+    return bool(sim.world.models[dev].snapshot()["contact_closed"][port - 1])
 
 
 def watts(sim: Simulator, bay: str) -> float:
@@ -209,7 +211,7 @@ async def check_energy(rig: Rig, row: SessionRow, truth_start: int) -> int:
     """
     sim = rig.shed.sessions
     await rig.wait_for(lambda: not closed(rig.sim, row.bay), 10, f"{row.bay} open")
-    await asyncio.sleep(sim.settle_s + rig.shed.control.slow_poll_s + 1.0)
+    await asyncio.sleep(sim.settle_s + rig.shed.control.slow_poll_s + 0.5)
     truth = counter_delta(truth_start, counter(rig.sim, row.bay))
     got = counters(rig.shed.ledger_path(), row.id).energy_wh
     assert abs(got - truth) <= 1, (

@@ -16,12 +16,15 @@ from tests.sessions_e2e.shed import (
     CHARGING,
     REJECTED,
     SPEED,
+    WAITING,
     chargectl,
     check_energy,
     closed,
     counter,
+    counters,
     e2e_config,
     lamp,
+    running_at,
     sessions,
     taps,
     until_charging,
@@ -113,3 +116,41 @@ async def test_unknown_blocked_and_expired_cards_are_refused(tmp_path: Path) -> 
         row = await until_running(rig, BAY)
         assert row.card == OTHER_CARD
         await until_charging(rig, BAY)
+
+
+async def test_a_card_right_after_a_stop_waits_until_the_previous_session_settled(
+    tmp_path: Path,
+) -> None:
+    """The counter read at a stop is up to a slow poll old: what flowed until the relay opened
+    is the first card's. A second card tapped at once is accepted, waits (yellow, relay open)
+    until the first session settled, and starts from the counter as it is then."""
+    cfg = e2e_config(
+        tmp_path,
+        control={"slow_poll_s": 2.0},
+        sessions={"settle_s": 3.0},
+        chargers=[{"bay": BAY, "profile": "li72", "soc": 0.3}],
+    )
+    async with running_shed(cfg, speed=SPEED) as rig:
+        path = rig.shed.ledger_path()
+        start = counter(rig.sim, BAY)
+        rig.tap(BAY, CARD)
+        first = await until_running(rig, BAY)
+        await until_charging(rig, BAY)
+        await rig.wait_for(lambda: counter(rig.sim, BAY) >= start + 5, 30, "5 Wh")
+        rig.tap(BAY, CARD)
+        await until_ended(rig, BAY)
+        rig.tap(BAY, OTHER_CARD)
+        await rig.wait_for(lambda: running_at(path, BAY), 5, "the second session")
+        await until_lamp(rig, BAY, WAITING, 5)
+        assert not closed(rig.sim, BAY)
+        middle = counter(rig.sim, BAY)  # the relay is open: this is where the first one ended
+        await until_charging(rig, BAY)
+        await until_lamp(rig, BAY, CHARGING, 5)
+        await rig.wait_for(lambda: counter(rig.sim, BAY) >= middle + 3, 30, "3 Wh more")
+        rig.tap(BAY, OTHER_CARD)
+        await until_ended(rig, BAY)
+        (one, two) = sessions(path)
+        assert (one.id, one.card, two.card) == (first.id, CARD, OTHER_CARD)
+        assert abs(counters(path, one.id).energy_wh - (middle - start)) <= 1
+        assert await check_energy(rig, two, middle) >= 3
+        assert counters(path, two.id).start == counters(path, one.id).last
