@@ -66,7 +66,6 @@ def e2e_config(
     control: Mapping[str, float] | None = None,
     chargers: Iterable[Mapping[str, Any]] = (),
     cars: Iterable[Mapping[str, Any]] = (),
-    api_port: int | None = None,
 ) -> Path:
     """The small shed plus `wb-1`, free ports, the ledger in `tmp_path`."""
 
@@ -86,8 +85,6 @@ def e2e_config(
         d["sessions"] = {**QUIET_SESSIONS, **(sessions or {})}
         d["sim"]["chargers"] = [dict(c) for c in chargers]
         d["sim"]["cars"] = [dict(c) for c in cars]
-        if api_port is not None:
-            d["api"]["port"] = api_port
 
     return write_config(tmp_path, "small", edit=edit)
 
@@ -213,7 +210,9 @@ async def check_energy(rig: Rig, row: SessionRow, truth_start: int) -> int:
     await rig.wait_for(lambda: not closed(rig.sim, row.bay), 10, f"{row.bay} open")
     await asyncio.sleep(sim.settle_s + rig.shed.control.slow_poll_s + 0.5)
     truth = counter_delta(truth_start, counter(rig.sim, row.bay))
-    got = counters(rig.shed.ledger_path(), row.id).energy_wh
+    held = counters(rig.shed.ledger_path(), row.id)
+    assert held.energy_wh == held.delta, f"session {row.id}: {held} (energy is not its delta)"
+    got = held.energy_wh
     assert abs(got - truth) <= 1, (
         f"session {row.id} at {row.bay}: ledger {got} Wh, counter delta {truth} Wh"
     )

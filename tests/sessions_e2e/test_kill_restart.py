@@ -35,7 +35,7 @@ from chargectl.configload import load_shed
 from chargectl.sessions.records import counter_delta
 from tests.rig import add_cards
 from tests.sessions_e2e.procs import DaemonProc, SimProc
-from tests.sessions_e2e.shed import CHARGECTL, WALLBOX, e2e_config, sessions
+from tests.sessions_e2e.shed import CHARGECTL, WALLBOX, counters, e2e_config, sessions
 
 SOCKETS = [f"pile-a/{p}" for p in range(1, 7)]
 PROFILES = ["li72", "li60", "lead72", "li48", "lead60", "lead48"]
@@ -226,6 +226,8 @@ def check(shed: Shed, cfg: Path) -> None:
             if a.session is None:
                 continue
             row = by_id[a.session]
+            if counters(shed.path, row.id).delta != row.energy_wh:
+                problems.append(f"session {row.id}: {counters(shed.path, row.id)} in the ledger")
             truth = counter_delta(a.counter, marks[k + 1])
             total += row.energy_wh
             if row.end is None or row.reason not in ("user_stop", "staff_stop"):
@@ -269,6 +271,6 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(tmp_path: Path) -
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("seed", [11])
+@pytest.mark.parametrize("seed", [11, 12])
 def test_sigkill_restarts_long(tmp_path: Path, seed: int) -> None:
     run_kills(tmp_path, kills=22, seed=seed)
