@@ -166,6 +166,9 @@ class SimSettings:
     seed: int = 1
     step_s: float = 0.1
     meter_refresh_s: float = 1.0
+    # A meter's reading is the RMS over this window before each refresh (10 cycles at 50 Hz,
+    # the IEC 61000-4-30 measurement window), not one instant and not the whole second.
+    meter_window_s: float = 0.2
     pace: bool = False  # pace serial-like buses at their baud rate
     control_api: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8580))
     base_load: tuple[BaseLoad, ...] = ()

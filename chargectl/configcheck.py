@@ -140,7 +140,11 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "tap_lamp_s": _NON_NEGATIVE,
         "complete_lamp_s": _NON_NEGATIVE,
     },
-    SimSettings: {"step_s": _POSITIVE, "meter_refresh_s": _POSITIVE},
+    SimSettings: {
+        "step_s": _POSITIVE,
+        "meter_refresh_s": _POSITIVE,
+        "meter_window_s": _POSITIVE,
+    },
     MqttSettings: {
         "keepalive_s": _Range(5, U16_MAX),
         "state_interval_s": _POSITIVE,

@@ -125,10 +125,11 @@ class World:
         self._slow_s = 0.0
         self._meter_s = 0.0  # into the meters' current window
         self._meters_published = False  # the first step publishes (meters read something at once)
-        # A meter reports RMS current and mean power over its window, not a sample: a 0.1 s
-        # inrush moves it a little, as it moves a real SDM's reading.
+        # A meter reports RMS current and mean power over its window (sim.meter_window_s before
+        # each refresh), not one step's sample: a 0.1 s inrush moves it only by its share.
         self._amps2_s = np.zeros((n_c, 3))  # integral of I^2 dt since the last publish
         self._watts_s = np.zeros((n_c, 3))  # integral of P dt
+        self._window_s = 0.0  # how much of the meters' window has been integrated
         self._refresh_power()
         self._slow_update(0.0)
 
@@ -183,8 +184,12 @@ class World:
             self._refresh_power()
         self.now = now
         self._meter_s += dt
-        self._amps2_s += self.circuit_amps * self.circuit_amps * dt
-        self._watts_s += self.circuit_watts * dt
+        # Only the last meter_window_s before a refresh counts (the meter's RMS window).
+        refresh = self.shed.sim.meter_refresh_s
+        if self._meter_s > refresh - self.shed.sim.meter_window_s + 1e-9:
+            self._amps2_s += self.circuit_amps * self.circuit_amps * dt
+            self._watts_s += self.circuit_watts * dt
+            self._window_s += dt
         if self._meter_s >= self.shed.sim.meter_refresh_s - 1e-9 or not self._meters_published:
             self._publish_meters()
         return trips
@@ -258,13 +263,14 @@ class World:
             self._unmanaged_w = self.unmanaged_a * self.volts
 
     def _publish_meters(self) -> None:
-        window = self._meter_s
+        window = self._window_s
         if window > 0:
             amps = np.sqrt(self._amps2_s / window)
             watts = self._watts_s / window
         else:  # before the first step: what flows now
             amps, watts = self.circuit_amps, self.circuit_watts
         self._meter_s = 0.0
+        self._window_s = 0.0
         self._meters_published = True
         self._amps2_s = np.zeros_like(self._amps2_s)
         self._watts_s = np.zeros_like(self._watts_s)

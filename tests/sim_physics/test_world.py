@@ -77,27 +77,38 @@ def test_meters_sum_their_subtree() -> None:
 
 
 def test_a_meter_reports_rms_over_its_window_not_a_sample() -> None:
-    """A 0.1 s burst inside a 1 s window moves the reading by its RMS share, as on a real
-    SDM; the next window, without the burst, reads the base load again."""
+    """A meter reads the RMS of the last sim.meter_window_s (0.2 s) before each refresh: a
+    0.1 s burst inside that window counts by its share, one earlier in the second not at all."""
     w = World(tree_shed())
     close(w, "p-sub", [1])  # on L2 of the sub-circuit
     w.advance(2.0)
     m_sub = w.models["m-sub"]
     assert isinstance(m_sub, MeterModel)
-    assert f32(m_sub.read_input(0, 18), 8) == pytest.approx(0.5, abs=1e-3)  # base load
-    while w._meter_s > 1e-9:  # step to the start of a meter window
+
+    def l2() -> float:
+        return f32(m_sub.read_input(0, 18), 8)
+
+    assert l2() == pytest.approx(0.5, abs=1e-3)  # the base load
+    while w._meter_s > 1e-9:  # step to the start of a refresh period
         w.step(0.1)
-    w.set_appliance("p-sub/1", 2300.0)
-    w.step(0.1)
-    burst_a = w.truth(bays=False)["circuits"]["sub"]["amps"][1]
-    assert burst_a > 9.0
-    w.set_appliance("p-sub/1", 0.0)
-    w.advance(0.9)  # the window closes and the meter publishes
-    reading = f32(m_sub.read_input(0, 18), 8)
-    assert reading == pytest.approx(np.sqrt(0.9 * 0.5**2 + 0.1 * burst_a**2), rel=1e-3)
-    assert reading < burst_a / 2  # a sample would have caught the whole burst
+
+    def burst_at(step: int) -> float:
+        """A 0.1 s heater burst in step `step` (0..9) of the refresh period; the true amps."""
+        w.advance(0.1 * step)
+        w.set_appliance("p-sub/1", 2300.0)
+        w.step(0.1)
+        amps = float(w.truth(bays=False)["circuits"]["sub"]["amps"][1])
+        w.set_appliance("p-sub/1", 0.0)
+        w.advance(0.1 * (9 - step))
+        return amps
+
+    early = burst_at(3)  # outside the window: the meter never sees it
+    assert early > 9.0 and l2() == pytest.approx(0.5, abs=1e-3)
+    late = burst_at(9)  # the last step: half the window
+    assert l2() == pytest.approx(np.sqrt(0.5 * 0.5**2 + 0.5 * late**2), rel=1e-3)
+    assert l2() < late  # a sample would have caught the whole burst
     w.advance(1.0)
-    assert f32(m_sub.read_input(0, 18), 8) == pytest.approx(0.5, abs=1e-3)
+    assert l2() == pytest.approx(0.5, abs=1e-3)
 
 
 def test_energy_counters_equal_the_integral_of_power() -> None:
