@@ -184,12 +184,18 @@ async def until_lamp(rig: Rig, bay: str, value: int, within: float = 10.0) -> No
 
 async def until_running(rig: Rig, bay: str, within: float = 10.0) -> SessionRow:
     path = rig.shed.ledger_path()
-    return await rig.wait_for(lambda: running_at(path, bay), within, f"a session at {bay}")  # type: ignore[no-any-return]
+    row: SessionRow = await rig.wait_for(
+        lambda: running_at(path, bay), within, f"a session at {bay}"
+    )
+    return row
 
 
 async def until_ended(rig: Rig, bay: str, within: float = 15.0) -> SessionRow:
     path = rig.shed.ledger_path()
-    return await rig.wait_for(lambda: ended_at(path, bay), within, f"the session at {bay} to end")  # type: ignore[no-any-return]
+    row: SessionRow = await rig.wait_for(
+        lambda: ended_at(path, bay), within, f"the session at {bay} to end"
+    )
+    return row
 
 
 async def until_charging(rig: Rig, bay: str, within: float = 10.0) -> None:
