@@ -27,6 +27,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from chargectl.clock import RealClock
+from chargectl.config import Device, RtuBus, TcpBus
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import DeviceError
 from chargectl.drivers.factory import Driver, make_driver
@@ -36,9 +38,6 @@ from chargectl.drivers.pile import PileDriver
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.server import BusServer
-
-from chargectl.clock import RealClock
-from chargectl.config import Device, RtuBus, TcpBus
 
 PILES = (1, 2, 3, 4, 5)
 METER = 10

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.modbus_frame import wire_seconds
 from chargectl.sim.server import BusServer
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 STEPS = 20000
 READS = 500

@@ -14,10 +14,9 @@ import json
 import time
 from pathlib import Path
 
+from chargectl.configload import load_shed
 from chargectl.sim.physics.chargers import PROFILE_NAMES
 from chargectl.sim.world import World
-
-from chargectl.configload import load_shed
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
 

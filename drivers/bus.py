@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from chargectl.clock import Clock, RealClock
+from chargectl.config import RtuBus, TcpBus
 from chargectl.drivers.errors import (
     BadValue,
     ConfigError,
@@ -35,9 +37,6 @@ from chargectl.drivers.errors import (
     DeviceTimeout,
     ExceptionReply,
 )
-
-from chargectl.clock import Clock, RealClock
-from chargectl.config import RtuBus, TcpBus
 
 log = logging.getLogger("chargectl.drivers.bus")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+from chargectl.config import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import ConfigError
 from chargectl.drivers.evse import EvseDriver
@@ -13,8 +14,6 @@ from chargectl.drivers.mapped import shipped_maps
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.registry import ROLES, role_of
-
-from chargectl.config import Device
 
 Driver: TypeAlias = PileDriver | EvseDriver | MeterDriver
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import yaml
+
 from chargectl.drivers.bus import MAX_READ, ModbusBus
 from chargectl.drivers.errors import BadValue, ConfigError
 

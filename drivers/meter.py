@@ -8,14 +8,13 @@ channels). Adding a meter is adding a map file.
 
 from __future__ import annotations
 
+from chargectl.config import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.decode import in_range, reported
 from chargectl.drivers.errors import ConfigError
 from chargectl.drivers.mapped import RegisterMap, decode_blocks, read_blocks
 from chargectl.drivers.readings import MeterReading
-
-from chargectl.config import Device
 
 VOLTS_MAX = 1000.0
 AMPS_MAX = 2000.0

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from chargectl.config import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.decode import expect, in_range, reported, tap, temperature
 from chargectl.drivers.errors import BadValue, ConfigError
 from chargectl.drivers.mapped import u32
 from chargectl.drivers.readings import FAULT_NAMES, PileHot, PileSlow
-
-from chargectl.config import Device
 
 MODEL = 0x4350
 PROTOCOL = 1

@@ -21,14 +21,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from chargectl.clock import Clock, RealClock, VirtualClock
+from chargectl.config import RtuBus, Shed, TcpBus
 from chargectl.sim.actions import ActionError, apply
 from chargectl.sim.physics.breakers import Trip
 from chargectl.sim.scenario import Scenario, ScenarioPlayer
 from chargectl.sim.server import BusServer, UnitFaults
 from chargectl.sim.world import MAX_STEP_S, World
-
-from chargectl.clock import Clock, RealClock, VirtualClock
-from chargectl.config import RtuBus, Shed, TcpBus
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from chargectl.sim.actions import ActionError, check
 
 from chargectl.config import Shed
+from chargectl.sim.actions import ActionError, check
 
 
 class ScenarioError(ValueError):

@@ -13,12 +13,11 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from chargectl.config import Endpoint, Shed
 from chargectl.sim.control_api import ControlApi
 from chargectl.sim.runner import Simulator
 from chargectl.sim.scenario import Scenario
 from chargectl.sim.view import render
-
-from chargectl.config import Endpoint, Shed
 
 
 async def serve(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from chargectl.clock import Clock, RealClock
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
@@ -32,8 +33,6 @@ from chargectl.sim.modbus_frame import (
     wire_seconds,
 )
 from chargectl.sim.modbus_pty import PtyLink
-
-from chargectl.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import numpy as np
+
+from chargectl.config import Device, Shed
 from chargectl.drivers.registry import role_of
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
@@ -30,8 +32,6 @@ from chargectl.sim.physics.chargers import PROFILE_NAMES, STAGE_NAMES, ChargerBa
 from chargectl.sim.physics.kernels import circuit_totals
 from chargectl.sim.physics.load import UnmanagedLoad
 from chargectl.sim.physics.thermal import SocketThermal
-
-from chargectl.config import Device, Shed
 
 Model: TypeAlias = PileModel | EvseModel | MeterModel
 MAX_STEP_S = 0.1

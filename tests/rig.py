@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from chargectl.sim.runner import Simulator
 
 from chargectl.app import Daemon, Options
 from chargectl.config import Shed
 from chargectl.configload import load_shed
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import Card, parse_uid
+from chargectl.sim.runner import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "deploy" / "examples"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from chargectl.sim.devices.registers import (
     ILLEGAL_ADDRESS,
     ILLEGAL_VALUE,

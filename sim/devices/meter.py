@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from chargectl.sim.devices.registers import ILLEGAL_ADDRESS, Block, float32_words, read_blocks
 
 # quantity -> register address of each channel (L1, L2, L3)

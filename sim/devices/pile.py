@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from chargectl.sim.devices import pile_kernel as k
 from chargectl.sim.devices.registers import (
     ILLEGAL_ADDRESS,

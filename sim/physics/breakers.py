@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from chargectl.sim.physics.kernels import breaker_step
 
 from chargectl.config import Breaker
+from chargectl.sim.physics.kernels import breaker_step
 
 MAGNETIC_LOW_END = {"B": 3.0, "C": 5.0, "D": 10.0}
 DEFAULT_K = 1.25

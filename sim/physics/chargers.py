@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from chargectl.sim.physics.kernels import charge_step, socket_step
 
 

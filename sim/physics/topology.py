@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from chargectl.drivers.registry import role_of
 
 from chargectl.config import Circuit, Device, Shed
+from chargectl.drivers.registry import role_of
 
 
 class TopologyError(ValueError):

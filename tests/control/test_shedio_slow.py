@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+from chargectl.clock import VirtualClock
+from chargectl.control.layout import build_layout
 from chargectl.drivers.memory import MemoryClient
 from chargectl.drivers.pile import PileDriver
+from chargectl.shedio import ModbusShedIO
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
-
-from chargectl.clock import VirtualClock
-from chargectl.control.layout import build_layout
-from chargectl.shedio import ModbusShedIO
 from tests.control.sheds import two_row_shed
 
 

@@ -9,6 +9,11 @@ import logging
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chargectl.clock import VirtualClock
+from chargectl.config import RtuBus, TcpBus
 from chargectl.drivers.bus import BusPolicy, ModbusBus, backoff_s
 from chargectl.drivers.errors import (
     BadValue,
@@ -18,11 +23,6 @@ from chargectl.drivers.errors import (
     DeviceTimeout,
     ExceptionReply,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-
-from chargectl.clock import VirtualClock
-from chargectl.config import RtuBus, TcpBus
 from tests.drivers.fakes import Image, ScriptedClient, place, run_virtual
 
 TIMEOUT = 0.5

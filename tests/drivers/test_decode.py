@@ -4,13 +4,13 @@ outside physical sense refused with the device and the register named."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from chargectl.drivers import evse, pile
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.errors import BadValue
 from chargectl.drivers.readings import FAULT_OVER_POWER, FAULT_WELDED, Tap
-from hypothesis import given
-from hypothesis import strategies as st
-
 from tests.drivers.images import evse_hot, pile_hot, with_tap
 
 

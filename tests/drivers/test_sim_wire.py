@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from chargectl.clock import RealClock
+from chargectl.config import Device, RtuBus, TcpBus
 from chargectl.drivers.bus import BusPolicy, ModbusBus
 from chargectl.drivers.errors import (
     BadValue,
@@ -29,9 +32,6 @@ from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.server import BusServer
-
-from chargectl.clock import RealClock
-from chargectl.config import Device, RtuBus, TcpBus
 
 PILE, EVSE, SDM630, SDM120, ABSENT = 1, 21, 10, 11, 99
 PORTS = 12

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from chargectl.drivers.bus import ModbusBus
-from chargectl.drivers.evse import EvseDriver
-from chargectl.drivers.pile import PileDriver, runs
 
 from chargectl.clock import VirtualClock
 from chargectl.config import Device, TcpBus
+from chargectl.drivers.bus import ModbusBus
+from chargectl.drivers.evse import EvseDriver
+from chargectl.drivers.pile import PileDriver, runs
 from tests.drivers.fakes import Image, ScriptedClient, Sent, place, run_virtual
 from tests.drivers.images import evse_hot
 

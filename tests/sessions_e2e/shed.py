@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chargectl.sim.devices.registers import wh_counter
-from chargectl.sim.runner import Simulator
-
 from chargectl.sessions import ledger
 from chargectl.sessions.ledger import SessionRow
 from chargectl.sessions.records import TapRecord, counter_delta
+from chargectl.sim.devices.registers import wh_counter
+from chargectl.sim.runner import Simulator
 from tests.rig import Rig, write_config
 
 CHARGECTL = str(Path(sys.executable).with_name("chargectl"))

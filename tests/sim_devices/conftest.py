@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+from chargectl.clock import Clock
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.server import BusServer
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-
-from chargectl.clock import Clock
 
 PILE, EVSE, SDM630, SDM120 = 1, 21, 10, 11
 ABSENT = 99

@@ -6,9 +6,9 @@ import struct
 
 import numpy as np
 import pytest
+
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
-
 from tests.sim_devices.simdev_helpers import s16
 
 

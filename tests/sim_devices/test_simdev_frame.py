@@ -5,6 +5,10 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymodbus.framer.rtu import FramerRTU
+
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.modbus_frame import (
     crc16,
@@ -15,9 +19,6 @@ from chargectl.sim.modbus_frame import (
     rtu_request_length,
     wire_seconds,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from pymodbus.framer.rtu import FramerRTU
 
 
 def test_crc_of_the_specification_example() -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.server import BusServer
-
 from tests.sim_devices.conftest import ABSENT, EVSE, PILE, SDM630, make_server
 from tests.sim_devices.simdev_helpers import run_pile
 

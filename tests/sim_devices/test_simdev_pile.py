@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chargectl.sim.devices.pile import PileModel
 
+from chargectl.sim.devices.pile import PileModel
 from tests.sim_devices.simdev_helpers import run_pile, s16
 
 N = 12

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.modbus_frame import rtu_frame, wire_seconds
 from chargectl.sim.server import BusServer
-from pymodbus.client import AsyncModbusTcpClient
-
 from tests.sim_devices.conftest import ABSENT, EVSE, PILE, make_server
 
 pytestmark = pytest.mark.timeout(30)

@@ -6,9 +6,9 @@ import asyncio
 import struct
 
 import pytest
-from chargectl.sim.server import UnitFaults
 from pymodbus.exceptions import ModbusIOException
 
+from chargectl.sim.server import UnitFaults
 from tests.sim_devices.conftest import ABSENT, EVSE, PILE, SDM120, SDM630, Bench
 from tests.sim_devices.simdev_helpers import run_pile
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chargectl.sim.physics.breakers import BreakerBank
 
 from chargectl.config import Breaker
+from chargectl.sim.physics.breakers import BreakerBank
 
 
 def hold(bank: BreakerBank, amps: float, seconds: float, dt: float = 0.1) -> float | None:

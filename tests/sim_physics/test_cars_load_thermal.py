@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from chargectl.sim.physics.cars import Car
 from chargectl.sim.physics.load import UnmanagedLoad
 from chargectl.sim.physics.thermal import SocketThermal

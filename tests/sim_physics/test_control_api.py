@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chargectl.sim.runner import Simulator
-from chargectl.sim.serve import serve
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
 from chargectl.config import RtuBus
+from chargectl.sim.runner import Simulator
+from chargectl.sim.serve import serve
 from tests.sim_physics.sheds import small_shed
 
 pytestmark = pytest.mark.timeout(60)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from chargectl.configload import load_shed
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.world import World, WorldError
-
-from chargectl.configload import load_shed
 from tests.sim_physics.sheds import CAMPUS, SMALL, f32, small_shed, tree_shed, u32
 
 
