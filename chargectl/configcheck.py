@@ -271,6 +271,14 @@ class _Checks:
             )
         if c.tick_s > 0 and 0 < c.slow_poll_s < c.tick_s:
             self.warn("control.slow_poll_s", f"shorter than control.tick_s ({c.tick_s:g} s)")
+        settle = self.shed.sessions.settle_s
+        if c.tick_s > 0 and c.slow_poll_s > 0 and settle < c.slow_poll_s + c.tick_s:
+            self.warn(
+                "sessions.settle_s",
+                f"shorter than control.slow_poll_s + control.tick_s "
+                f"({c.slow_poll_s + c.tick_s:g} s): an ended session may settle before its "
+                f"bay's energy counter is read again, got {settle:g}",
+            )
         if self.shed.sim.step_s > 0.1:
             self.warn(
                 "sim.step_s", f"above 0.1 s the physics are coarse, got {self.shed.sim.step_s:g}"
