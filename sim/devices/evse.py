@@ -13,6 +13,7 @@ Like the pile, its time is the `now` of the latest `step`. Decisions where the p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,11 @@ from chargectl.sim.devices.registers import (
     ILLEGAL_VALUE,
     MAX_WRITE,
     Block,
+    RegisterDevice,
     TapLatch,
     Watchdog,
     WriteLog,
     i16,
-    read_blocks,
     u16,
     u32_words,
     wh_counter,
@@ -51,7 +52,7 @@ CP_A, CP_B, CP_C, CP_D, CP_E, CP_F = 1, 2, 3, 4, 5, 6
 VEHICLE_NONE, VEHICLE_CONNECTED, VEHICLE_CHARGING = 0, 1, 2
 
 
-class EvseModel:
+class EvseModel(RegisterDevice):
     def __init__(
         self,
         hw_max_current_a: float,
@@ -95,24 +96,10 @@ class EvseModel:
         self._watchdog = Watchdog()
         self._tap = TapLatch()
 
-    def read_input(self, addr: int, count: int) -> list[int] | int:
-        return read_blocks(self._input_blocks, addr, count)
-
-    def read_holding(self, addr: int, count: int) -> list[int] | int:
-        return read_blocks(self._holding_blocks, addr, count)
-
-    def write_holding(self, addr: int, values: list[int]) -> int | None:
-        error = self._check_write(addr, values)
-        if error is None:
-            for offset, value in enumerate(values):
-                self._apply(addr + offset, int(value))
-        self.writes.add(self._now, addr, values, error)
-        return error
-
     def _offer_ok(self, value: int) -> bool:
         return value == 0 or MIN_OFFER_DA <= value <= self.hw_max_da
 
-    def _check_write(self, addr: int, values: list[int]) -> int | None:
+    def _check_write(self, addr: int, values: Sequence[int]) -> int | None:
         if not 1 <= len(values) <= MAX_WRITE:
             return ILLEGAL_VALUE
         if addr < 0 or addr + len(values) > HOLDING_SIZE:

@@ -27,11 +27,11 @@ from chargectl.sim.devices.registers import (
     ILLEGAL_VALUE,
     MAX_WRITE,
     Block,
+    RegisterDevice,
     TapLatch,
     Watchdog,
     WriteLog,
     i16,
-    read_blocks,
     u16,
     u16_array,
     u32_words,
@@ -67,7 +67,7 @@ SUPPLY_MIN_V = 176.0
 SUPPLY_MAX_V = 264.0
 
 
-class PileModel:
+class PileModel(RegisterDevice):
     def __init__(
         self,
         ports: int,
@@ -115,20 +115,6 @@ class PileModel:
         )
 
     # ------------------------------------------------------------------ Modbus side
-    def read_input(self, addr: int, count: int) -> list[int] | int:
-        return read_blocks(self._input_blocks, addr, count)
-
-    def read_holding(self, addr: int, count: int) -> list[int] | int:
-        return read_blocks(self._holding_blocks, addr, count)
-
-    def write_holding(self, addr: int, values: list[int]) -> int | None:
-        error = self._check_write(addr, values)
-        if error is None:
-            for offset, value in enumerate(values):
-                self._apply(addr + offset, int(value))
-        self.writes.add(self._now, addr, values, error)
-        return error
-
     def _check_write(self, addr: int, values: Sequence[int]) -> int | None:
         """Every address first (02), then every value (03): a rejected write changes nothing."""
         if not 1 <= len(values) <= MAX_WRITE:

@@ -69,6 +69,38 @@ def read_blocks(blocks: Sequence[Block], addr: int, count: int) -> list[int] | i
     return out
 
 
+class RegisterDevice:
+    """The Modbus side every simulated device shares: reads served from its blocks, a write
+    checked whole first (an error changes nothing), applied register by register and logged.
+    A device sets `_input_blocks`, `_holding_blocks`, `writes` and `_now`, and defines
+    `_check_write` and `_apply`."""
+
+    _input_blocks: tuple[Block, ...]
+    _holding_blocks: tuple[Block, ...]
+    writes: WriteLog
+    _now: float
+
+    def read_input(self, addr: int, count: int) -> list[int] | int:
+        return read_blocks(self._input_blocks, addr, count)
+
+    def read_holding(self, addr: int, count: int) -> list[int] | int:
+        return read_blocks(self._holding_blocks, addr, count)
+
+    def write_holding(self, addr: int, values: list[int]) -> int | None:
+        error = self._check_write(addr, values)
+        if error is None:
+            for offset, value in enumerate(values):
+                self._apply(addr + offset, int(value))
+        self.writes.add(self._now, addr, values, error)
+        return error
+
+    def _check_write(self, addr: int, values: Sequence[int]) -> int | None:
+        raise NotImplementedError
+
+    def _apply(self, addr: int, value: int) -> None:
+        raise NotImplementedError
+
+
 def u32_words(value: int) -> tuple[int, int]:
     """A 32-bit counter as (high word, low word), wrapping at 2^32."""
     v = int(value) % U32_WRAP
