@@ -70,7 +70,9 @@ class SessionLink:
         out: dict[str, int] = {}
         for j, bay in enumerate(self.layout.bays):
             lamp = self.manager.lamp(bay.id)
-            if decision.bay_state[j] == "fault" and lamp == Lamp.AVAILABLE:
+            # A faulted bay is red at once, whatever the session layer shows (an "accepted"
+            # blink included); only the answer to a tap there (rejected) shows first.
+            if decision.bay_state[j] == "fault" and lamp != Lamp.REJECTED:
                 lamp = Lamp.FAULT
             out[bay.id] = int(lamp)
         return out
