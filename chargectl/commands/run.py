@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="the shed config (YAML)")
+    from chargectl.sessions.staff import CONFIG_HELP, add_config_argument
+
+    # The config as every command takes it: CONFIG, -c CONFIG, $CHARGECTL_CONFIG or the default.
+    parser.add_argument("config_file", nargs="?", metavar="CONFIG", help=CONFIG_HELP)
+    add_config_argument(parser)
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -19,11 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
     from chargectl.app import Daemon, Options
     from chargectl.configload import load_shed
+    from chargectl.sessions.staff import config_path
 
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    shed = load_shed(args.config)
+    shed = load_shed(config_path_of(args, config_path))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -34,3 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def config_path_of(args: argparse.Namespace, resolve: Callable[[argparse.Namespace], str]) -> str:
+    """A positional CONFIG wins; else -c, $CHARGECTL_CONFIG, the default (`resolve`)."""
+    return str(args.config_file) if args.config_file else resolve(args)

@@ -6,7 +6,10 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="the shed config (YAML): where the daemon's API listens")
+    from chargectl.sessions.staff import CONFIG_HELP, add_config_argument
+
+    parser.add_argument("config_file", nargs="?", metavar="CONFIG", help=CONFIG_HELP)
+    add_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
 
 
@@ -16,10 +19,12 @@ def run(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    from chargectl.commands.run import config_path_of
     from chargectl.configload import load_shed
+    from chargectl.sessions.staff import config_path
     from chargectl.view import render_status
 
-    shed = load_shed(args.config)
+    shed = load_shed(config_path_of(args, config_path))
     url = f"http://{shed.api.host}:{shed.api.port}/status"
     try:
         with urllib.request.urlopen(url, timeout=5) as reply:
