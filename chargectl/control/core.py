@@ -45,10 +45,9 @@ RAMP_S = 5.0  # a socket closed this recently counts at least its nominal curren
 WELD_TICKS = 2  # ticks of current through an open relay before it is called welded
 WELD_CURRENT_A = 0.1
 UNMANAGED_HOLD_S = 5.0
-# A meter reading may be up to one refresh (about 1 s) plus a tick old, while the bays' currents
-# are this tick's: the bays' load subtracted from a meter is their maximum over this window, so a
-# socket that just opened is not mistaken for unmanaged load (and does not shed more sockets).
-BAYS_WINDOW_S = 2.5
+# A meter that shows the very same nonzero value this long, while the load it measures moves,
+# is frozen: it counts as lost (the worst case), not as the truth.
+METER_STALE_S = 5.0
 OVERLOAD_TOLERANCE_A = 0.05
 
 
@@ -75,7 +74,15 @@ class ControlCore:
         self.derate = Derate(above=self.settings.thermal_derate_ratio)
         self.overloaded = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
-        self._bays_hist: deque[tuple[float, FloatArray]] = deque()
+        # Per circuit and phase: the meter's last value, when it last changed, the bays' load
+        # at the previous tick, and the last unmanaged estimate a fresh sample gave.
+        c3 = (layout.n_circuits, 3)
+        self._meter_last = np.full(c3, np.nan)
+        self._meter_changed_at = np.full(c3, -np.inf)
+        self._bays_prev = np.zeros(c3)
+        self._raw_unmanaged = np.full(c3, -np.inf)
+        self._frozen_noted = np.zeros(layout.n_circuits, dtype=np.bool_)
+        self._meter_fresh = np.zeros(c3, dtype=np.bool_)
         self._last_now: float | None = None
         self.failsafe_mask: dict[str, int] = {pile: 0 for pile in layout.pile_slices}
 
@@ -105,7 +112,7 @@ class ControlCore:
 
         # 1. circuit currents, thermal model, derated limits
         bays_load = circuit_load(lay, bay_amps)
-        metered = ~np.isnan(obs.meter_a)
+        metered = self._meters_in_service(now, obs.meter_a, bays_load, notes)
         # A meter also sees the unanswering bays: they end up in unmanaged and again in
         # down_worst. Counted twice, on purpose: a device that went silent may draw anything
         # up to its worst case from the next second on.
@@ -211,13 +218,45 @@ class ControlCore:
             bits[sl] = [(mask >> k) & 1 == 1 for k in range(n)]
         return bits
 
+    def _meters_in_service(
+        self, now: float, meter_a: FloatArray, bays_load: FloatArray, notes: list[str]
+    ) -> BoolArray:
+        """Where a meter answers and is not frozen (a value unchanged for METER_STALE_S that is
+        nonzero, or zero while the bays under it draw)."""
+        answered = ~np.isnan(meter_a)
+        changed = answered & (meter_a != self._meter_last)
+        self._meter_fresh = changed
+        self._meter_last = np.where(answered, meter_a, np.nan)
+        self._meter_changed_at = np.where(changed, now, self._meter_changed_at)
+        frozen = (
+            answered
+            & (now - self._meter_changed_at > METER_STALE_S)
+            & ((meter_a > 0.0) | (bays_load > 0.0))
+        )
+        newly = frozen.any(axis=1) & ~self._frozen_noted
+        for c in np.flatnonzero(newly):
+            notes.append(
+                f"meter of {self.layout.circuit_ids[c]} frozen on a stale value: worst case"
+            )
+        self._frozen_noted = frozen.any(axis=1)
+        return np.asarray(answered & ~frozen)
+
     def _unmanaged(
         self, now: float, obs: Observation, bays_load: FloatArray, metered: BoolArray
     ) -> FloatArray:
         """Unmanaged current per circuit and phase, including its sub-circuits'."""
         lay = self.layout
-        bays_recent = _window_max(self._bays_hist, now, BAYS_WINDOW_S, bays_load)
-        raw = np.where(metered, np.maximum(obs.meter_a - bays_recent, 0.0), -np.inf)
+        # A meter value that changed is a sample taken since the previous tick: the bays' load
+        # it contains is this tick's or the previous one's, and the larger is subtracted (a
+        # socket just shed is still in a sample taken before its relay opened, and must not
+        # turn into unmanaged load). An unchanged value is the old sample: its estimate stands.
+        fresh = metered & self._meter_fresh
+        sample = np.maximum(obs.meter_a - np.maximum(bays_load, self._bays_prev), 0.0)
+        self._raw_unmanaged = np.where(
+            fresh, sample, np.where(metered, self._raw_unmanaged, -np.inf)
+        )
+        self._bays_prev = bays_load
+        raw = self._raw_unmanaged
         # Hold the recent maximum of what meters showed: a load that steps up is believed at
         # once, one that goes away only after UNMANAGED_HOLD_S.
         held = np.maximum(_window_max(self._unmanaged_hist, now, UNMANAGED_HOLD_S, raw), 0.0)

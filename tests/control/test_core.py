@@ -213,3 +213,26 @@ def test_a_lagging_meter_does_not_cascade_shedding() -> None:
     assert counts[7] == 8  # 1 A + 8 x (2.0 + 0.3 margin) fits in 20 A
     # 6 A + n x 2.3 A <= 20 A: n = 6 is the fewest to shed to; a cascade would go further
     assert min(counts[8:]) == 6 and counts[-1] == 6
+
+
+def test_a_frozen_meter_counts_as_lost_after_five_seconds() -> None:
+    """A meter stuck on one value while the load under it moves is not believed: after 5 s the
+    circuit falls back to its configured worst-case unmanaged load, said once in the notes."""
+    _shed, lay, core, obs = make(ports=4, row_limit=20.0, main_limit=30.0, worst=7.0)
+    demand = want(lay, ["pa/1", "pa/2"])
+    obs.meter_a[0, 0] = 3.0  # frozen here: the bays below start drawing, the meter never moves
+    notes: list[str] = []
+    for t in range(8):
+        physical(lay, core, obs, 2.0, unmanaged=0.0)
+        obs.meter_a[0, 0] = 3.0
+        d = core.step(float(t), obs, demand)
+        notes += d.notes
+        if t <= 5:
+            assert d.unmanaged_a[0, 0] < 7.0, f"t={t}: believed while it may still be live"
+    assert d.unmanaged_a[0, 0] == 7.0  # the worst case, not 3 A minus the bays
+    assert [n for n in notes if "frozen" in n] == [
+        "meter of main frozen on a stale value: worst case"
+    ]
+    obs.meter_a[0, 0] = 4.1  # it moves again: believed again
+    d = core.step(9.0, obs, demand)
+    assert d.unmanaged_a[0, 0] < 7.0
