@@ -238,7 +238,7 @@ class ControlCore:
             notes.append(
                 f"meter of {self.layout.circuit_ids[c]} frozen on a stale value: worst case"
             )
-        self._frozen_noted = frozen.any(axis=1)
+        self._frozen_noted = np.asarray(frozen.any(axis=1), dtype=np.bool_)
         return np.asarray(answered & ~frozen)
 
     def _unmanaged(
