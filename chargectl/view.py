@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 BAR = 30
@@ -55,8 +55,3 @@ def render_status(status: Mapping[str, Any], events: Sequence[str] = ()) -> str:
         lines.append("events:")
         lines.extend(f"  {e}" for e in events)
     return "\n".join(lines)
-
-
-def tail(items: Iterable[str], n: int) -> list[str]:
-    out = list(items)
-    return out[-n:]
