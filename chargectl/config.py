@@ -22,7 +22,14 @@ Parity = Literal["N", "E", "O"]
 class ShedInfo:
     name: str
     phases: Literal[1, 3] = 1
-    voltage_v: float = 220.0
+    voltage_v: float = 220.0  # nominal phase (line-to-neutral) voltage
+    # How far the supply may sag below voltage_v (GB/T 12325 allows -10 %). Budgets that turn
+    # a pile's watt cut-off into amps use the lowest voltage: a watt limit is more amps there.
+    supply_low_pct: float = 10.0
+
+    @property
+    def lowest_voltage_v(self) -> float:
+        return self.voltage_v * (1.0 - self.supply_low_pct / 100.0)
 
 
 @dataclass(frozen=True, slots=True)

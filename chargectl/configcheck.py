@@ -41,7 +41,16 @@ METER_PHASES: dict[str, int] = {"sdm120": 1, "sdm630": 3, "dtsu666": 3}
 MAX_PILE_PORTS = 32  # pile.md: 1 <= N <= 32
 UNIT_RANGE = (1, 247)  # Modbus serial unit ids
 EVSE_MAX_CURRENT_RANGE = (6.0, 80.0)
-PORT_POWER_LIMIT_RANGE = (0, 3500)  # pile.md, holding register 4
+# pile.md, holding register 4 takes 0..3500 W, 0 disabling the cut-off. The fail-safe budget
+# counts every fail-safe socket at this cut-off, so it may not be disabled, and below 100 W no
+# e-bike charger would run.
+PORT_POWER_LIMIT_RANGE = (100, 3500)
+# The phase (line-to-neutral) voltage of a low-voltage supply: 100..250 V. 400 V is a
+# line-to-line figure and would make every watt-to-amp budget 1.8x too small.
+VOLTAGE_RANGE = (100.0, 250.0)
+SUPPLY_LOW_PCT_RANGE = (10.0, 40.0)  # never less than GB/T 12325's -10 %
+# IEC 60898-1: a breaker must carry 1.13 In for an hour; above that it trips in time.
+BREAKER_HOLD_RATIO = 1.13
 U16_MAX = 65535  # watchdog_timeout is a u16 of seconds
 
 
@@ -252,8 +261,20 @@ class _Checks:
             self.report("shed.name", "must not be empty")
         if info.phases not in _SUPPLY_PHASES:
             self.report("shed.phases", f"must be 1 or 3, got {info.phases!r}")
-        if not info.voltage_v > 0:
-            self.report("shed.voltage_v", f"must be > 0, got {info.voltage_v:g}")
+        low_v, high_v = VOLTAGE_RANGE
+        if not low_v <= info.voltage_v <= high_v:
+            self.report(
+                "shed.voltage_v",
+                f"the phase (line-to-neutral) voltage must be in {low_v:g}..{high_v:g} V, "
+                f"got {info.voltage_v:g}",
+            )
+        low_p, high_p = SUPPLY_LOW_PCT_RANGE
+        if not low_p <= info.supply_low_pct <= high_p:
+            self.report(
+                "shed.supply_low_pct",
+                f"must be in {low_p:g}..{high_p:g} (the supply may sag at least 10 %), "
+                f"got {info.supply_low_pct:g}",
+            )
 
     def check_ranges(self, obj: object, path: str) -> None:
         for name, allowed in _RANGES.get(type(obj), {}).items():
@@ -380,6 +401,12 @@ class _Checks:
             self.report(_join(path, "limit_a"), f"must be > 0, got {c.limit_a:g}")
         if not c.breaker.rating_a > 0:
             self.report(_join(path, "breaker.rating_a"), f"must be > 0, got {c.breaker.rating_a:g}")
+        elif c.limit_a > BREAKER_HOLD_RATIO * c.breaker.rating_a:
+            self.report(
+                _join(path, "limit_a"),
+                f"{c.limit_a:g} A is above {BREAKER_HOLD_RATIO:g} x the breaker rating "
+                f"({c.breaker.rating_a:g} A): the breaker would trip on the planned load",
+            )
         elif c.limit_a > c.breaker.rating_a:
             self.warn(
                 _join(path, "limit_a"),
@@ -496,7 +523,9 @@ class _Checks:
             if not low <= d.port_power_limit_w <= high:
                 self.report(
                     _join(path, "port_power_limit_w"),
-                    f"must be in {low}..{high} (0 disables), got {d.port_power_limit_w}",
+                    f"must be in {low}..{high} W (the fail-safe budget counts every fail-safe "
+                    f"socket at the pile's own cut-off, so it may not be disabled), "
+                    f"got {d.port_power_limit_w}",
                 )
             if phases_ok and len(d.phases) != 1:
                 self.report(

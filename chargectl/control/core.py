@@ -5,12 +5,19 @@ No I/O and no clock: `now` is passed in. The order within one step:
    breaker thermal model; derate limits of hot breakers;
 2. latch alarms (smoke, e-stop: everything off until staff clear), faults and welded relays;
 3. estimate unmanaged load (meter minus the bays under it, never negative, held at its recent
-   maximum so a meter lagging a shed cannot make the plan flap), plus the fixed load of bays
-   the controller cannot switch (welded, device not answering);
+   maximum so a meter lagging a shed cannot make the plan flap; a lost or frozen meter keeps
+   the larger of the configured worst case and what it last measured), plus the fixed load of
+   bays the controller cannot switch: welded relays, silent devices (once, at their worst
+   case), and any bay drawing more than it was told (a relay whose open did not reach it, a
+   car still following a lower offer);
 4. turn sessions into kernel inputs: who may run (min on / min off), at what current, in which
    order (a socket inside its min_on is pinned unless its circuit is over its limit right now);
-5. allocate (the numba kernel), and derive relay commands, wallbox setpoints, bay states and
-   the fail-safe masks.
+5. allocate (the numba kernel); a wallbox offered less than its car draws is counted at its
+   draw and the plan is made again, so the freed current is not given away before the car
+   has let go of it; derive relay commands, wallbox offers, bay states and the fail-safe masks.
+
+`step(..., shed_only=True)` is the same plan for a meter sample that shows an overload
+between ticks: it may only open relays, lower offers and shrink masks.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from chargectl.config import ControlSettings, Shed
-from chargectl.control.failsafe import failsafe_masks
+from chargectl.control.failsafe import failsafe_cost_a, failsafe_masks, mask_bits
 from chargectl.control.layout import BoolArray, FloatArray, IntArray, Layout, circuit_load
 from chargectl.control.observe import (
     FAULT_NONE,
@@ -49,6 +56,10 @@ UNMANAGED_HOLD_S = 5.0
 # is frozen: it counts as lost (the worst case), not as the truth.
 METER_STALE_S = 5.0
 OVERLOAD_TOLERANCE_A = 0.05
+# A car may draw a little above its offer (hardware/evse.md); beyond this it is still following.
+WALLBOX_TOLERANCE_A = 0.5
+PILE_CUT = "supply_fault"  # a pile alarm that cuts every socket of the pile
+PILE_HOLD = "pile_overtemp"  # a pile alarm that lets no more current onto the pile
 
 
 class ControlCore:
@@ -56,12 +67,12 @@ class ControlCore:
         self.layout = layout
         self.settings: ControlSettings = shed.control
         self.allocate = allocate
-        self.voltage_v = shed.shed.voltage_v
-        self.port_limit_a = np.zeros(layout.n_bays)
-        for bay_index, bay in enumerate(layout.bays):
-            if bay.is_socket:
-                dev = shed.device(bay.device)
-                self.port_limit_a[bay_index] = dev.port_power_limit_w / self.voltage_v
+        # What each bay may draw in fail-safe if on there (sockets: the pile's cut-off at the
+        # lowest voltage and worst power factor; wallboxes: their maximum, while unconfirmed).
+        self.failsafe_cost_a = failsafe_cost_a(shed, layout)
+        self.wallbox_max_a = np.array(
+            [0.0 if b.is_socket else shed.device(b.device).max_current_a for b in layout.bays]
+        )
         b, c = layout.n_bays, layout.n_circuits
         self.on = np.zeros(b, dtype=np.bool_)
         self.setpoint = np.zeros(b)
@@ -85,6 +96,14 @@ class ControlCore:
         self._meter_fresh = np.zeros(c3, dtype=np.bool_)
         self._last_now: float | None = None
         self.failsafe_mask: dict[str, int] = {pile: 0 for pile in layout.pile_slices}
+        # The last unmanaged estimate of each circuit-phase while its meter was live: a meter
+        # that goes away keeps at least this (it had just measured it).
+        self._live_unmanaged = np.zeros(c3)
+        self.last_amps = np.zeros(b)  # each bay's last measured current while it answered
+        # The highest setpoint a device may still hold: what was decided, and while a command
+        # is unconfirmed, every earlier decision since the last confirmed one.
+        self._command_worst = np.zeros(b)
+        self.pile_alarms: dict[str, str] = {}
 
     # -- staff actions -------------------------------------------------------------------
     def clear_alarm(self) -> None:
@@ -96,27 +115,43 @@ class ControlCore:
         self.weld_count[bay] = 0
 
     # -- the step ------------------------------------------------------------------------
-    def step(self, now: float, obs: Observation, demand: Demand) -> Decision:
+    def step(
+        self, now: float, obs: Observation, demand: Demand, *, shed_only: bool = False
+    ) -> Decision:
         lay = self.layout
         notes: list[str] = []
         dt = 0.0 if self._last_now is None else max(0.0, now - self._last_now)
         self._last_now = now
+        up = obs.bay_up
+        down = ~up
+        unsure = (
+            np.zeros(lay.n_bays, dtype=np.bool_)
+            if obs.command_unsure is None
+            else obs.command_unsure
+        )
+        self._command_worst = np.where(
+            unsure, np.maximum(self._command_worst, self.setpoint), self.setpoint
+        )
+        fs_on = mask_bits(lay, self.failsafe_mask)
+        if obs.failsafe_on is not None:
+            fs_on = fs_on | obs.failsafe_on
 
-        # Bays whose current we cannot see count at their worst case: per circuit, the larger of
-        # the last plan (until the watchdog fires) and what the fail-safe mask allows after.
-        down = ~obs.bay_up
-        last_plan = np.where(down & self.on, self.setpoint, 0.0)
-        after = np.where(down, self.port_limit_a * self._failsafe_bits(), 0.0)
-        down_worst = np.maximum(circuit_load(lay, last_plan), circuit_load(lay, after))
-        bay_amps = np.where(obs.bay_up, obs.bay_current_a, 0.0)
+        # Bays we cannot see count at their worst case, per circuit: the larger of what they may
+        # still be drawing until the watchdog fires (what they were last told or last drew)
+        # and what their fail-safe lets through after.
+        bay_amps = np.where(up, obs.bay_current_a, 0.0)
+        self.last_amps = np.where(up, obs.bay_current_a, self.last_amps)
+        before = np.where(down, np.maximum(self._command_worst, self.last_amps), 0.0)
+        after = np.where(down, self.failsafe_cost_a * fs_on, 0.0)
+        down_worst = np.maximum(circuit_load(lay, before), circuit_load(lay, after))
 
         # 1. circuit currents, thermal model, derated limits
         bays_load = circuit_load(lay, bay_amps)
         metered = self._meters_in_service(now, obs.meter_a, bays_load, notes)
-        # A meter also sees the unanswering bays: they end up in unmanaged and again in
-        # down_worst. Counted twice, on purpose: a device that went silent may draw anything
-        # up to its worst case from the next second on.
-        unmanaged = self._unmanaged(now, obs, bays_load, metered)
+        # A meter also sees the silent bays. They are counted once, at their worst case
+        # (down_worst): what they last drew is taken out of the meter's residual.
+        seen = circuit_load(lay, np.where(up, bay_amps, self.last_amps))
+        unmanaged = self._unmanaged(now, obs, seen, metered)
         estimated = bays_load + unmanaged + down_worst
         current = np.where(metered, obs.meter_a, estimated) * lay.circuit_phases
         self.thermal.step(dt, current)
@@ -137,8 +172,11 @@ class ControlCore:
             notes.append(
                 f"ALARM {obs.alarm} at {obs.alarm_at}: every relay opens, every wallbox pauses"
             )
-        open_but_flowing = lay.socket & obs.bay_up & ~self.on & (obs.bay_current_a > WELD_CURRENT_A)
-        self.weld_count = np.where(open_but_flowing, self.weld_count + 1, 0)
+        cut, hold = self._pile_alarms(obs, notes)
+        flowing = lay.socket & up & ~self.on & (obs.bay_current_a > WELD_CURRENT_A)
+        if not shed_only:  # a tick's count: a shed between ticks sees the same readings
+            # A relay whose open command is not confirmed may simply still be closed.
+            self.weld_count = np.where(flowing & ~unsure, self.weld_count + 1, 0)
         newly_welded = ~self.welded & (
             (self.weld_count >= WELD_TICKS) | (obs.bay_fault == FAULT_WELDED)
         )
@@ -147,22 +185,39 @@ class ControlCore:
         self.welded |= newly_welded
         faulted = (obs.bay_fault != FAULT_NONE) | self.welded
 
-        # 3. load the controller cannot switch: welded relays and unanswering devices
+        # 3. load the controller does not plan: welded relays, silent devices, and bays that
+        # draw more than they were told (an open that did not reach the relay, a car still
+        # following a lower offer), counted at what they draw until it has come down.
         welded_amps = np.where(self.welded, bay_amps, 0.0)
-        unmanaged_total = unmanaged + circuit_load(lay, welded_amps) + down_worst
+        excess = self._excess(obs, flowing & ~self.welded)
+        fixed = unmanaged + circuit_load(lay, welded_amps + excess) + down_worst
 
         # 4. kernel inputs
-        eligible = demand.wants & obs.bay_up & ~faulted & (self.alarm is None)
+        eligible = demand.wants & up & ~faulted & (self.alarm is None) & ~cut
         since = now - self.changed_at
-        min_a, max_a = self._bounds(now, obs, eligible, since)
-        pinned = self.on & lay.socket & (since < self.settings.min_on_s)
+        min_a, max_a = self._bounds(obs, eligible, since, hold, excess)
+        pinned = self.on & lay.socket & (since < self.settings.min_on_s) & ~cut
         over_bays = (lay.under[over].any(axis=0)) if over.any() else np.zeros_like(pinned)
         priority = demand.priority + np.where(pinned & ~over_bays, PIN_PRIORITY, 0)
 
-        # 5. allocate
+        # 5. allocate; a wallbox now offered less than its car draws is counted at its draw
+        # and the plan is made again without the current it has not let go of yet.
         setpoints, planned, binding, infeasible = self.allocate(
-            limit, unmanaged_total, min_a, max_a, priority, demand.credit, self.on
+            limit, fixed, min_a, max_a, priority, demand.credit, self.on
         )
+        setpoints = self._offers(setpoints)
+        following = ~lay.socket & up & (obs.bay_current_a > setpoints + WALLBOX_TOLERANCE_A)
+        still = obs.bay_current_a - setpoints
+        if (following & (still > excess + 1e-9)).any():
+            excess2 = np.where(following, still, np.where(lay.socket, excess, 0.0))
+            fixed = unmanaged + circuit_load(lay, welded_amps + excess2) + down_worst
+            min_a = np.where(following, setpoints, min_a)
+            max_a = np.where(following, setpoints, max_a)
+            priority = priority + np.where(following, PIN_PRIORITY, 0)
+            setpoints, planned, binding, infeasible = self.allocate(
+                limit, fixed, min_a, max_a, priority, demand.credit, self.on
+            )
+            setpoints = self._offers(setpoints)
         relay_on = setpoints > 0
         closing = np.flatnonzero(relay_on & ~self.on & lay.socket)
         if len(closing) > self.settings.max_closes_per_tick:
@@ -171,6 +226,13 @@ class ControlCore:
             deferred = order[self.settings.max_closes_per_tick :]
             relay_on[deferred] = False
             setpoints = np.where(relay_on | ~lay.socket, setpoints, 0.0)
+        if shed_only:  # between ticks: only ever less
+            relay_on &= self.on
+            setpoints = np.where(
+                lay.socket,
+                np.where(relay_on, setpoints, 0.0),
+                np.minimum(setpoints, self.setpoint),
+            )
         # Nothing reaches a device that does not answer: it keeps what it was last told, and so
         # do our books. Its bays' last plan and its pile's fail-safe mask therefore stay its
         # worst case for as long as it is silent, not just on the first tick.
@@ -180,15 +242,12 @@ class ControlCore:
         self.changed_at = np.where(changed, now, self.changed_at)
         self.on = relay_on
         self.setpoint = setpoints.copy()
-        held = {
-            pile: self.failsafe_mask.get(pile, 0)
-            for pile, sl in lay.pile_slices.items()
-            if down[sl].all()
-        }
-        masks = failsafe_masks(lay, self.port_limit_a, relay_on & ~down, held)
+        masks = self._masks(up, fs_on, relay_on & ~cut & ~hold, unmanaged, welded_amps)
+        if shed_only:
+            masks = {p: m & self.failsafe_mask.get(p, 0) for p, m in masks.items()}
         self.failsafe_mask = masks
 
-        state = self._states(obs, demand, faulted, relay_on)
+        state = self._states(obs, demand, faulted, relay_on, cut)
         return Decision(
             relay_on=relay_on,
             setpoint_a=setpoints,
@@ -200,23 +259,84 @@ class ControlCore:
             overloaded=over,
             new_overloads=new_overloads,
             thermal_ratio=ratio,
-            unmanaged_a=unmanaged_total,
+            unmanaged_a=fixed,
             bay_state=state,
             failsafe_mask=masks,
             welded=self.welded.copy(),
             alarm=self.alarm,
             notes=notes,
             alarm_at=self.alarm_at,
+            pile_alarms=dict(self.pile_alarms),
         )
 
     # -- parts ---------------------------------------------------------------------------
-    def _failsafe_bits(self) -> BoolArray:
-        bits = np.zeros(self.layout.n_bays, dtype=np.bool_)
-        for pile, sl in self.layout.pile_slices.items():
-            mask = self.failsafe_mask.get(pile, 0)
-            n = sl.stop - sl.start
-            bits[sl] = [(mask >> k) & 1 == 1 for k in range(n)]
-        return bits
+    def _pile_alarms(self, obs: Observation, notes: list[str]) -> tuple[BoolArray, BoolArray]:
+        """[B] masks: bays cut (their pile reports a supply fault) and bays that may take no
+        more current (their pile's cabinet is over-temperature). Not latched: they follow the
+        pile's status bits, and each change is noted once."""
+        lay = self.layout
+        cut = np.zeros(lay.n_bays, dtype=np.bool_)
+        hold = np.zeros(lay.n_bays, dtype=np.bool_)
+        for pile, kind in obs.pile_alarms.items():
+            (cut if kind == PILE_CUT else hold)[lay.pile_slices[pile]] = True
+        for pile in sorted(set(obs.pile_alarms) | set(self.pile_alarms)):
+            was, now = self.pile_alarms.get(pile), obs.pile_alarms.get(pile)
+            if was == now:
+                continue
+            if now == PILE_CUT:
+                notes.append(f"ALARM supply_fault at {pile}: its sockets are cut")
+            elif now == PILE_HOLD:
+                notes.append(f"ALARM pile_overtemp at {pile}: no more current on this pile")
+            else:
+                notes.append(f"{was} at {pile} cleared")
+        self.pile_alarms = dict(obs.pile_alarms)
+        return cut, hold
+
+    def _excess(self, obs: Observation, flowing_open: BoolArray) -> FloatArray:
+        """[B]: current a bay draws beyond what it was told. A socket planned off that still
+        draws (its open was not confirmed, or it is about to be called welded) counts all of
+        it; a wallbox counts what its car draws above its offer."""
+        lay = self.layout
+        socket = np.where(flowing_open, obs.bay_current_a + self.settings.ramp_margin_a, 0.0)
+        above = obs.bay_current_a - self.setpoint
+        car = np.where(obs.bay_up & (above > WALLBOX_TOLERANCE_A), above, 0.0)
+        return np.where(lay.socket, socket, car)
+
+    def _offers(self, setpoints: FloatArray) -> FloatArray:
+        """Wallbox setpoints as the box takes them: 0 below 6 A, else in 0.1 A steps down, at
+        most its maximum. Sockets are left as planned."""
+        wb = ~self.layout.socket
+        offer = np.floor(np.minimum(setpoints, self.wallbox_max_a) * 10.0 + 1e-9) / 10.0
+        offer = np.where(offer < WALLBOX_MIN_A, 0.0, offer)
+        return np.where(wb, offer, setpoints)
+
+    def _masks(
+        self,
+        up: BoolArray,
+        fs_on: BoolArray,
+        charging: BoolArray,
+        unmanaged: FloatArray,
+        welded_amps: FloatArray,
+    ) -> dict[str, int]:
+        """The fail-safe masks: a silent pile keeps every bit it may hold; a pile whose mask is
+        not confirmed may only shrink; the budget counts the unmanaged load at the larger of
+        its worst case and what the meters show, and welded relays (they stay on)."""
+        lay = self.layout
+        possible = {
+            pile: sum(1 << k for k, on in enumerate(fs_on[sl]) if on)
+            for pile, sl in lay.pile_slices.items()
+        }
+        held = {p: possible[p] for p, sl in lay.pile_slices.items() if not up[sl].any()}
+        unsure = {p: m for p, m in possible.items() if p not in held and m != self.failsafe_mask[p]}
+        budget_load = np.maximum(lay.unmanaged_worst_a, unmanaged) + circuit_load(lay, welded_amps)
+        return failsafe_masks(
+            lay,
+            self.failsafe_cost_a,
+            charging & up,
+            held,
+            unmanaged_a=budget_load,
+            shrink_only=unsure,
+        )
 
     def _meters_in_service(
         self, now: float, meter_a: FloatArray, bays_load: FloatArray, notes: list[str]
@@ -261,19 +381,27 @@ class ControlCore:
         # once, one that goes away only after UNMANAGED_HOLD_S.
         held = np.maximum(_window_max(self._unmanaged_hist, now, UNMANAGED_HOLD_S, raw), 0.0)
         out = np.zeros_like(lay.limit_a)
-        # Children before parents: walk the topological order backwards.
+        # Children before parents: walk the topological order backwards. A circuit whose
+        # meter is lost or frozen counts the larger of its worst case and what it last
+        # measured: a meter that dies says nothing about the load going away.
         for c in range(lay.n_circuits - 1, -1, -1):
             children = lay.parent == c
             from_children = out[children].sum(axis=0) if children.any() else np.zeros(3)
             out[c] = np.where(
                 metered[c],
                 np.maximum(held[c], from_children),
-                lay.unmanaged_worst_a[c] + from_children,
+                np.maximum(lay.unmanaged_worst_a[c] + from_children, self._live_unmanaged[c]),
             )
+        self._live_unmanaged = np.where(metered, out, self._live_unmanaged)
         return out * lay.circuit_phases
 
     def _bounds(
-        self, now: float, obs: Observation, eligible: BoolArray, since: FloatArray
+        self,
+        obs: Observation,
+        eligible: BoolArray,
+        since: FloatArray,
+        hold: BoolArray,
+        excess: FloatArray,
     ) -> tuple[FloatArray, FloatArray]:
         s = self.settings
         lay = self.layout
@@ -282,24 +410,32 @@ class ControlCore:
         ramping = since < RAMP_S
         on_amps = np.where(ramping, np.maximum(measured, s.socket_nominal_a), measured)
         sock_amps = np.where(self.on, on_amps, s.socket_nominal_a)
-        may_close = self.on | (since >= s.min_off_s)
+        # min_off keeps a socket off; so does a pile that may take no more current.
+        may_close = self.on | ((since >= s.min_off_s) & ~hold)
         sock_ok = eligible & sock & may_close
-        # A wallbox counts at what its car draws plus room to probe upward.
+        # A wallbox counts at what its car draws plus room to probe upward; one whose car is
+        # still coming down to its offer is not raised again until it has.
         wb_ok = eligible & ~sock & obs.wallbox_plugged
         wb_max = np.minimum(
             obs.wallbox_hw_max_a,
             np.maximum(WALLBOX_MIN_A, obs.bay_current_a + s.wallbox_probe_a),
         )
+        wb_max = np.where(excess > 0, np.minimum(wb_max, self.setpoint), wb_max)
         min_a = np.where(sock, sock_amps, WALLBOX_MIN_A)
         max_a = np.where(sock, np.where(sock_ok, sock_amps, 0.0), np.where(wb_ok, wb_max, 0.0))
         return min_a, max_a
 
     def _states(
-        self, obs: Observation, demand: Demand, faulted: BoolArray, relay_on: BoolArray
+        self,
+        obs: Observation,
+        demand: Demand,
+        faulted: BoolArray,
+        relay_on: BoolArray,
+        cut: BoolArray,
     ) -> tuple[str, ...]:
         out = []
         for j in range(self.layout.n_bays):
-            if not obs.bay_up[j] or self.alarm is not None:
+            if not obs.bay_up[j] or self.alarm is not None or cut[j]:
                 out.append("disabled")
             elif faulted[j]:
                 out.append("fault")

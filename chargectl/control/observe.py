@@ -34,6 +34,15 @@ class Observation:
     meter_a: FloatArray  # [C, 3] the circuit's meter, NaN where none or down
     alarm: str | None = None  # "smoke" / "estop" on some pile, None when clear
     alarm_at: str | None = None  # the pile that raised it
+    # [B] the relay (or setpoint) the controller decided is not confirmed by the device: a
+    # write failed or was not sent. Such a bay may be in either state.
+    command_unsure: BoolArray | None = None
+    # [B] the bay may be on once its device falls to fail-safe: its bit in every mask the
+    # pile may hold (all bits while unknown), a wallbox whose fail-safe current of 0 is not
+    # confirmed. None: only what the core decided.
+    failsafe_on: BoolArray | None = None
+    # Pile id -> "pile_overtemp" (cabinet >= 70 C) or "supply_fault" (supply out of range).
+    pile_alarms: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, layout: Layout) -> Observation:
@@ -79,3 +88,4 @@ class Decision:
     alarm: str | None  # "smoke" / "estop", latched until staff clear it
     notes: list[str] = field(default_factory=list)  # state changes worth one log line
     alarm_at: str | None = None  # the pile that raised the latched alarm
+    pile_alarms: dict[str, str] = field(default_factory=dict)  # as observed this tick

@@ -187,14 +187,16 @@ def test_evse_on_two_phases(errors: Found) -> None:
     assert "1 or 3 phases" in only(errors(text), "devices[3].phases").message
 
 
-@pytest.mark.parametrize("value", [-1, 3501])
+@pytest.mark.parametrize("value", [-1, 0, 99, 3501])
 def test_port_power_limit_out_of_range(errors: Found, value: int) -> None:
+    # 0 disables the pile's cut-off, which the fail-safe budget counts on: refused too.
     text = edit(BASE, "ports: 10}", f"ports: 10, port_power_limit_w: {value}}}")
     p = only(errors(text), "devices[2].port_power_limit_w")
-    assert p.message == f"must be in 0..3500 (0 disables), got {value}"
+    assert p.message.startswith("must be in 100..3500 W (the fail-safe budget counts")
+    assert p.message.endswith(f"got {value}")
 
 
-@pytest.mark.parametrize("value", [0, 3500])
+@pytest.mark.parametrize("value", [100, 3500])
 def test_port_power_limit_bounds_are_valid(write: Callable[[str], Path], value: int) -> None:
     load_checked(write(edit(BASE, "ports: 10}", f"ports: 10, port_power_limit_w: {value}}}")))
 
@@ -329,8 +331,14 @@ def test_sub_circuit_limit_above_its_parents_is_a_warning(write: Callable[[str],
 
 
 def test_limit_above_breaker_rating_is_a_warning(write: Callable[[str], Path]) -> None:
-    [p] = load_checked(write(edit(BASE, "limit_a: 30", "limit_a: 33"))).warnings
+    [p] = load_checked(write(edit(BASE, "limit_a: 30", "limit_a: 36"))).warnings
     assert p.severity == "warning" and "above the breaker rating (32 A)" in p.message
+
+
+def test_limit_where_the_breaker_trips_is_an_error(errors: Found) -> None:
+    # 1.13 x 32 A = 36.16 A: IEC 60898-1 lets the breaker trip above that.
+    p = only(errors(edit(BASE, "limit_a: 30", "limit_a: 36.2")), "circuits[1].limit_a")
+    assert "above 1.13 x the breaker rating (32 A)" in p.message
 
 
 @pytest.mark.parametrize("value", [0, -5])
@@ -349,8 +357,20 @@ def test_negative_unmanaged_load(errors: Found) -> None:
     assert only(errors(text), "circuits[1].unmanaged_worst_a").message == "must be >= 0, got -1"
 
 
-def test_non_positive_voltage(errors: Found) -> None:
-    assert only(errors(edit(BASE, "voltage_v: 230", "voltage_v: 0")), "shed.voltage_v")
+@pytest.mark.parametrize("value", [0, 99, 251, 400])
+def test_voltage_outside_a_phase_voltage(errors: Found, value: int) -> None:
+    # 400 V is line-to-line: taken as a phase voltage it shrinks every watt-to-amp budget.
+    p = only(errors(edit(BASE, "voltage_v: 230", f"voltage_v: {value}")), "shed.voltage_v")
+    assert p.message == (
+        f"the phase (line-to-neutral) voltage must be in 100..250 V, got {value}"
+    )
+
+
+@pytest.mark.parametrize("value", [0, 9.9, 41])
+def test_supply_sag_below_the_standard(errors: Found, value: float) -> None:
+    text = edit(BASE, "voltage_v: 230", f"voltage_v: 230\n  supply_low_pct: {value}")
+    p = only(errors(text), "shed.supply_low_pct")
+    assert p.message.startswith("must be in 10..40")
 
 
 # -- timings and other settings -----------------------------------------------------------------

@@ -175,7 +175,7 @@ def test_failsafe_masks_follow_charging_sockets_and_fit() -> None:
     mask = d.failsafe_mask["pa"]
     on_bits = sum(1 << k for k, on in enumerate(d.relay_on[lay.pile_slices["pa"]]) if on)
     assert mask & ~on_bits == 0  # only charging sockets stay on in failsafe
-    worst = worst_case_failsafe_a(lay, core.port_limit_a, d.failsafe_mask)
+    worst = worst_case_failsafe_a(lay, core.failsafe_cost_a, d.failsafe_mask)
     assert (worst <= lay.limit_a + 1e-9).all()
 
 

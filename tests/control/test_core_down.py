@@ -14,7 +14,8 @@ from chargectl.control.layout import Layout, build_layout, circuit_load
 from chargectl.control.observe import Demand, Observation
 from tests.control.sheds import two_row_shed
 
-PORT_A = 2000 / 220.0
+# A socket in fail-safe: the 1000 W cut-off at 198 V (220 V - 10 %) and power factor 0.5.
+PORT_A = 1000 / (198.0 * 0.5)
 
 
 def setup(**kw: Any) -> tuple[Layout, ControlCore, Observation]:
@@ -36,7 +37,10 @@ def want(lay: Layout, bays: list[str]) -> Demand:
 
 def test_a_silent_pile_counts_at_its_worst_case_for_as_long_as_it_is_silent() -> None:
     # Row B is unmetered: nothing but the worst case stands for pile b while it is silent.
-    lay, core, obs = setup(ports=4, row_limit=30.0, main_limit=30.0, worst=2.0)
+    lay, core, obs = setup(
+        ports=4, row_limit=30.0, main_limit=30.0, worst=2.0, port_power_limit_w=1000
+    )
+    assert core.failsafe_cost_a[0] == PORT_A
     demand = want(lay, ["pb/1", "pb/2", "pb/3", "pa/1"])
     for t in range(3):
         d = core.step(float(t), obs, demand)
@@ -56,7 +60,7 @@ def test_a_silent_pile_counts_at_its_worst_case_for_as_long_as_it_is_silent() ->
         assert d.failsafe_mask["pb"] == mask_b  # the pile keeps what it was last told
         assert (d.planned_a <= d.limit_a + 1e-9).all()
         # Every mask together, the silent pile's included, still fits on its own.
-        worst = worst_case_failsafe_a(lay, core.port_limit_a, d.failsafe_mask)
+        worst = worst_case_failsafe_a(lay, core.failsafe_cost_a, d.failsafe_mask)
         assert (worst <= lay.limit_a + 1e-9).all()
 
     obs.bay_up[:] = True  # back: its bays are planned again like any other
@@ -65,14 +69,16 @@ def test_a_silent_pile_counts_at_its_worst_case_for_as_long_as_it_is_silent() ->
 
 
 def test_held_masks_are_charged_to_the_budget_first() -> None:
-    lay, core, _ = setup(ports=4, row_limit=30.0, main_limit=20.0, worst=2.0)
+    lay, core, _ = setup(
+        ports=4, row_limit=30.0, main_limit=20.0, worst=2.0, port_power_limit_w=1000
+    )
     on = np.zeros(lay.n_bays, dtype=np.bool_)
     on[lay.pile_slices["pa"]] = True
-    # main: 20 - 2 = 18 A of fail-safe budget, about two ports at 9.1 A. Pile b holds one.
-    masks = failsafe_masks(lay, core.port_limit_a, on, {"pb": 0b0001})
+    # main: 20 - 2 = 18 A of fail-safe budget, one port at 10.1 A. Pile b holds one.
+    masks = failsafe_masks(lay, core.failsafe_cost_a, on, {"pb": 0b0001})
     assert masks["pb"] == 0b0001
-    assert bin(masks["pa"]).count("1") == 0  # 9.1 + 9.1 > 18: no room left for pile a
-    free = failsafe_masks(lay, core.port_limit_a, on)
+    assert bin(masks["pa"]).count("1") == 0  # 10.1 + 10.1 > 18: no room left for pile a
+    free = failsafe_masks(lay, core.failsafe_cost_a, on)
     assert bin(free["pa"]).count("1") == 1
 
 
