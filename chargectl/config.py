@@ -157,6 +157,7 @@ class PluggedCharger:
     bay: str  # "<pile>/<port>"
     profile: str  # a charger profile name of chargectl.sim.physics
     soc: float = 0.2  # state of charge at start, 0..1
+    power_factor: float | None = None  # 0.5..0.99; None: the profile's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,8 @@ class PluggedCar:
     phases: int = 3  # 1 or 3
     soc: float = 0.3
     capacity_kwh: float = 40.0
+    # Time constant following a lower offer or a pause (IEC 61851-1 allows 5 s to comply).
+    drop_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,12 @@ class SimSettings:
     # the IEC 61000-4-30 measurement window), not one instant and not the whole second.
     meter_window_s: float = 0.2
     pace: bool = False  # pace serial-like buses at their baud rate
+    # Supply voltage: a seeded slow wander around shed.voltage_v (standard deviation, V; 0:
+    # steady), kept within 198..242 V, with this correlation time.
+    voltage_noise_v: float = 0.0
+    voltage_wander_s: float = 300.0
+    # Socket rating: terminals rise 45 K at rated current (IEC 60884-1), k = 45 / rating^2.
+    socket_rating_a: float = 10.0
     control_api: Endpoint = field(default_factory=lambda: Endpoint("127.0.0.1", 8580))
     base_load: tuple[BaseLoad, ...] = ()
     chargers: tuple[PluggedCharger, ...] = ()

@@ -653,6 +653,12 @@ class _Checks:
     def check_sim(self) -> None:
         sim = self.shed.sim
         self.check_ranges(sim, "sim")
+        if not 0.0 <= sim.voltage_noise_v <= 20.0:
+            self.report("sim.voltage_noise_v", f"must be in 0..20 V, got {sim.voltage_noise_v:g}")
+        if not sim.voltage_wander_s > 0:
+            self.report("sim.voltage_wander_s", f"must be > 0, got {sim.voltage_wander_s:g}")
+        if not sim.socket_rating_a > 0:
+            self.report("sim.socket_rating_a", f"must be > 0, got {sim.socket_rating_a:g}")
         for i, load in enumerate(sim.base_load):
             path = self.path(load, f"sim.base_load[{i}]")
             self.check_ranges(load, path)
@@ -676,6 +682,11 @@ class _Checks:
             dpath = _join(path, "device")
             if car.phases not in (1, 3):
                 self.report(_join(path, "phases"), f"must be 1 or 3, got {car.phases}")
+            if not 0.0 < car.drop_s <= 5.0:
+                self.report(
+                    _join(path, "drop_s"),
+                    f"must be > 0 and <= 5 (IEC 61851-1: 5 s), got {car.drop_s:g}",
+                )
             if not self.known("devices", car.device):
                 self.unknown(dpath, "device", car.device, self.devices)
             elif car.device in self.devices and ROLES.get(self.devices[car.device].kind) not in (
@@ -695,6 +706,10 @@ class _Checks:
             bpath = _join(path, "bay")
             if not ch.profile.strip():
                 self.report(_join(path, "profile"), "must not be empty")
+            if ch.power_factor is not None and not 0.5 <= ch.power_factor <= 0.99:
+                self.report(
+                    _join(path, "power_factor"), f"must be in 0.5..0.99, got {ch.power_factor:g}"
+                )
             pile_id, sep, port_text = ch.bay.rpartition("/")
             if not sep or not port_text.isdigit():
                 self.report(bpath, f"a bay is '<pile>/<port>', got '{ch.bay}'")

@@ -59,9 +59,11 @@ def _plug(sim: Simulator, p: dict[str, Any]) -> None:
             phases=p["phases"],
             soc=p["soc"],
             capacity_kwh=p["capacity_kwh"],
+            drop_s=p["drop_s"],
         )
     else:
-        w.plug_charger(p["bay"], p["profile"], p["soc"])
+        pf = p["power_factor"]
+        w.plug_charger(p["bay"], p["profile"], p["soc"], None if pf is None else float(pf))
 
 
 def _faults(sim: Simulator, device: str) -> Any:
@@ -104,6 +106,21 @@ def _garbage(sim: Simulator, p: dict[str, Any]) -> None:
         f.garbage[addr] = value
 
 
+def _refuse_writes(sim: Simulator, p: dict[str, Any]) -> None:
+    f = _faults(sim, p["device"])
+    addr, count = p["addr"], p["count"]
+    if not 0 <= addr <= 0xFFFF:
+        raise ActionError(f"refuse_writes.addr: 0..65535, got {addr}")
+    if not 1 <= count <= 0x10000:
+        raise ActionError(f"refuse_writes.count: 1..65536, got {count}")
+    rng = (addr, count)
+    if p["active"]:
+        if rng not in f.refuse_writes:
+            f.refuse_writes.append(rng)
+    elif rng in f.refuse_writes:
+        f.refuse_writes.remove(rng)
+
+
 def _evse_rcd(sim: Simulator, p: dict[str, Any]) -> None:
     wb = sim.world.wallboxes.get(p["device"])
     if wb is None:
@@ -123,6 +140,13 @@ ROWS: tuple[Action, ...] = (
             Param("max_a", _NUM, 16.0, "car: its own maximum current"),
             Param("phases", int, 3, "car: 1 or 3"),
             Param("capacity_kwh", _NUM, 40.0, "car: battery size"),
+            Param(
+                "power_factor",
+                (int, float, type(None)),
+                None,
+                "charger: 0.5..0.99 (null: the profile's)",
+            ),
+            Param("drop_s", _NUM, 2.0, "car: time constant following a lower offer (<= 5 s)"),
         ),
         _plug,
         "plug a charger into a socket, or a car into a wallbox",
@@ -215,7 +239,7 @@ ROWS: tuple[Action, ...] = (
         "delay",
         (Param("device", str), Param("seconds", _NUM)),
         _delay,
-        "the device answers this late (0 ends it)",
+        "the device answers this late, e.g. 0.42 (0 ends it)",
     ),
     Action(
         "exception",
@@ -234,6 +258,27 @@ ROWS: tuple[Action, ...] = (
         (Param("volts", _NUM),),
         lambda s, p: s.world.set_supply_voltage(float(p["volts"])),
         "supply voltage (0: a supply outage)",
+    ),
+    Action(
+        "sag",
+        (
+            Param("volts", _NUM, help="the level during the sag"),
+            Param("seconds", _NUM, help="how long it holds that level"),
+            Param("ramp_s", _NUM, 0.0, "ramp down before and back up after"),
+        ),
+        lambda s, p: s.world.sag(float(p["volts"]), float(p["seconds"]), float(p["ramp_s"])),
+        "a supply sag: down to volts, held for seconds, then back",
+    ),
+    Action(
+        "refuse_writes",
+        (
+            Param("device", str),
+            Param("addr", int, 0, "first holding address refused"),
+            Param("count", int, 0x10000, "how many (default: every address)"),
+            Param("active", bool, True),
+        ),
+        _refuse_writes,
+        "writes (06/16) touching addr..addr+count-1 answer exception 04; reads still work",
     ),
     Action(
         "breaker_reset",

@@ -76,6 +76,18 @@ class Simulator:
             self.servers[bus.id] = server
         self.trips: list[Trip] = []
         self.on_trip: Callable[[Trip], None] | None = None
+        # The simulated instant of a Modbus write between two steps: in real time the world
+        # stands at the last step and the clock has moved on since (relays a controller
+        # closes a few ms apart are a few ms apart for the chargers' inrush too).
+        self._synced = self.clock.now()
+        self.world.instant = self._instant
+
+    def _instant(self) -> float:
+        w = self.world
+        if self.virtual:
+            return w.now
+        ahead = (self.clock.now() - self._synced) * self.speed
+        return w.now + min(max(ahead, 0.0), self.step_s)
 
     def _powered_fn(self, bus_id: str) -> Callable[[int], bool]:
         def powered(unit: int) -> bool:
@@ -125,6 +137,7 @@ class Simulator:
                         self.on_trip(t)
         self._apply_due()
         self.trips += trips
+        self._synced = self.clock.now()
         return trips
 
     def _apply_due(self) -> None:
@@ -203,6 +216,7 @@ class Simulator:
                     "delay_s": f.delay_s,
                     "exception": f.exception,
                     "garbage": {str(k): v for k, v in f.garbage.items()},
+                    "refuse_writes": [list(r) for r in f.refuse_writes],
                 },
                 "requests": self.servers[d.bus].requests[d.unit],
                 "answered": self.servers[d.bus].answered[d.unit],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from chargectl.sim.devices.registers import DEVICE_FAILURE
 from chargectl.sim.modbus_frame import (
     MAX_PDU,
     MBAP,
+    WRITE_MULTIPLE,
+    WRITE_SINGLE,
     exception_pdu,
     handle_pdu,
     mbap_frame,
@@ -52,6 +55,17 @@ class UnitFaults:
     delay_s: float = 0.0  # answer late
     exception: int | None = None  # answer every request with this exception code
     garbage: dict[int, int] = field(default_factory=dict)  # input addr -> raw value served
+    # Holding ranges (addr, count): a write (06/16) touching one answers exception 04 and
+    # changes nothing; reads still work (a device whose flash or relay driver fails).
+    refuse_writes: list[tuple[int, int]] = field(default_factory=list)
+
+    def refuses(self, pdu: bytes) -> bool:
+        """True if `pdu` is a write that touches a refused range."""
+        if not self.refuse_writes or len(pdu) < 5 or pdu[0] not in (WRITE_SINGLE, WRITE_MULTIPLE):
+            return False
+        addr, n = struct.unpack_from(">HH", pdu, 1)
+        count = 1 if pdu[0] == WRITE_SINGLE else n
+        return any(a < addr + count and addr < a + c for a, c in self.refuse_writes)
 
 
 def _always_powered(unit: int) -> bool:
@@ -107,6 +121,9 @@ class BusServer:
                 await self._clock.sleep(faults.delay_s)
             if faults.exception is not None:
                 reply = exception_pdu(pdu[0], faults.exception)
+            elif faults.refuses(pdu):
+                reply = exception_pdu(pdu[0], DEVICE_FAILURE)
+                _log_refused(model, pdu)
             else:
                 try:
                     reply = handle_pdu(model, pdu, faults.garbage)
@@ -229,6 +246,19 @@ class BusServer:
         for link in self._links:
             link.close()
         self._links.clear()
+
+
+def _log_refused(model: Model, pdu: bytes) -> None:
+    """A refused write still shows in the device's write log, with its answer (04)."""
+    writes = getattr(model, "writes", None)
+    if writes is None:
+        return
+    addr, n = struct.unpack_from(">HH", pdu, 1)
+    if pdu[0] == WRITE_SINGLE:
+        values = [n]
+    else:
+        values = list(struct.unpack_from(f">{len(pdu[6:]) // 2}H", pdu, 6))
+    writes.add(getattr(model, "_now", 0.0), addr, values, DEVICE_FAILURE)
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -3,8 +3,9 @@
 `World(shed)` builds one device model per configured device (the register images of
 sim/devices/) and the physics (sim/physics/), and `step(dt)` advances both by `dt` (<= 0.1 s):
 
-    contacts (each pile once) -> socket currents -> temperatures -> piles (once each)
-    -> cars and wallboxes -> circuit currents (subtree sums) -> breakers -> meters (every refresh)
+    supply voltage -> contacts (each pile once) -> socket currents and inrush pulses
+    -> temperatures -> piles (once each) -> cars and wallboxes -> circuit currents (subtree
+    sums) -> breakers (with the inrush peaks) -> meters (every refresh)
 
 Everything is struct-of-arrays over all sockets: the world calls each device once per step,
 never once per port. The world never reads a clock: time is what it has been stepped by.
@@ -15,6 +16,7 @@ Bays are named as in the config: `<pile>/<port>` for a socket, the device id for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -28,9 +30,15 @@ from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.physics import topology
 from chargectl.sim.physics.breakers import BreakerBank, Trip
 from chargectl.sim.physics.cars import Car
-from chargectl.sim.physics.chargers import PROFILE_NAMES, STAGE_NAMES, ChargerBank
-from chargectl.sim.physics.kernels import circuit_totals
+from chargectl.sim.physics.chargers import (
+    INRUSH_TAU_S,
+    PROFILE_NAMES,
+    STAGE_NAMES,
+    ChargerBank,
+)
+from chargectl.sim.physics.kernels import circuit_totals, inrush_peaks
 from chargectl.sim.physics.load import UnmanagedLoad
+from chargectl.sim.physics.supply import Supply
 from chargectl.sim.physics.thermal import SocketThermal
 
 Model: TypeAlias = PileModel | EvseModel | MeterModel
@@ -59,7 +67,14 @@ class World:
         self.shed = shed
         self.topo = topo = topology.build(shed)
         self.now = start
-        self.volts = float(shed.shed.voltage_v)
+        self.nominal_v = float(shed.shed.voltage_v)
+        self.supply = Supply(
+            self.nominal_v, shed.sim.voltage_noise_v, shed.sim.voltage_wander_s, shed.sim.seed
+        )
+        self.volts = self.supply.volts(start)
+        # The simulated time of an event between two steps (a Modbus write, say). Alone the
+        # world has only its steps; the runner sets this to interpolate the clock.
+        self.instant: Callable[[], float] = self._step_instant
         self.ambient_c = ambient_c
         self.cabinet_rise_c = 5.0
         n_c = len(topo.circuit_ids)
@@ -69,6 +84,7 @@ class World:
         self.piles: list[tuple[PileModel, slice]] = []
         for slot in topo.piles:
             pm = PileModel(slot.device.ports, slot.device.port_power_limit_w)
+            pm.instant = self._instant_now
             self.models[slot.device.id] = pm
             self.piles.append((pm, slice(slot.start, slot.stop)))
         self.pile_circuit = np.array(
@@ -90,8 +106,15 @@ class World:
             self.meters.append((d, mm, c_idx, np.array([p - 1 for p in ph], dtype=np.int64)))
 
         self.breakers = BreakerBank(list(topo.circuit_ids), [c.breaker for c in shed.circuits])
-        self.chargers = ChargerBank(n_s)
-        self.thermal = SocketThermal(n_s, ambient_c=ambient_c)
+        self.chargers = ChargerBank(n_s, nominal_v=self.nominal_v)
+        self.thermal = SocketThermal(n_s, ambient_c=ambient_c, rating_a=shed.sim.socket_rating_a)
+        # Inrush: when each socket was last plugged or had its power return (the relay closes
+        # are the piles'), and the pulses of the step per breaker pole.
+        self._event_t = np.full(n_s, start)
+        self._pulse_peak = np.zeros((n_c, 3))  # instantaneous sum of the pulses
+        self._pulse_i2t = np.zeros((n_c, 3))  # their integral of i^2 dt, A^2 s
+        self._pulsed = False
+        self.max_inrush_a = np.zeros((n_c, 3))  # the highest pulse sum seen, per pole
         base = np.zeros((n_c, 3))
         noise = np.zeros(n_c)
         for bl in shed.sim.base_load:
@@ -134,9 +157,15 @@ class World:
         self._slow_update(0.0)
 
         for plugged in shed.sim.chargers:
-            self.plug_charger(plugged.bay, plugged.profile, plugged.soc)
+            self.plug_charger(plugged.bay, plugged.profile, plugged.soc, plugged.power_factor)
         for car in shed.sim.cars:
-            self.plug_car(car.device, car.max_a, car.phases, car.soc, car.capacity_kwh)
+            self.plug_car(car.device, car.max_a, car.phases, car.soc, car.capacity_kwh, car.drop_s)
+
+    def _step_instant(self) -> float:
+        return self.now
+
+    def _instant_now(self) -> float:
+        return self.instant()
 
     # ------------------------------------------------------------------ stepping
     def step(self, dt: float) -> list[Trip]:
@@ -144,6 +173,8 @@ class World:
         if not 0.0 < dt <= MAX_STEP_S + 1e-12:
             raise WorldError(f"step: dt must be within (0, {MAX_STEP_S}] s, got {dt}")
         now = round(self.now + dt, 9)  # no drift from summing 0.1 a million times
+        if self.supply.changing:
+            self._set_volts(self.supply.volts(self.now))
         volts = self.volts
         np.concatenate(self._contacts, out=self.closed)
         self.chargers.step(
@@ -155,6 +186,8 @@ class World:
             own_a=self._own_a_flat,
             own_w=self._own_w_flat,
         )
+        if self.chargers.pulses:
+            self._inrush()
         self._slow_s += dt
         if self._slow_s >= SLOW_S - 1e-9:
             self._slow_update(self._slow_s)
@@ -179,7 +212,12 @@ class World:
             dt,
         )
 
-        trips = self.breakers.step(now, dt, self.circuit_amps)
+        if self._pulsed:
+            trips = self.breakers.step(
+                now, dt, self.circuit_amps, self._pulse_peak, self._pulse_i2t
+            )
+        else:
+            trips = self.breakers.step(now, dt, self.circuit_amps)
         if trips:
             self._refresh_power()
         self.now = now
@@ -188,20 +226,64 @@ class World:
         refresh = self.shed.sim.meter_refresh_s
         if self._meter_s > refresh - self.shed.sim.meter_window_s + 1e-9:
             self._amps2_s += self.circuit_amps * self.circuit_amps * dt
+            if self._pulsed:
+                self._amps2_s += self._pulse_i2t  # honest, and a few A^2 s at most
             self._watts_s += self.circuit_watts * dt
             self._window_s += dt
+        if self._pulsed:
+            self._pulse_peak[:] = 0.0
+            self._pulse_i2t[:] = 0.0
+            self._pulsed = False
         if self._meter_s >= self.shed.sim.meter_refresh_s - 1e-9 or not self._meters_published:
             self._publish_meters()
         return trips
 
+    def _inrush(self) -> None:
+        """The chargers that got power this step: their pulses summed per breaker pole, those
+        that start at the same instant adding in full, earlier ones by what is left of them."""
+        ch = self.chargers
+        idx = np.flatnonzero(ch.pulse_a)
+        closed_at = np.concatenate([pm.close_t for pm, _ in self.piles])[idx]
+        t = np.maximum(closed_at, self._event_t[idx])
+        inrush_peaks(
+            t,
+            ch.pulse_a[idx],
+            self.cp_index[idx],
+            self.topo.subtree,
+            INRUSH_TAU_S,
+            self._pulse_peak,
+            self._pulse_i2t,
+        )
+        np.maximum(self.max_inrush_a, self._pulse_peak, out=self.max_inrush_a)
+        self._pulsed = True
+
     def _slow_update(self, dt: float) -> None:
         """What moves over minutes and hours, once a second: state of charge, socket
-        temperatures, the wander of the unmanaged load."""
+        temperatures, the wander of the unmanaged load and of the supply voltage."""
         if dt > 0.0:
             self.thermal.step(dt, self.chargers.amps)
             self.chargers.charge(dt, self.chargers.watts)
-        self.unmanaged_a = self.load.amps(SLOW_S) * self.circuit_fed_col
+            self.supply.wander(dt)
+            self._set_volts(self.supply.volts(self.now))
+        self._load_a = self.load.amps(SLOW_S)
+        self._scale_unmanaged()
+
+    def _scale_unmanaged(self) -> None:
+        """Unmanaged load is resistive: its configured amps are at the nominal voltage."""
+        scale = self.volts / self.nominal_v if self.nominal_v > 0 else 1.0
+        self.unmanaged_a = self._load_a * (self.circuit_fed_col * scale)
         self._unmanaged_w = self.unmanaged_a * self.volts
+
+    def _set_volts(self, volts: float) -> None:
+        """A new supply voltage: what the devices see, the unmanaged load's current."""
+        if volts == self.volts:
+            return
+        if self.volts <= 0.0 < volts:
+            self._event_t[:] = self.instant()  # the supply returns: every charger's inrush
+        self.volts = volts
+        self._pile_volts = [volts if f else 0.0 for f in self.circuit_fed[self.pile_circuit]]
+        if hasattr(self, "_load_a"):
+            self._scale_unmanaged()
 
     def advance(self, seconds: float, step_s: float | None = None) -> list[Trip]:
         """Step repeatedly for `seconds` (the last step may be shorter)."""
@@ -258,9 +340,8 @@ class World:
             self._powered[dev] = powered
             if powered and was.get(dev) is False and hasattr(model, "power_cycle"):
                 model.power_cycle()
-        if hasattr(self, "unmanaged_a"):
-            self.unmanaged_a = self.unmanaged_a * self.circuit_fed_col
-            self._unmanaged_w = self.unmanaged_a * self.volts
+        if hasattr(self, "_load_a"):
+            self._scale_unmanaged()
 
     def _publish_meters(self) -> None:
         window = self._window_s
@@ -305,12 +386,15 @@ class World:
         return bool(self.circuit_fed[self.topo.circuit_index[str(d.circuit)]])
 
     # ------------------------------------------------------------------ actions
-    def plug_charger(self, bay: str, profile: str, soc: float = 0.2) -> None:
+    def plug_charger(
+        self, bay: str, profile: str, soc: float = 0.2, power_factor: float | None = None
+    ) -> None:
         i = self._bay(bay)
         try:
-            self.chargers.plug(i, profile, soc)
+            self.chargers.plug(i, profile, soc, power_factor)
         except (KeyError, ValueError) as exc:
             raise WorldError(f"plug {bay}: {exc.args[0]}") from None
+        self._event_t[i] = self.instant()  # into a live socket: the inrush at this instant
 
     def unplug(self, bay: str) -> None:
         if bay in self.wallboxes:
@@ -326,17 +410,20 @@ class World:
         except ValueError as exc:
             raise WorldError(f"appliance {bay}: {exc}") from None
 
-    def plug_car(
+    def plug_car(  # noqa: PLR0917 (the car's fields, in the config's order)
         self,
         device: str,
         max_a: float = 16.0,
         phases: int = 3,
         soc: float = 0.3,
         capacity_kwh: float = 40.0,
+        drop_s: float = 2.0,
     ) -> None:
         wb = self._wallbox(device)
         try:
-            wb.car = Car(max_a=max_a, phases=phases, soc=soc, capacity_kwh=capacity_kwh)
+            wb.car = Car(
+                max_a=max_a, phases=phases, soc=soc, capacity_kwh=capacity_kwh, drop_s=drop_s
+            )
         except ValueError as exc:
             raise WorldError(f"car at {device}: {exc}") from None
 
@@ -395,13 +482,24 @@ class World:
         m.frozen = frozen
 
     def set_supply_voltage(self, volts: float) -> None:
-        if not 0.0 <= volts <= 300.0:
-            raise WorldError(f"supply voltage must be within 0..300 V, got {volts}")
-        self.volts = volts
-        self._refresh_power()
+        """The supply's level (the wander, if configured, rides on it within 198..242 V)."""
+        try:
+            self.supply.set_level(volts)
+        except ValueError as exc:
+            raise WorldError(str(exc)) from None
+        self._set_volts(self.supply.volts(self.now))
+
+    def sag(self, volts: float, seconds: float, ramp_s: float = 0.0) -> None:
+        """A sag of the supply to `volts` for `seconds`, ramping `ramp_s` down and back."""
+        try:
+            self.supply.start_sag(self.now, volts, seconds, ramp_s)
+        except ValueError as exc:
+            raise WorldError(str(exc)) from None
+        self._set_volts(self.supply.volts(self.now))
 
     def reset_breaker(self, circuit: str) -> None:
         self.breakers.reset(self._circuit(circuit))
+        self._event_t[:] = self.instant()  # whatever is closed below gets power at once
         self._refresh_power()
 
     # ------------------------------------------------------------------ read-back
@@ -422,6 +520,7 @@ class World:
                 "watts": [round(float(self.circuit_watts[i, p - 1]), 1) for p in phs],
                 "unmanaged_a": [round(float(self.unmanaged_a[i, p - 1]), 3) for p in phs],
                 "energy_wh": round(float(self._energy_ws[i].sum() / 3600.0), 3),
+                "max_inrush_a": [round(float(self.max_inrush_a[i, p - 1]), 1) for p in phs],
                 "breaker": {
                     "rating_a": c.breaker.rating_a,
                     "curve": c.breaker.curve,
@@ -456,6 +555,7 @@ class World:
             "profile": PROFILE_NAMES[p] if p >= 0 else None,
             "soc": round(float(ch.soc[i]), 5) if ch.plugged[i] else None,
             "stage": STAGE_NAMES[int(ch.stage[i])],
+            "power_factor": round(1.0 / float(ch.inv_pf[i]), 3) if ch.plugged[i] else None,
             "appliance_w": float(ch.appliance_w[i]),
         }
 

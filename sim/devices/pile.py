@@ -16,7 +16,7 @@ Decisions where the page is silent (docs/modbus.md lists them):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,6 +101,11 @@ class PileModel(RegisterDevice):
         self._supply_v = supply_v  # until the first step: the initial conditions
         self._cabinet_c = cabinet_c
         self._now = 0.0
+        # When each port's contacts last closed (s), for the chargers' inrush: closes at the
+        # same instant add up. `instant` tells the time of a write between two steps (the
+        # runner sets it; alone, a write happens at the latest step's time).
+        self.close_t = np.zeros(ports)
+        self.instant: Callable[[], float] | None = None
         self.writes = WriteLog(write_log_size)
         self._input_blocks = (
             Block(0, HOT_SIZE, self._hot_block),
@@ -168,20 +173,29 @@ class PileModel(RegisterDevice):
             p = addr - RELAY_CMD
             held_open = self._estop or self._b[k.LOCK, p] == 1
             if not self._watchdog.failsafe and not (held_open and value == 1):
+                was = self._b[k.CLOSED, p]
                 self._b[k.CMD, p] = value
                 self._b[k.CLOSED, p] = value | self._b[k.WELDED, p]
+                if self._b[k.CLOSED, p] and not was:
+                    self.close_t[p] = self._instant()
         elif INDICATOR <= addr < INDICATOR + self.ports:
             self._indicator[addr - INDICATOR] = value
 
-    def _drive_failsafe(self) -> None:
+    def _instant(self) -> float:
+        return self._now if self.instant is None else self.instant()
+
+    def _drive_failsafe(self, at: float | None = None) -> None:
         if not self._watchdog.failsafe:
             return
         bits = (self._mask >> np.arange(self.ports)) & 1
         held_open = self._b[k.LOCK] == 1
         if self._estop:
             held_open[:] = True
+        was = self._b[k.CLOSED].copy()
         self._b[k.CMD] = np.where(held_open, 0, bits)
         self._b[k.CLOSED] = self._b[k.CMD] | self._b[k.WELDED]
+        # Every relay the failsafe closes closes at the same instant.
+        self.close_t[(self._b[k.CLOSED] == 1) & (was == 0)] = self._instant() if at is None else at
 
     def _reset_faults(self, port_index: int | None) -> None:
         sel = slice(None) if port_index is None else slice(port_index, port_index + 1)
@@ -228,7 +242,7 @@ class PileModel(RegisterDevice):
         self._cabinet_c = cabinet_c
         k.step_ports(amps, watts, temp_c, self._f, self._b, dt, float(self._limit_w))
         if self._watchdog.expired(now):
-            self._drive_failsafe()
+            self._drive_failsafe(at=now)
 
     # ------------------------------------------------------------------ faults and people
     def _port_index(self, port: int) -> int:
@@ -242,8 +256,11 @@ class PileModel(RegisterDevice):
 
     def set_welded(self, port: int, welded: bool) -> None:
         p = self._port_index(port)
+        was = self._b[k.CLOSED, p]
         self._b[k.WELDED, p] = int(welded)
         self._b[k.CLOSED, p] = self._b[k.CMD, p] | self._b[k.WELDED, p]
+        if self._b[k.CLOSED, p] and not was:
+            self.close_t[p] = self._instant()
 
     def set_short(self, port: int) -> None:
         """Fault 4 (short circuit / port fuse blown): latched, relay opened."""

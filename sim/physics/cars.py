@@ -1,8 +1,10 @@
 """Cars on wallboxes (IEC 61851): follow the offered current within a few seconds.
 
 A car draws what is offered, up to its own maximum, less near full (the taper), on 1 or 3
-phases; below 6 A offered it pauses (IEC 61851: the pilot cannot ask for less than 6 A). A
-wallbox is one device with one car, so a car is a small object of floats: a shed has a handful.
+phases, following a higher offer with a 1 s time constant and a lower one (or a pause) with
+`drop_s` (2 s by default, up to 5 s); below 6 A offered it pauses (IEC 61851: the pilot
+cannot ask for less than 6 A). A wallbox is one device with one car, so a car is a small
+object of floats: a shed has a handful.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 MIN_OFFER_A = 6.0
+MAX_DROP_S = 5.0  # IEC 61851-1: a car follows a lower offer within 5 s
 
 
 @dataclass(slots=True)
@@ -22,7 +25,9 @@ class Car:
     capacity_kwh: float = 40.0
     taper_soc: float = 0.8  # above this the car accepts less and less
     follow_s: float = 1.0  # time constant following a higher offer
-    drop_s: float = 0.5  # time constant following a lower offer or a pause
+    # Time constant following a lower offer or a pause. IEC 61851-1 gives a car 5 s; 2 s is a
+    # slow but ordinary car (about 8 % of the step still above the new offer after 5 s).
+    drop_s: float = 2.0
     amps: float = 0.0  # drawn on each of its phases
 
     def __post_init__(self) -> None:
@@ -34,6 +39,8 @@ class Car:
             raise ValueError(f"car soc must be within 0..1, got {self.soc}")
         if self.capacity_kwh <= 0:
             raise ValueError(f"car capacity_kwh must be > 0, got {self.capacity_kwh}")
+        if not 0.0 < self.drop_s <= MAX_DROP_S:
+            raise ValueError(f"car drop_s must be > 0 and <= {MAX_DROP_S:g}, got {self.drop_s}")
 
     def accepts_a(self) -> float:
         """What the car itself would take now (its maximum, tapered near full)."""

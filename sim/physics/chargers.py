@@ -6,11 +6,20 @@ taper falls under `float_fraction` of the CC current. Numbers follow DOMAIN.md: 
 the socket, lead-acid at 48 V / 1.8 A about 125 W, a 72 V lithium charger at 5 A about 495 W;
 lead-acid reaches float in 6..8 h, lithium holds full current to about 90 %.
 
-When its socket's contacts close, a charger draws an inrush (for the first step, a multiple of
-its full current: the input capacitors charging) and then ramps from 0 to its stage power
-over `ramp_s`. A charger plugged into an open socket waits; an unplugged socket draws nothing.
-An appliance (a heater, a modified charger) can sit on a socket instead: resistive, full power
-at once, no state of charge.
+At the socket a charger is a constant-power load: I = P / (V * pf), so a sagging supply draws
+more amps. Chargers with power-factor correction run at pf 0.95; cheap ones without it (the
+`-cheap` profiles) at 0.55..0.65, so their current is 1.5..1.8x what watts / volts suggests.
+
+When its socket gets power (the relay closes, a charger is plugged into a live socket, the
+supply returns) a charger's input capacitors charge through its inrush limiter: a peak of
+`inrush_a` (at 220 V, proportional to the voltage) decaying with INRUSH_TAU_S, over within
+10 ms. The peak is not in the socket's RMS current (the world sums the peaks for the breakers'
+magnetic trip and counts their i^2 dt for the meters and the breakers' thermal state). Then
+the charger ramps from 0 to its stage power over `ramp_s`, starting its cycle again in CC
+(kernels.charge_step: a nearly full pack goes back to CV and float within minutes).
+A charger plugged into an open socket waits; an unplugged socket draws nothing. An appliance
+(a heater, a modified charger) can sit on a socket instead: resistive, its rated power at the
+nominal voltage, full power at once, no state of charge.
 """
 
 from __future__ import annotations
@@ -20,6 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from chargectl.sim.physics.kernels import charge_step, socket_step
+
+# The inrush: an NTC of about 8 ohm in front of a 150..220 uF bulk capacitor, R * C = 1.2 ..
+# 1.8 ms. A pulse is under 1 % of its peak after 5 tau = 7.5 ms.
+INRUSH_TAU_S = 0.0015
+INRUSH_REF_V = 220.0
+PF_RANGE = (0.5, 0.99)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,25 +47,77 @@ class ChargerProfile:
     cv_soc: float  # state of charge where CC ends and the taper starts
     float_w: float  # at the socket, in the float stage
     efficiency: float = 0.86
-    power_factor: float = 0.95  # small switched-mode chargers: a little reactive current
+    power_factor: float = 0.95  # with power-factor correction: a little reactive current
     float_fraction: float = 0.06  # taper current / CC current below which it floats
+    inrush_a: float = 30.0  # inrush peak at 220 V (A)
+    # After power returns to a pack above cv_soc: CC held this long, then the CV current
+    # falls from full with this time constant (lead-acid absorbs for a quarter hour or so).
+    restart_cc_s: float = 30.0
+    restart_tau_s: float = 120.0
 
     @property
     def full_w(self) -> float:
         """Power at the socket in the CC stage."""
         return self.charge_v * self.charge_a / self.efficiency
 
+    @property
+    def hours_to_float(self) -> float:
+        """From empty at full CC: CC to cv_soc, then the exponential taper to float_fraction."""
+        rate = self.charge_a / self.capacity_ah  # state of charge per hour in CC
+        cc = self.cv_soc / rate
+        cv = (1.0 - self.cv_soc) / rate * np.log(1.0 / self.float_fraction)
+        return float(cc + cv)
+
+
+def _lead(name: str, v: float, a: float, ah: float, float_w: float, **kw: float) -> ChargerProfile:
+    """Lead-acid: bulk to 80 %, absorption until the current falls to a fifth, float."""
+    opts: dict[str, float] = {
+        "float_fraction": 0.2,
+        "restart_cc_s": 120.0,
+        "restart_tau_s": 600.0,
+        "inrush_a": 25.0,
+        **kw,
+    }
+    return ChargerProfile(name, "lead", v, a, ah, 0.80, float_w, **opts)  # type: ignore[arg-type]
+
 
 PROFILES: dict[str, ChargerProfile] = {
     p.name: p
     for p in (
-        # Lead-acid chargers float when the absorption current falls to about a fifth.
-        ChargerProfile("lead48", "lead", 57.6, 1.8, 14.5, 0.85, 15.0, float_fraction=0.2),
-        ChargerProfile("lead60", "lead", 72.0, 2.0, 20.0, 0.85, 18.0, float_fraction=0.2),
-        ChargerProfile("lead72", "lead", 86.4, 2.5, 20.0, 0.85, 20.0, float_fraction=0.2),
-        ChargerProfile("li48", "li", 54.6, 3.0, 20.0, 0.90, 10.0),
+        _lead("lead48", 57.6, 1.8, 12.0, 15.0),
+        _lead("lead60", 72.0, 3.2, 20.0, 18.0),
+        _lead("lead72", 86.4, 3.0, 20.0, 20.0, inrush_a=30.0),
+        ChargerProfile("li48", "li", 54.6, 3.0, 20.0, 0.90, 10.0, inrush_a=25.0),
         ChargerProfile("li60", "li", 67.2, 3.0, 24.0, 0.90, 12.0),
-        ChargerProfile("li72", "li", 84.0, 5.0, 30.0, 0.90, 15.0),
+        ChargerProfile("li72", "li", 84.0, 5.0, 30.0, 0.90, 15.0, inrush_a=35.0),
+        # No power-factor correction, a smaller NTC (or none): more amps, a higher peak.
+        _lead(
+            "lead48-cheap", 57.6, 2.0, 12.0, 15.0, efficiency=0.80, power_factor=0.60, inrush_a=40.0
+        ),
+        ChargerProfile(
+            "li48-cheap",
+            "li",
+            54.6,
+            2.5,
+            15.0,
+            0.90,
+            10.0,
+            efficiency=0.80,
+            power_factor=0.65,
+            inrush_a=40.0,
+        ),
+        ChargerProfile(
+            "li60-cheap",
+            "li",
+            67.2,
+            3.0,
+            20.0,
+            0.90,
+            12.0,
+            efficiency=0.80,
+            power_factor=0.55,
+            inrush_a=40.0,
+        ),
     )
 }
 PROFILE_NAMES = tuple(PROFILES)
@@ -71,10 +138,10 @@ def profile(name: str) -> ChargerProfile:
 class ChargerBank:
     """Chargers and appliances on `n` sockets. The world owns one for the whole shed."""
 
-    def __init__(self, n: int, *, inrush_factor: float = 3.0, ramp_s: float = 1.5) -> None:
+    def __init__(self, n: int, *, ramp_s: float = 1.5, nominal_v: float = 220.0) -> None:
         self.n = n
-        self.inrush_factor = inrush_factor
         self.ramp_s = ramp_s
+        self.nominal_v = nominal_v
         self.plugged = np.zeros(n, dtype=bool)
         self.profile_idx = np.full(n, -1, dtype=np.int16)
         self.soc = np.zeros(n)
@@ -86,19 +153,29 @@ class ChargerBank:
         self.float_frac = np.zeros(n)
         self.soc_per_ws = np.zeros(n)  # d(soc) per joule at the socket (CC stage)
         self.inv_pf = np.ones(n)
-        self.inrush_va = np.zeros(n)  # extra volt-amperes on the first step after closing
+        self.inrush_a = np.zeros(n)  # inrush peak at 220 V
+        self.restart_cc_s = np.zeros(n)
+        self.restart_tau_s = np.ones(n)
         self.appliance_w = np.zeros(n)
         # Power the charger asks for in its present stage (before the ramp).
         self.stage_w = np.zeros(n)
         self.on_s = np.zeros(n)  # seconds since the contacts last closed (0 while open)
         self.amps = np.zeros(n)  # of the last step (updated in place: views stay valid)
         self.watts = np.zeros(n)
+        self.pulse_a = np.zeros(n)  # inrush peak of chargers that got power in the last step
+        self.pulses = 0  # how many
 
     # --- changes (control API, scenario) ---
-    def plug(self, i: int, profile_name: str, soc: float) -> None:
+    def plug(
+        self, i: int, profile_name: str, soc: float, power_factor: float | None = None
+    ) -> None:
+        """Plug a charger; `power_factor` overrides the profile's (0.5..0.99)."""
         if not 0.0 <= soc <= 1.0:
             raise ValueError(f"soc must be within 0..1, got {soc}")
         p = profile(profile_name)
+        pf = p.power_factor if power_factor is None else power_factor
+        if not PF_RANGE[0] <= pf <= PF_RANGE[1]:
+            raise ValueError(f"power_factor must be within 0.5..0.99, got {pf}")
         self.plugged[i] = True
         self.profile_idx[i] = PROFILE_NAMES.index(p.name)
         self.soc[i] = soc
@@ -107,8 +184,10 @@ class ChargerBank:
         self.cv_soc[i] = p.cv_soc
         self.float_frac[i] = p.float_fraction
         self.soc_per_ws[i] = p.efficiency / (p.charge_v * p.capacity_ah * 3600.0)
-        self.inv_pf[i] = 1.0 / p.power_factor
-        self.inrush_va[i] = self.inrush_factor * p.full_w / p.power_factor
+        self.inv_pf[i] = 1.0 / pf
+        self.inrush_a[i] = p.inrush_a * self.nominal_v / INRUSH_REF_V
+        self.restart_cc_s[i] = p.restart_cc_s
+        self.restart_tau_s[i] = p.restart_tau_s
         self.stage[i] = STAGE_NONE
         self.on_s[i] = 0.0  # plugging into a live socket draws the inrush too
         self._restage(i)
@@ -119,7 +198,7 @@ class ChargerBank:
         self.stage[i] = STAGE_NONE
         self.stage_w[i] = 0.0
         self.full_w[i] = 0.0
-        self.inrush_va[i] = 0.0
+        self.inrush_a[i] = 0.0
 
     def set_appliance(self, i: int, watts: float) -> None:
         if watts < 0:
@@ -140,21 +219,27 @@ class ChargerBank:
     ) -> None:
         """One step: `amps` and `watts` of every socket (in place), and their sums per
         `cp_index` slot into `own_a` / `own_w`. A socket draws when its contacts are `closed`,
-        its circuit is `fed` and there is a supply voltage."""
-        socket_step(
+        its circuit is `fed` and there is a supply voltage. Chargers that got power in this
+        step leave their inrush peak in `pulse_a` (`pulses` counts them)."""
+        self.pulses = socket_step(
             closed,
             fed,
             self.on_s,
+            self.plugged,
+            self.stage,
             self.stage_w,
+            self.full_w,
             self.appliance_w,
             self.inv_pf,
-            self.inrush_va,
+            self.inrush_a,
             cp_index,
             dt,
             1.0 / self.ramp_s,
             volts,
+            self.nominal_v,
             self.amps,
             self.watts,
+            self.pulse_a,
             own_a,
             own_w,
         )
@@ -187,6 +272,9 @@ class ChargerBank:
             self.float_frac,
             self.full_w,
             self.float_w,
+            self.on_s,
+            self.restart_cc_s,
+            self.restart_tau_s,
             self.soc,
             self.stage,
             self.stage_w,

@@ -23,6 +23,7 @@ events:
   - {at: 0, do: plug, bay: pile/2, profile: lead48, soc: 0.3}
   - {at: 10s, do: tap, bay: pile/1, uid: 04a1b2c3}
   - {at: 1m, do: heater, bay: pile/3, watts: 2000}
+  - {at: 1m, do: hot, bay: pile/3, extra_c: 20}
   - {at: 2m, do: load, circuit: main, amps: [3.0]}
   - {at: "00:10", do: meter_frozen, device: m}
 """
@@ -42,7 +43,7 @@ def test_times() -> None:
 def test_a_scenario_runs_on_the_simulator() -> None:
     shed = small_shed()
     sc = parse_scenario(SCENARIO, "s.yaml", shed)
-    assert [e.at for e in sc.events] == [0, 0, 10, 60, 120, 600] and sc.end == 900
+    assert [e.at for e in sc.events] == [0, 0, 10, 60, 60, 120, 600] and sc.end == 900
     sim = Simulator(shed, virtual=True, scenario=sc)
     pile = sim.world.models["pile"]
     for p in (1, 2, 3):
@@ -52,7 +53,8 @@ def test_a_scenario_runs_on_the_simulator() -> None:
     sim.advance(1.0)
     assert pile.read_input(6, 2) == [1, (4 << 8) | 1]  # tap_seq 1, 4-byte UID at port 1
     sim.advance(600.0 - 10.0)
-    # The heater cooked its socket past 65 C within minutes; the pile cut it (fault 2).
+    # A 2 kW heater alone warms a 10 A socket to 62 C (45 K at 10 A); on a worn contact 20 K
+    # hotter it heads for 82 C and crosses 65 C after about 6 minutes: the pile cut it.
     faults = pile.read_input(48 + 2, 1)
     assert isinstance(faults, list) and faults[0] >> 8 == 2
     assert sim.world.bay_truth("pile/3")["amps"] == 0.0
@@ -62,7 +64,7 @@ def test_a_scenario_runs_on_the_simulator() -> None:
     sim.advance(300.0)
     assert sim.finished()
     assert [a["do"] for a in sim.player.applied] == [  # type: ignore[union-attr]
-        "plug", "plug", "tap", "heater", "load", "meter_frozen",
+        "plug", "plug", "tap", "heater", "hot", "load", "meter_frozen",
     ]  # fmt: skip
     assert all(a["error"] is None for a in sim.player.applied)  # type: ignore[union-attr]
 
