@@ -1,8 +1,8 @@
 """How much faster than real time the simulator's physics advance, without network I/O.
 
 Prints one JSON line per shed: simulated seconds per wall second at the 0.1 s step, with every
-relay closed and a mix of chargers plugged (the busiest steady state), meters refreshing at
-their configured rate. Goal (issue 2): campus >= 2000x, i.e. <= 50 us per step.
+relay closed and a mix of chargers plugged (the busiest steady state without a trip), meters
+refreshing at their configured rate. Goal (issue 2): campus >= 2000x, i.e. <= 50 us per step.
 
     .venv/bin/python benchmarks/sim_speed.py [--seconds 600]
 """
@@ -24,10 +24,18 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
 def busy_world(name: str) -> World:
     w = World(load_shed(EXAMPLES / f"{name}.yaml"))
     for i, bay in enumerate(w.topo.socket_bays):
-        if i % 4 != 3:  # three sockets in four have a charger
+        # One socket in two has a charger: with three in four (and the lead-acid and no-PFC
+        # profiles' real currents) the uncontrolled campus supply trips thermally within
+        # minutes, and a dead shed is no measure of speed. A step costs the same either way.
+        if i % 2 == 0:
             w.plug_charger(bay, PROFILE_NAMES[i % len(PROFILE_NAMES)], 0.2)
-    for pm, _ in w.piles:
-        pm.write_holding(16, [1] * pm.ports)
+    # One port of every pile per step, as a controller staggers closes: 20 ports closed by one
+    # write would add their chargers' inrush peaks and trip the row breakers magnetically.
+    for port in range(max(pm.ports for pm, _ in w.piles)):
+        for pm, _ in w.piles:
+            if port < pm.ports:
+                pm.write_holding(16 + port, [1])
+        w.step(0.1)
     for wb in w.wallboxes.values():
         wb.model.write_holding(2, [100])
     w.advance(5.0)  # past the ramps
