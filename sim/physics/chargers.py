@@ -78,7 +78,7 @@ def _lead(name: str, v: float, a: float, ah: float, float_w: float, **kw: float)
         "inrush_a": 25.0,
         **kw,
     }
-    return ChargerProfile(name, "lead", v, a, ah, 0.80, float_w, **opts)  # type: ignore[arg-type]
+    return ChargerProfile(name, "lead", v, a, ah, 0.80, float_w, **opts)
 
 
 PROFILES: dict[str, ChargerProfile] = {
