@@ -103,6 +103,10 @@ class ControlSettings:
     # Relays closed per tick, shed-wide: each charger draws an inrush when its relay closes, and
     # dozens at once add up to a magnetic trip. The rest close on the following ticks.
     max_closes_per_tick: int = 6
+    # Meters are read this often between ticks (0: with the tick only); a sample that shows a
+    # circuit over its limit sheds at once instead of at the next tick. Meters on an RS485
+    # line shared with piles are read with the tick only (the line has no time to spare).
+    meter_poll_s: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "slow_poll_s": _POSITIVE,
         "thermal_derate_ratio": _Range(0, 1, low_open=True),
         "max_closes_per_tick": _Range(1, 10_000),
+        "meter_poll_s": _Range(0, 60),
     },
     SessionSettings: {
         "full_power_w": _NON_NEGATIVE,

@@ -2,6 +2,10 @@
 
     poll (every bus in parallel) -> sessions -> ControlCore.step -> writes -> metrics, API
 
+Between ticks the meters are read every `control.meter_poll_s`; a sample that shows a circuit
+over its limit runs a shed-only plan at once (it may only open relays, lower offers and
+shrink masks), so a shed follows the meter's sample, not the tick.
+
 The loop owns no device knowledge: `ShedIO` (chargectl.shedio) turns driver readings into an
 `Observation` and a `Decision` into writes. The clock is injected, so the same loop runs on
 the edge box and on a virtual clock in replays and tests.
@@ -15,6 +19,7 @@ device to its fail-safe state before the process exits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -25,8 +30,8 @@ import numpy as np
 
 from chargectl.clock import Clock
 from chargectl.config import Shed
-from chargectl.control.core import Allocate, ControlCore
-from chargectl.control.layout import Layout
+from chargectl.control.core import OVERLOAD_TOLERANCE_A, Allocate, ControlCore
+from chargectl.control.layout import FloatArray, Layout
 from chargectl.control.observe import Decision, Demand, Observation
 
 log = logging.getLogger("chargectl")
@@ -53,7 +58,10 @@ class ShedIO(Protocol):
     async def connect(self) -> None: ...
     async def setup(self) -> None: ...
     async def poll(self, now: float, slow: bool) -> Poll: ...
-    async def apply(self, decision: Decision, lamps: Mapping[str, int]) -> None: ...
+    async def apply(
+        self, decision: Decision, lamps: Mapping[str, int], *, shed_only: bool = False
+    ) -> None: ...
+    async def poll_meters(self) -> FloatArray | None: ...
     async def failsafe(self) -> None: ...
     async def reset_fault(self, bay: str) -> None: ...
     def device_up(self) -> dict[str, bool]: ...
@@ -98,6 +106,8 @@ class Controller:
         self.reporters = reporters or []
         self.last: TickOutcome | None = None
         self.ticks = 0
+        self.sheds_between_ticks = 0
+        self._planning = asyncio.Lock()  # one plan and its writes at a time
 
     async def start(self) -> None:
         await self.io.connect()
@@ -110,6 +120,10 @@ class Controller:
         self.core.changed_at = np.where(closed, -np.inf, self.core.changed_at)
 
     async def tick(self) -> TickOutcome:
+        async with self._planning:
+            return await self._tick()
+
+    async def _tick(self) -> TickOutcome:
         t0 = time.perf_counter()
         now, wall = self.clock.now(), self.clock.wall()
         poll = await self.io.poll(now, slow=False)
@@ -132,8 +146,50 @@ class Controller:
                 log.exception("reporter %s failed", type(r).__name__)
         return outcome
 
+    async def shed_on_sample(self, meter_a: FloatArray) -> bool:
+        """If a meter sample shows a circuit over its limit, shed now (True)."""
+        last = self.last
+        if last is None:
+            return False
+        lay = self.layout
+        over = (meter_a > lay.limit_a + OVERLOAD_TOLERANCE_A) & lay.circuit_phases
+        if not over.any():
+            return False
+        async with self._planning:
+            seen = last.poll.observation
+            obs = dataclasses.replace(
+                seen, meter_a=np.where(np.isnan(meter_a), seen.meter_a, meter_a)
+            )
+            decision = self.core.step(self.clock.now(), obs, last.demand, shed_only=True)
+            for note in decision.notes:
+                log.warning(note)
+            await self.io.apply(decision, last.lamps, shed_only=True)
+        self.sheds_between_ticks += 1
+        return True
+
+    async def watch_meters(self, stop: asyncio.Event) -> None:
+        """Between ticks: read the meters every `meter_poll_s` and shed on a sample."""
+        period = self.shed.control.meter_poll_s
+        if period <= 0:
+            return
+        while not stop.is_set():
+            meter_a = await self.io.poll_meters()
+            if meter_a is None:
+                return  # no meter can be read between ticks
+            await self.shed_on_sample(meter_a)
+            await self.clock.sleep(period)
+
     async def run(self, stop: asyncio.Event, on_tick: Any = None) -> None:
-        """Tick every `tick_s` until `stop` is set; a late tick is not made up for."""
+        """Tick every `tick_s` until `stop` is set; a late tick is not made up for. The meters
+        are watched between ticks meanwhile."""
+        watcher = asyncio.ensure_future(self.watch_meters(stop))
+        try:
+            await self._run(stop, on_tick)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _run(self, stop: asyncio.Event, on_tick: Any = None) -> None:
         period = self.shed.control.tick_s
         deadline = self.clock.now()
         while not stop.is_set():

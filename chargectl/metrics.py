@@ -780,6 +780,7 @@ def tick_report(
         alarms.add(decision.alarm)
     if any(welded):
         alarms.add("welded")
+    alarms.update(decision.pile_alarms.values())  # pile_overtemp, supply_fault
     return TickReport(
         tuple(circuits),
         tuple(bays),

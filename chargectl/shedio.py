@@ -1,15 +1,25 @@
 """The Modbus edge of the control loop: drivers' readings in, a `Decision`'s writes out.
 
-Lines are polled in parallel, the devices on one line in turn (one request in flight per
-line: the bus enforces it). A device that does not answer, or answers nonsense, is down for
-this tick: its bays are marked so and the core counts them at their worst case. Errors are
-never turned into values.
+Lines are independent. Each tick starts one read task per line (the devices of a line in turn:
+one request in flight per line, the bus enforces it) and waits for them only until its poll
+budget; a line still busy then is a late line: its task goes on, what it reads is used by the
+next tick, and its devices count as unseen (their worst case) meanwhile. A slow device delays
+its own line, never the shedding elsewhere. A device that does not answer, or answers
+nonsense, is down: its bays are marked so and the core counts them at their worst case. Errors
+are never turned into values.
 
-Writes go in three waves across all lines: first everything that lowers current (relays that
-open, wallbox setpoints that drop), then everything that raises it, then fail-safe masks,
-lamps and the heartbeats. Only what changed is written; a failed write is forgotten so it is
-sent again next tick. A device that comes back after being down is set up again (watchdog,
-fail-safe) before anything else is written to it: it may have lost power and its settings.
+Writes go in waves across all lines, each wave bounded by the tick's budget: first everything
+that lowers current (relays that open, wallbox offers that drop), then, only if every lowering
+write was confirmed, everything that raises it; then fail-safe masks, shrink-first: every
+pile's bits that go away are written before any pile gets a new bit, and new bits only once
+every shrink was confirmed, so a crash between two writes never leaves masks that together
+overload a circuit. Then lamps and heartbeats. Only what changed is written, and a write that
+failed or was not sent is sent again next tick. Until a device confirms a command, the core is
+told it is unsure (`Observation.command_unsure`) and every mask bit the pile may hold
+(`failsafe_on`): it plans on the worse of what was written and what was meant.
+
+A device that comes back after being down is set up again (watchdog, fail-safe) before
+anything else is written to it: it may have lost power and its settings.
 """
 
 from __future__ import annotations
@@ -17,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from chargectl.clock import Clock
-from chargectl.config import Shed
-from chargectl.control.layout import Layout
+from chargectl.config import Shed, TcpBus
+from chargectl.control.layout import FloatArray, Layout
 from chargectl.control.observe import FAULT_WALLBOX, Decision, Observation
 from chargectl.daemon import Poll, Tap
 from chargectl.drivers.bus import ClientFactory, ModbusBus
@@ -31,20 +43,27 @@ from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.factory import Driver, make_driver
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
-from chargectl.drivers.readings import EvseHot, PileHot
+from chargectl.drivers.readings import EvseHot, MeterReading, PileHot
 
 log = logging.getLogger("chargectl.io")
 SETUP_RETRY_S = 2.0
+POLL_SHARE = 0.6  # of tick_s: how long a tick waits for the lines' reads
+WRITES_END = 0.95  # of tick_s after the tick's start: when its write waves stop waiting
+WAVE_MIN = 0.05  # of tick_s: the least any one wave is given
+FRESH_TICKS = 1.0 + POLL_SHARE  # a reading started this long ago is still this tick's
+Reading = PileHot | EvseHot | MeterReading | DeviceError
 
 
 @dataclass
 class _Written:
-    """What was last written to a device and acknowledged."""
+    """What a device confirmed, and what it may hold where a write went unconfirmed."""
 
     relays: dict[int, bool] = field(default_factory=dict)
     lamps: dict[int, int] = field(default_factory=dict)
-    mask: int | None = None
+    mask: int | None = None  # confirmed; None: unknown
+    mask_possible: int = -1  # every bit that may be set (-1: all, never confirmed)
     setpoint_a: float | None = None
+    failsafe_zero: bool = False  # a wallbox's fail-safe current of 0 is confirmed
     lamp: int | None = None
 
 
@@ -59,6 +78,7 @@ class ModbusShedIO:
         self.shed = shed
         self.layout = layout
         self.clock = clock
+        self.tick_s = shed.control.tick_s
         factories = client_factories or {}
         self.buses = {
             b.id: ModbusBus(b, clock, client_factory=factories.get(b.id)) for b in shed.buses
@@ -72,9 +92,21 @@ class ModbusShedIO:
         self.meter_circuit = {
             m: c for c, m in enumerate(layout.meter_of) if m is not None
         }  # meter device id -> circuit index
+        # Meters read between ticks: on a TCP line, or alone on their serial line.
+        self.fast_meters = [
+            m
+            for m in self.meter_circuit
+            if isinstance(self.drivers.get(m), MeterDriver)
+            and (
+                isinstance(shed.bus(shed.device(m).bus), TcpBus)
+                or all(d in self.meter_circuit for d in self.on_bus[shed.device(m).bus])
+            )
+        ]
         self.up: dict[str, bool] = {d: False for d in self.drivers}
         self.needs_setup: set[str] = set(self.drivers)
         self.written: dict[str, _Written] = {d: _Written() for d in self.drivers}
+        self.decided_relays: dict[str, dict[int, bool]] = {}
+        self.decided_setpoint: dict[str, float] = {}
         self.tap_seq: dict[str, int | None] = {}
         self.counters: dict[str, int | None] = {b.id: None for b in layout.bays}
         self.power: dict[str, float | None] = {b.id: None for b in layout.bays}
@@ -82,6 +114,10 @@ class ModbusShedIO:
         # Slow blocks (energy, power, temperature) come due pile by pile, spread over
         # slow_poll_s: on an RS485 line, all of them in one tick would overrun it.
         self.next_slow: dict[str, float] = {}
+        self.latest: dict[str, tuple[float, Reading]] = {}  # device -> (read started, reading)
+        self.busy: dict[str, asyncio.Future[None]] = {}  # line -> its unfinished task
+        self._errors: list[tuple[str, str]] = []
+        self._tick_start = -math.inf
 
     # -- life cycle ----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -91,6 +127,8 @@ class ModbusShedIO:
         await self._per_line(self._setup, list(self.drivers))
 
     async def close(self) -> None:
+        for task in list(self.busy.values()):
+            task.cancel()
         for bus in self.buses.values():
             await bus.close()
 
@@ -100,15 +138,18 @@ class ModbusShedIO:
     async def _setup(self, dev: str) -> None:
         drv = self.drivers[dev]
         wd = self.shed.control.watchdog_s
+        w = self.written[dev]
         try:
             if isinstance(drv, PileDriver):
-                await drv.setup(wd, self.last_mask[dev], retry_for_s=SETUP_RETRY_S)
-                self.written[dev] = _Written(mask=self.last_mask[dev])
+                mask = self.last_mask[dev]
+                w.mask_possible |= mask  # it may land even if no answer comes back
+                await drv.setup(wd, mask, retry_for_s=SETUP_RETRY_S)
+                self.written[dev] = _Written(mask=mask, mask_possible=mask)
             elif isinstance(drv, EvseDriver):
                 await drv.setup(
                     wd, failsafe_current_a=0.0, current_a=0.0, retry_for_s=SETUP_RETRY_S
                 )
-                self.written[dev] = _Written(setpoint_a=0.0)
+                self.written[dev] = _Written(setpoint_a=0.0, failsafe_zero=True)
         except DeviceError as exc:
             log.warning("%s: set-up failed (%s); retried when it answers", dev, exc)
             return
@@ -116,50 +157,119 @@ class ModbusShedIO:
 
     # -- reading -------------------------------------------------------------------------
     async def poll(self, now: float, slow: bool) -> Poll:
-        """Every device's hot block; slow blocks of the piles that are due (all with `slow`)."""
-        lay = self.layout
+        """Every device's hot block; slow blocks of the piles that are due (all with `slow`).
+        Waits for the lines until the poll budget; a late line's readings serve next tick."""
+        self._tick_start = now
         period = self.shed.control.slow_poll_s
-        piles = list(lay.pile_slices)
-        obs = Observation.empty(lay)
-        poll = Poll(observation=obs)
+        piles = list(self.layout.pile_slices)
 
         async def read(dev: str) -> None:
             drv = self.drivers[dev]
             was_up = self.up[dev]
             try:
+                reading: Reading
                 if isinstance(drv, PileDriver):
-                    self._take_pile(dev, await drv.read_hot(), poll)
+                    reading = await drv.read_hot()
                     if slow or now >= self.next_slow.get(dev, -math.inf):
                         s = await drv.read_slow()
                         # After a read of all, each pile's next one is offset by its rank.
                         rank = piles.index(dev) + 1 if slow else len(piles)
                         self.next_slow[dev] = now + period * rank / len(piles)
-                        sl = lay.pile_slices[dev]
-                        for k, bay in enumerate(lay.bays[sl]):
+                        for k, bay in enumerate(self.layout.bays[self.layout.pile_slices[dev]]):
                             self.counters[bay.id] = s.energy_wh[k]
                             self.power[bay.id] = float(s.power_w[k])
                 elif isinstance(drv, EvseDriver):
-                    self._take_evse(dev, await drv.read_hot(), poll)
-                elif isinstance(drv, MeterDriver):
-                    r = await drv.read()
-                    c = self.meter_circuit.get(dev)
-                    if c is not None:
-                        for i, phase in enumerate(drv.device.phases):
-                            obs.meter_a[c, phase - 1] = r.amps[i]
+                    reading = await drv.read_hot()
+                else:
+                    reading = await drv.read()
                 self.up[dev] = True
             except DeviceError as exc:
+                reading = exc
                 self.up[dev] = False
-                poll.errors.append((dev, type(exc).__name__))
+                self._errors.append((dev, type(exc).__name__))
                 if was_up:
                     self.needs_setup.add(dev)
+            self.latest[dev] = (now, reading)
             if self.up[dev] and not was_up:
                 self.needs_setup.add(dev)
                 self.tap_seq.pop(dev, None)  # a device back from power-off restarts its taps
 
-        await self._per_line(read, list(self.drivers))
+        await self._per_line(read, list(self.drivers), now + POLL_SHARE * self.tick_s)
+        return self._observe(now)
+
+    async def poll_meters(self) -> FloatArray | None:
+        """Read the circuits' meters now (between ticks); [C, 3] amps, NaN where not read.
+        None when no meter can be read between ticks."""
+        if not self.fast_meters:
+            return None
+        now = self.clock.now()
+        # A meter that is down is left to the tick (a dead one would hold its line for a
+        # whole timeout every time), and so is a late line.
+        meters = [
+            m for m in self.fast_meters if self.up[m] and self.shed.device(m).bus not in self.busy
+        ]
+
+        async def read(dev: str) -> None:
+            drv = self.drivers[dev]
+            assert isinstance(drv, MeterDriver)
+            try:
+                self.latest[dev] = (now, await drv.read())
+            except DeviceError as exc:
+                self.up[dev] = False
+                self.needs_setup.add(dev)
+                self._errors.append((dev, type(exc).__name__))
+                self.latest[dev] = (now, exc)
+
+        await asyncio.gather(
+            *(self._line(read, [m for m in self.on_bus[b] if m in meters]) for b in self.buses)
+        )
+        out = np.full((self.layout.n_circuits, 3), np.nan)
+        for dev in meters:
+            t, r = self.latest.get(dev, (-math.inf, None))  # type: ignore[assignment]
+            if t == now and isinstance(r, MeterReading):
+                self._take_meter(dev, r, out)
+        return out
+
+    def _observe(self, now: float) -> Poll:
+        """The tick's observation from each device's latest reading, if it is fresh."""
+        lay = self.layout
+        obs = Observation.empty(lay)
+        obs.command_unsure = np.zeros(lay.n_bays, dtype=np.bool_)
+        obs.failsafe_on = np.zeros(lay.n_bays, dtype=np.bool_)
+        poll = Poll(observation=obs)
+        poll.errors, self._errors = self._errors, []
+        for dev in self.drivers:
+            self._unsure(dev, obs)
+            t, reading = self.latest.get(dev, (-math.inf, None))  # type: ignore[assignment]
+            if now - t > FRESH_TICKS * self.tick_s or isinstance(reading, DeviceError):
+                continue
+            if isinstance(reading, PileHot):
+                self._take_pile(dev, reading, poll)
+            elif isinstance(reading, EvseHot):
+                self._take_evse(dev, reading, poll)
+            elif isinstance(reading, MeterReading):
+                self._take_meter(dev, reading, obs.meter_a)
         for bay in lay.bays:
             poll.counters_wh[bay.id] = self.counters[bay.id]
         return poll
+
+    def _unsure(self, dev: str, obs: Observation) -> None:
+        """What the core must assume of a device's commands: unconfirmed ones either way,
+        every mask bit it may hold, a fail-safe current not known to be 0."""
+        assert obs.command_unsure is not None and obs.failsafe_on is not None
+        w = self.written[dev]
+        if dev in self.layout.pile_slices:
+            sl = self.layout.pile_slices[dev]
+            decided = self.decided_relays.get(dev, {})
+            for k in range(sl.stop - sl.start):
+                want = decided.get(k + 1)
+                obs.command_unsure[sl.start + k] = want is not None and w.relays.get(k + 1) != want
+                obs.failsafe_on[sl.start + k] = bool((w.mask_possible >> k) & 1)
+        elif dev in self.layout.evse_index:
+            j = self.layout.evse_index[dev]
+            want_a = self.decided_setpoint.get(dev)
+            obs.command_unsure[j] = want_a is not None and w.setpoint_a != want_a
+            obs.failsafe_on[j] = not w.failsafe_zero
 
     def _take_pile(self, dev: str, hot: PileHot, poll: Poll) -> None:
         obs = poll.observation
@@ -169,6 +279,10 @@ class ModbusShedIO:
         obs.bay_fault[sl] = hot.fault
         if hot.alarm is not None and obs.alarm is None:
             obs.alarm, obs.alarm_at = hot.alarm, dev
+        if hot.supply_fault:
+            obs.pile_alarms[dev] = "supply_fault"
+        elif hot.over_temp:
+            obs.pile_alarms[dev] = "pile_overtemp"
         for k, bay in enumerate(self.layout.bays[sl]):
             poll.relay_closed[bay.id] = hot.relay_closed[k]
             # Power each tick from the hot block (current x supply voltage); the slow block's
@@ -190,6 +304,13 @@ class ModbusShedIO:
         poll.plugged[dev] = hot.vehicle_connected
         self._take_tap(dev, hot.tap, lambda _port: dev, poll)
 
+    def _take_meter(self, dev: str, r: MeterReading, meter_a: FloatArray) -> None:
+        c = self.meter_circuit.get(dev)
+        drv = self.drivers[dev]
+        if c is not None and isinstance(drv, MeterDriver):
+            for i, phase in enumerate(drv.device.phases):
+                meter_a[c, phase - 1] = r.amps[i]
+
     def _take_tap(self, dev: str, tap: object, bay_of: Callable[[int], str], poll: Poll) -> None:
         seq = getattr(tap, "seq", None)
         if dev not in self.tap_seq:
@@ -200,23 +321,29 @@ class ModbusShedIO:
             poll.taps.append(Tap(bay_of(tap.port), tap.uid))  # type: ignore[attr-defined]
 
     # -- writing -------------------------------------------------------------------------
-    async def apply(self, decision: Decision, lamps: Mapping[str, int]) -> None:
+    async def apply(
+        self, decision: Decision, lamps: Mapping[str, int], *, shed_only: bool = False
+    ) -> None:
+        """The decision's writes, in waves (see the module's docstring). `shed_only`: a shed
+        between ticks: lowering writes and mask shrinks only."""
         lay = self.layout
+        end = max(self._tick_start + WRITES_END * self.tick_s, self.clock.now())
         ready = [d for d in self.drivers if self.up[d]]
         pending = [d for d in ready if d in self.needs_setup]
-        if pending:
-            await self._per_line(self._setup, pending)
+        if pending and not shed_only:
+            await self._per_line(self._setup, pending, self._wave_end(end))
         ready = [d for d in ready if d not in self.needs_setup]
         relays: dict[str, dict[int, bool]] = {}
         setpoints: dict[str, float] = {}
         for dev in ready:
-            drv = self.drivers[dev]
-            if isinstance(drv, PileDriver):
+            if dev in lay.pile_slices:
                 sl = lay.pile_slices[dev]
                 relays[dev] = {k + 1: bool(on) for k, on in enumerate(decision.relay_on[sl])}
-            elif isinstance(drv, EvseDriver):
-                a = float(decision.setpoint_a[lay.evse_index[dev]])
-                setpoints[dev] = 0.0 if a < 6.0 else math.floor(min(a, drv.max_current_a) * 10) / 10
+            elif dev in lay.evse_index:
+                setpoints[dev] = float(decision.setpoint_a[lay.evse_index[dev]])
+        self.decided_relays.update(relays)
+        self.decided_setpoint.update(setpoints)
+        masks = {p: decision.failsafe_mask.get(p, 0) for p in lay.pile_slices if p in ready}
 
         async def lower(dev: str) -> None:
             if dev in relays:
@@ -232,49 +359,92 @@ class ModbusShedIO:
             elif dev in setpoints and setpoints[dev] != self.written[dev].setpoint_a:
                 await self._setpoint(dev, setpoints[dev])
 
-        async def rest(dev: str) -> None:
-            drv = self.drivers[dev]
+        async def shrink(dev: str) -> None:
             w = self.written[dev]
-            if isinstance(drv, PileDriver):
-                mask = decision.failsafe_mask.get(dev, 0)
-                if mask != w.mask:
-                    await self._guard(dev, drv.set_failsafe_mask(mask))
-                    w.mask = mask
-                    self.last_mask[dev] = mask
-                sl = lay.pile_slices[dev]
-                want = {k + 1: int(lamps.get(b.id, 0)) for k, b in enumerate(lay.bays[sl])}
-                changed = {p: v for p, v in want.items() if w.lamps.get(p) != v}
-                if changed and await self._guard(dev, drv.write_indicators(changed)):
-                    w.lamps.update(changed)
-                await self._guard(dev, drv.heartbeat())
-            elif isinstance(drv, EvseDriver):
-                lamp = int(lamps.get(dev, 0))
-                if lamp != w.lamp and await self._guard(dev, drv.set_indicator(lamp)):
-                    w.lamp = lamp
-                await self._guard(dev, drv.heartbeat())
+            step = masks[dev] & w.mask_possible
+            if step != w.mask:
+                await self._mask(dev, step)
 
-        await self._per_line(lower, ready)
-        await self._per_line(raise_, ready)
-        await self._per_line(rest, ready)
+        async def grow(dev: str) -> None:
+            if masks[dev] != self.written[dev].mask:
+                await self._mask(dev, masks[dev])
 
-    async def _relays(self, dev: str, want: Mapping[int, bool]) -> None:
+        await self._per_line(lower, ready, self._wave_end(end))
+        await self._per_line(shrink, list(masks), self._wave_end(end))
+        if shed_only:
+            return
+        # Raise only once every lowering write is confirmed (the plan counted on them), and
+        # add mask bits only once every pile's bits that go away are gone.
+        if not self._lowering_pending(relays, setpoints):
+            await self._per_line(raise_, ready, self._wave_end(end))
+        if all(masks[p] & self.written[p].mask_possible == self.written[p].mask for p in masks):
+            await self._per_line(grow, list(masks), self._wave_end(end))
+        await self._per_line(lambda d: self._rest(d, lamps), ready, self._wave_end(end))
+
+    def _lowering_pending(
+        self, relays: Mapping[str, Mapping[int, bool]], setpoints: Mapping[str, float]
+    ) -> bool:
+        for dev, want in relays.items():
+            done = self.written[dev].relays
+            if any(not on and done.get(p) is not False for p, on in want.items()):
+                return True
+        for dev, amps in setpoints.items():
+            w = self.written[dev].setpoint_a
+            if w is None or amps < w:
+                return True
+        return False
+
+    def _wave_end(self, end: float) -> float:
+        return max(end, self.clock.now() + WAVE_MIN * self.tick_s)
+
+    async def _rest(self, dev: str, lamps: Mapping[str, int]) -> None:
+        drv = self.drivers[dev]
+        w = self.written[dev]
+        if isinstance(drv, PileDriver):
+            sl = self.layout.pile_slices[dev]
+            want = {k + 1: int(lamps.get(b.id, 0)) for k, b in enumerate(self.layout.bays[sl])}
+            changed = {p: v for p, v in want.items() if w.lamps.get(p) != v}
+            if changed and await self._guard(dev, drv.write_indicators(changed)):
+                w.lamps.update(changed)
+            await self._guard(dev, drv.heartbeat())
+        elif isinstance(drv, EvseDriver):
+            lamp = int(lamps.get(dev, 0))
+            if lamp != w.lamp and await self._guard(dev, drv.set_indicator(lamp)):
+                w.lamp = lamp
+            await self._guard(dev, drv.heartbeat())
+
+    async def _mask(self, dev: str, mask: int) -> bool:
+        drv = self.drivers[dev]
+        assert isinstance(drv, PileDriver)
+        w = self.written[dev]
+        w.mask_possible |= mask  # a write that times out may still have landed
+        if await self._guard(dev, drv.set_failsafe_mask(mask)):
+            w.mask = w.mask_possible = mask
+            self.last_mask[dev] = mask
+            return True
+        w.mask = None
+        return False
+
+    async def _relays(self, dev: str, want: Mapping[int, bool]) -> bool:
         w = self.written[dev]
         changed = {p: v for p, v in want.items() if w.relays.get(p) != v}
         if not changed:
-            return
+            return True
         drv = self.drivers[dev]
         assert isinstance(drv, PileDriver)
         if await self._guard(dev, drv.write_relays(changed)):
             w.relays.update(changed)
-        else:
-            for p in changed:
-                w.relays.pop(p, None)
+            return True
+        for p in changed:
+            w.relays.pop(p, None)
+        return False
 
-    async def _setpoint(self, dev: str, amps: float) -> None:
+    async def _setpoint(self, dev: str, amps: float) -> bool:
         drv = self.drivers[dev]
         assert isinstance(drv, EvseDriver)
         ok = await self._guard(dev, drv.set_current(amps))
         self.written[dev].setpoint_a = amps if ok else None
+        return ok
 
     async def _guard(self, dev: str, aw: Awaitable[object]) -> bool:
         try:
@@ -284,16 +454,60 @@ class ModbusShedIO:
             return False
         return True
 
-    async def _per_line(self, fn: Callable[[str], Awaitable[None]], devices: Iterable[str]) -> None:
-        """Run `fn` on the devices: lines in parallel, the devices of a line in turn."""
+    async def _line(self, fn: Callable[[str], Awaitable[None]], devices: Iterable[str]) -> None:
+        for dev in devices:
+            await fn(dev)
+
+    async def _per_line(
+        self,
+        fn: Callable[[str], Awaitable[None]],
+        devices: Collection[str],
+        deadline: float | None = None,
+    ) -> set[str]:
+        """Run `fn` on the devices: lines in parallel, the devices of a line in turn. With a
+        `deadline`, lines still running then go on in the background and are returned (late);
+        a line busy with an earlier late task is skipped (and returned too)."""
         wanted = set(devices)
+        tasks: dict[str, asyncio.Future[None]] = {}
+        late: set[str] = set()
+        for bus, on_line in self.on_bus.items():
+            devs = [d for d in on_line if d in wanted]
+            if not devs:
+                continue
+            if bus in self.busy and deadline is not None:
+                late.add(bus)
+                continue
+            tasks[bus] = asyncio.ensure_future(self._line(fn, devs))
+        if deadline is None:
+            await asyncio.gather(*tasks.values())
+            return late
+        await self._until(set(tasks.values()), deadline)
+        for bus, task in tasks.items():
+            if task.done():
+                task.result()  # a bug in fn is not swallowed
+            else:
+                late.add(bus)
+                self.busy[bus] = task
+                task.add_done_callback(lambda t, b=bus: self._line_done(b, t))
+        return late
 
-        async def line(bus: str) -> None:
-            for dev in self.on_bus[bus]:
-                if dev in wanted:
-                    await fn(dev)
+    def _line_done(self, bus: str, task: asyncio.Future[None]) -> None:
+        self.busy.pop(bus, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("line %s: a late task failed", bus, exc_info=task.exception())
 
-        await asyncio.gather(*(line(b) for b in self.buses))
+    async def _until(self, tasks: set[asyncio.Future[None]], deadline: float) -> None:
+        """Wait for `tasks` until the clock reaches `deadline`."""
+        if not tasks:
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(deadline - self.clock.now()))
+        pending = set(tasks)
+        try:
+            while pending and not sleeper.done():
+                done, _ = await asyncio.wait(pending | {sleeper}, return_when="FIRST_COMPLETED")
+                pending -= done
+        finally:
+            sleeper.cancel()
 
     # -- staff and shutdown -------------------------------------------------------------
     async def reset_fault(self, bay: str) -> None:
@@ -303,12 +517,14 @@ class ModbusShedIO:
             await drv.fault_reset(b.port)
 
     async def failsafe(self) -> None:
-        """Leave every device as its fail-safe would: piles at their masks, wallboxes paused."""
+        """Leave every device as its fail-safe would: piles at their masks, wallboxes paused.
+        A pile whose mask is not confirmed opens every relay the confirmed mask does not keep."""
 
         async def one(dev: str) -> None:
             drv = self.drivers[dev]
             if isinstance(drv, PileDriver):
-                mask = self.last_mask[dev]
+                w = self.written[dev]
+                mask = w.mask if w.mask is not None else 0
                 want = {p: bool((mask >> (p - 1)) & 1) for p in range(1, drv.ports + 1)}
                 await self._guard(dev, drv.write_relays(want))
             elif isinstance(drv, EvseDriver):

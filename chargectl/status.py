@@ -46,6 +46,7 @@ def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[st
         "wall": outcome.wall,
         "alarm": d.alarm,
         "alarm_at": d.alarm_at,
+        "pile_alarms": dict(d.pile_alarms),
         "circuits": circuits,
         "bays": bays,
         "failsafe_mask": d.failsafe_mask,

@@ -27,6 +27,9 @@ def render_status(status: Mapping[str, Any], events: Sequence[str] = ()) -> str:
             if status.get("alarm")
             else ""
         )
+        + "".join(
+            f"   ALARM: {kind} at {pile}" for pile, kind in status.get("pile_alarms", {}).items()
+        )
     ]
     lines.append("")
     lines.append(f"{'circuit':<10}{'ph':>3}  {'now A':>7} {'plan A':>7} {'limit':>6}  load/limit")

@@ -84,6 +84,7 @@ class ControlCore:
         self.thermal = BreakerThermal(layout.breaker_a)
         self.derate = Derate(above=self.settings.thermal_derate_ratio)
         self.overloaded = np.zeros(c, dtype=np.bool_)
+        self._overloads_since_tick = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
         # Per circuit and phase: the meter's last value, when it last changed, the bays' load
         # at the previous tick, and the last unmanaged estimate a fresh sample gave.
@@ -163,6 +164,12 @@ class ControlCore:
         )
         new_overloads = over & ~self.overloaded
         self.overloaded = over
+        # An overload first seen by a shed between ticks is reported with the next tick.
+        if shed_only:
+            self._overloads_since_tick |= new_overloads
+        else:
+            new_overloads = new_overloads | self._overloads_since_tick
+            self._overloads_since_tick[:] = False
         for c in np.flatnonzero(new_overloads):
             notes.append(f"overload on {lay.circuit_ids[c]}: shedding")
 
