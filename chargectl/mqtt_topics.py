@@ -98,14 +98,24 @@ def parse_command(
 ) -> Request:
     """A command message -> a `Request`, or `CommandError` naming what is wrong with it.
 
-    An empty payload is `{}`. The optional "id" (a string or a number) is echoed in the answer.
+    Only a non-empty message that was not retained is a command: an empty message is how a
+    client deletes a retained one, and a retained one would run again at every reconnect. The
+    optional "id" (a string or a number) is echoed in the answer.
     """
+    retained_error = "retained commands are refused: publish with retain=false"
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CommandError(f"payload is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        if retained:
+            raise CommandError(retained_error)
+        raise CommandError(
+            "an empty message is not a command (it is how a retained message is deleted): "
+            "send a JSON object, {} at the least"
+        )
     try:
-        body = json.loads(text) if text.strip() else {}
+        body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"payload is not JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(body, dict):
@@ -115,7 +125,7 @@ def parse_command(
         raise CommandError(f"'id' must be a string or a number, got {_kind(command_id)}")
     if retained:
         # A retained command would run again at every reconnect, hours later.
-        raise CommandError("retained commands are refused: publish with retain=false", command_id)
+        raise CommandError(retained_error, command_id)
     if path not in known:
         names = ", ".join(sorted(known)) or "none"
         raise CommandError(f"unknown command {path!r}; known: {names}", command_id)

@@ -20,10 +20,16 @@ def test_a_good_command_keeps_its_body_and_id() -> None:
     assert (req.command, req.body, req.id) == ("sessions/stop", {"bay": "pile-a1/3"}, "op-7")
 
 
-@pytest.mark.parametrize("payload", [b"", b"  ", b"{}"])
-def test_an_empty_payload_is_an_empty_object(payload: bytes) -> None:
-    req = parse_command("alarm/clear", payload, KNOWN)
+def test_an_empty_object_is_a_command_without_fields() -> None:
+    req = parse_command("alarm/clear", b"{}", KNOWN)
     assert (req.body, req.id) == ({}, None)
+
+
+@pytest.mark.parametrize("payload", [b"", b"  ", b"\n"])
+def test_an_empty_message_is_not_a_command(payload: bytes) -> None:
+    # An empty publish is how a client deletes a retained message: it must never clear an
+    # alarm (the review cleared a latched smoke alarm so).
+    assert "empty message is not a command" in str(refused("alarm/clear", payload))
 
 
 @pytest.mark.parametrize(
@@ -56,6 +62,7 @@ def test_a_retained_command_is_refused() -> None:
     err = refused("alarm/clear", b'{"id": 1}', retained=True)
     assert "retained" in str(err)
     assert err.command_id == 1
+    assert "retained" in str(refused("alarm/clear", b"", retained=True))
 
 
 def test_a_command_of_the_daemon_outside_the_table_is_passed_through() -> None:

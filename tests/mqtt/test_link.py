@@ -186,13 +186,18 @@ async def test_commands_are_run_and_answered(broker: Broker, tmp_path: Path) -> 
             "ok": True,
             "result": {"stopped": True},
         }
-        got = await command(op, "alarm/clear", "")
+        got = await command(op, "alarm/clear", "{}")
         assert got == {
             "id": None,
             "command": "alarm/clear",
             "ok": True,
             "result": {"cleared": False},
         }
+        # An empty message (how a client deletes a retained one) is answered, never run.
+        calls = len(daemon.calls)
+        got = await command(op, "alarm/clear", "")
+        assert got["ok"] is False and "empty message is not a command" in got["error"]
+        assert len(daemon.calls) == calls
         got = await command(op, "sessions/stop", '{"bay": "pile-z/1", "id": 2}')
         assert got == {
             "id": 2,
