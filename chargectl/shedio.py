@@ -50,7 +50,7 @@ SETUP_RETRY_S = 2.0
 POLL_SHARE = 0.6  # of tick_s: how long a tick waits for the lines' reads
 WRITES_END = 0.95  # of tick_s after the tick's start: when its write waves stop waiting
 WAVE_MIN = 0.05  # of tick_s: the least any one wave is given
-FRESH_TICKS = 1.0 + POLL_SHARE  # a reading started this long ago is still this tick's
+FRESH_TICKS = 1.0 + POLL_SHARE  # a reading taken this long ago still serves a tick
 Reading = PileHot | EvseHot | MeterReading | DeviceError
 
 
@@ -163,13 +163,19 @@ class ModbusShedIO:
         period = self.shed.control.slow_poll_s
         piles = list(self.layout.pile_slices)
 
+        started = self.clock.now()
+
+        def taken() -> float:
+            """When a reply came, on the tick's time line (the reading's age counts from it)."""
+            return now + (self.clock.now() - started)
+
         async def read(dev: str) -> None:
             drv = self.drivers[dev]
             was_up = self.up[dev]
             try:
-                reading: Reading
                 if isinstance(drv, PileDriver):
-                    reading = await drv.read_hot()
+                    self.latest[dev] = (taken(), await drv.read_hot())
+                    self.up[dev] = True
                     if slow or now >= self.next_slow.get(dev, -math.inf):
                         s = await drv.read_slow()
                         # After a read of all, each pile's next one is offset by its rank.
@@ -179,17 +185,16 @@ class ModbusShedIO:
                             self.counters[bay.id] = s.energy_wh[k]
                             self.power[bay.id] = float(s.power_w[k])
                 elif isinstance(drv, EvseDriver):
-                    reading = await drv.read_hot()
+                    self.latest[dev] = (taken(), await drv.read_hot())
                 else:
-                    reading = await drv.read()
+                    self.latest[dev] = (taken(), await drv.read())
                 self.up[dev] = True
             except DeviceError as exc:
-                reading = exc
+                self.latest[dev] = (taken(), exc)
                 self.up[dev] = False
                 self._errors.append((dev, type(exc).__name__))
                 if was_up:
                     self.needs_setup.add(dev)
-            self.latest[dev] = (now, reading)
             if self.up[dev] and not was_up:
                 self.needs_setup.add(dev)
                 self.tap_seq.pop(dev, None)  # a device back from power-off restarts its taps
