@@ -7,7 +7,9 @@ step lands at a random instant (the load is injected into the world between two 
 steps, not on its 1 s load grid), 2 A over the limit; the true current is read inside every
 world step. After each step the load is removed and the shed refills (`refill_p50_s`) before
 the next. One line per (tick, meter refresh) with p50, p99 and max, against the goal
-p99 <= meter refresh + tick + 0.1 s.
+p99 <= meter refresh + 0.15 s at any tick length (issue 8: the controller reads the meters
+every `control.meter_poll_s` between ticks and sheds on the sample, not on the tick), and
+`sheds_between_ticks`: how many sheds the meter watch made.
 
 Run: .venv/bin/python benchmarks/overload_reaction.py [--steps 50] [--seed 1]
 """
@@ -120,6 +122,7 @@ async def one_config(tick_s: float, refresh_s: float, steps: int, rng: random.Ra
                         )
                     refills.append(time.monotonic() - t0)
             trips = len(rig.truth()["trips"])
+            sheds = rig.daemon.controller.sheds_between_ticks
     r = np.array(reactions)
     return {
         "bench": "overload_reaction",
@@ -131,7 +134,8 @@ async def one_config(tick_s: float, refresh_s: float, steps: int, rng: random.Ra
         "p50_s": round(float(np.percentile(r, 50)), 3) if len(r) else None,
         "p99_s": round(float(np.percentile(r, 99)), 3) if len(r) else None,
         "max_s": round(float(r.max()), 3) if len(r) else None,
-        "goal_p99_s": round(refresh_s + tick_s + 0.1, 3),
+        "goal_p99_s": round(refresh_s + 0.15, 3),
+        "sheds_between_ticks": sheds,
         "breaker_trips": trips,
         "refill_p50_s": round(float(np.median(refills)), 2) if refills else None,
     }
