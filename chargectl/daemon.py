@@ -35,6 +35,9 @@ from chargectl.control.layout import FloatArray, Layout
 from chargectl.control.observe import Decision, Demand, Observation
 
 log = logging.getLogger("chargectl")
+# A meter sample this far above what the last plan expects is a surprise worth a plan between
+# ticks (a load step the meter's window shows only in part, so not yet over the limit).
+SURPRISE_A = 0.5
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class Controller:
         self.last: TickOutcome | None = None
         self.ticks = 0
         self.sheds_between_ticks = 0
+        self._last_sample = np.full((layout.n_circuits, 3), np.nan)
         self._planning = asyncio.Lock()  # one plan and its writes at a time
 
     async def start(self) -> None:
@@ -147,13 +151,20 @@ class Controller:
         return outcome
 
     async def shed_on_sample(self, meter_a: FloatArray) -> bool:
-        """If a meter sample shows a circuit over its limit, shed now (True)."""
+        """If a new meter sample shows more than the plan expects on a circuit (over its
+        limit, or above the last plan: a step that a meter's RMS window shows only in part
+        at first), plan again now, shedding only (True)."""
         last = self.last
         if last is None:
             return False
         lay = self.layout
-        over = (meter_a > lay.limit_a + OVERLOAD_TOLERANCE_A) & lay.circuit_phases
-        if not over.any():
+        read = ~np.isnan(meter_a)
+        new = read & (meter_a != self._last_sample) & lay.circuit_phases
+        self._last_sample = np.where(read, meter_a, self._last_sample)
+        over = (meter_a > lay.limit_a + OVERLOAD_TOLERANCE_A) | (
+            meter_a > last.decision.planned_a + SURPRISE_A
+        )
+        if not (new & over).any():
             return False
         async with self._planning:
             seen = last.poll.observation
@@ -172,11 +183,18 @@ class Controller:
         period = self.shed.control.meter_poll_s
         if period <= 0:
             return
+        failing = False
         while not stop.is_set():
-            meter_a = await self.io.poll_meters()
-            if meter_a is None:
-                return  # no meter can be read between ticks
-            await self.shed_on_sample(meter_a)
+            try:
+                meter_a = await self.io.poll_meters()
+                if meter_a is None:
+                    return  # no meter can be read between ticks
+                await self.shed_on_sample(meter_a)
+                failing = False
+            except Exception:  # the watch must outlive a bug: the tick still sheds
+                if not failing:
+                    log.exception("meter watch failed; it goes on (the tick still sheds)")
+                failing = True
             await self.clock.sleep(period)
 
     async def run(self, stop: asyncio.Event, on_tick: Any = None) -> None:

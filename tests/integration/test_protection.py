@@ -72,13 +72,15 @@ async def test_campus_many_sessions_never_over_a_limit(tmp_path: Path) -> None:
 async def test_unmanaged_load_step_is_shed_within_the_tick_after_the_meter(
     tmp_path: Path,
 ) -> None:
+    # The tick's own path: no meter reads between ticks (test_a_load_step_is_shed_on_the_...
+    # covers those, which may shed before the meter shows the whole step over the limit).
     refresh_s = 0.2
     bays = [f"pile-a/{p}" for p in range(1, 11)]
     cfg = write_config(
         tmp_path,
         "small",
         overrides={
-            "control": {"tick_s": TICK_S},
+            "control": {"tick_s": TICK_S, "meter_poll_s": 0},
             "sim": {
                 "meter_refresh_s": refresh_s,
                 "chargers": [{"bay": b, "profile": "li72", "soc": 0.3} for b in bays],
@@ -144,3 +146,42 @@ async def test_heater_on_a_socket_is_cut_and_alarmed_without_a_trip(tmp_path: Pa
         await rig.wait_for(lambda: rig.bay("pile-a/3")["state"] == "idle", 5, "idle again")
         samples = await scrape(rig)
         assert metric(samples, "chargectl_bay_fault", bay="pile-a/3", fault="over_power") == 0
+
+
+async def test_a_load_step_is_shed_on_the_meter_sample_not_on_the_tick(tmp_path: Path) -> None:
+    """With a 3 s tick, a load step over the limit is shed once the meter's next sample shows
+    it: the daemon reads the meters every control.meter_poll_s between ticks."""
+    refresh_s, tick_s = 0.2, 3.0
+    bays = [f"pile-a/{p}" for p in range(1, 11)]
+    cfg = write_config(
+        tmp_path,
+        "small",
+        overrides={
+            "control": {"tick_s": tick_s, "watchdog_s": 10},
+            "sim": {
+                "meter_refresh_s": refresh_s,
+                "chargers": [{"bay": b, "profile": "li72", "soc": 0.3} for b in bays],
+            },
+        },
+    )
+    async with running_shed(cfg) as rig:
+        await open_sessions(rig, bays, within=30)
+        await rig.wait_for(lambda: rig.truth()["bays_charging"] >= 8, 20, "8 bays charging")
+        await rig.ticks(2)  # past the chargers' ramps
+        sheds = rig.daemon.controller.sheds_between_ticks
+        with trace_truth(rig) as trace:
+            now_a = rig.truth()["circuits"]["main"]["amps"][0]
+            t0 = rig.sim.world.now
+            rig.sim.world.set_load_step("main", [30.0 - now_a + 4.0])  # 4 A over 30 A
+            await rig.wait_for(lambda: rig.sim.world.now > t0 + 2.0, 5, "two seconds")
+        t, amps = trace.circuit("main", t0)
+        over = amps[:, 0] > 30.0
+        assert over.any(), "the step must push the supply over its limit"
+        first = int(np.argmax(over))
+        back = first + int(np.argmin(over[first:]))
+        assert not over[back], "not back under the limit within 2 s (the tick is 3 s)"
+        # The world's load grid moves once a second: the clock starts when the step lands.
+        reaction = t[back] - t[first - 1] if first else t[back] - t0
+        assert reaction <= 2 * refresh_s + MARGIN_S, f"shed after {reaction:.2f} s"
+        assert rig.daemon.controller.sheds_between_ticks > sheds
+        assert rig.truth()["trips"] == []
