@@ -25,6 +25,7 @@ anything else is written to it: it may have lost power and its settings.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -230,7 +231,7 @@ class ModbusShedIO:
         )
         out = np.full((self.layout.n_circuits, 3), np.nan)
         for dev in meters:
-            t, r = self.latest.get(dev, (-math.inf, None))  # type: ignore[assignment]
+            t, r = self.latest.get(dev, (-math.inf, None))
             if t == now and isinstance(r, MeterReading):
                 self._take_meter(dev, r, out)
         return out
@@ -245,7 +246,7 @@ class ModbusShedIO:
         poll.errors, self._errors = self._errors, []
         for dev in self.drivers:
             self._unsure(dev, obs)
-            t, reading = self.latest.get(dev, (-math.inf, None))  # type: ignore[assignment]
+            t, reading = self.latest.get(dev, (-math.inf, None))
             if now - t > FRESH_TICKS * self.tick_s or isinstance(reading, DeviceError):
                 continue
             if isinstance(reading, PileHot):
@@ -493,7 +494,7 @@ class ModbusShedIO:
             else:
                 late.add(bus)
                 self.busy[bus] = task
-                task.add_done_callback(lambda t, b=bus: self._line_done(b, t))
+                task.add_done_callback(functools.partial(self._line_done, bus))
         return late
 
     def _line_done(self, bus: str, task: asyncio.Future[None]) -> None:

@@ -70,7 +70,7 @@ def failsafe_masks(
     for pile, mask in (held | shrink_only).items():
         for j in _bits(layout, pile, mask):
             budget[layout.under[:, j]] -= cost_a[j] * layout.bay_phases[j]
-    for j in np.flatnonzero(relay_on & layout.socket):
+    for j in map(int, np.flatnonzero(relay_on & layout.socket)):
         if layout.bays[j].device in held or layout.bays[j].device in shrink_only:
             continue
         cost = cost_a[j] * layout.bay_phases[j]  # [3]
