@@ -143,6 +143,7 @@ class Result:
     ledger: list[str] = field(default_factory=list)
     sessions: int = 0
     energy_wh: int = 0
+    refused_writes: dict[str, int] = field(default_factory=dict)
     peak_ratio: float = 0.0  # the highest true current / limit (does the limit bind?)
     events: list[str] = field(default_factory=list)
 
@@ -187,6 +188,7 @@ class Result:
             "kills": self.kills,
             "failsafe_worst_ratio": round(self.failsafe_worst_ratio, 3),
             "peak_ratio": round(self.peak_ratio, 3),
+            "refused_writes": sum(self.refused_writes.values()),
             "sessions": self.sessions,
             "energy_wh": self.energy_wh,
             "ledger_mismatches": len(self.ledger),
@@ -233,7 +235,7 @@ def overloads(
         col = over[:, c, p]
         edges = np.diff(np.concatenate([[0], col.astype(np.int8), [0]]))
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-            k = int(np.searchsorted(d_times, t[a] - 1e-9, side="right")) - 1
+            k = int(np.searchsorted(d_times, t[a] + 1e-9, side="right")) - 1
             out.append(
                 Overload(
                     what,
@@ -258,7 +260,6 @@ class Campaign:
         self.faults = [FAULTS[k] for k in kinds]
         rng = random.Random(seed)
         self.rngs = [random.Random(rng.getrandbits(64)) for _ in kinds]
-        self.rng = random.Random(rng.getrandbits(64))  # the campaign's own choices
         self.result = Result(kinds, seed)
         self.config = shed_config(folder, [f.config for f in self.faults if f.config])
         self.shed: Shed = load_shed(self.config)
@@ -282,7 +283,9 @@ class Campaign:
         self.attempts: dict[str, list[tuple[float, int]]] = {}  # bay -> (wall, counter)
         self.tapped: dict[str, float] = {}
         self.state: dict[str, Any] = {}  # what the faults remember between in and out
-        self.t0 = time.monotonic()
+        self.injected = {f.kind: asyncio.Event() for f in self.faults}
+        self.held: dict[str, float] = {}
+        self.failsafe_spans: list[tuple[float, float]] = []  # fail-safe until the restart
 
     # -- bookkeeping
     def note(self, what: str) -> None:
@@ -380,41 +383,45 @@ class Campaign:
             await self.until(seen, 10.0, f"sessions {'open' if start else 'ended'} at {wave}")
 
     # -- the fail-safe state
+    def device_state(self, device: str) -> tuple[int, bool, int]:
+        """(watchdog_timeout s, in fail-safe, mask or fail-safe current in 0.1 A) as the device
+        holds them: its own registers, read past the bus (a silent device keeps them too)."""
+        model: Any = self.world.models[device]
+        watchdog = int(model.read_holding(0, 1)[0])
+        failsafe = bool(int(model.read_input(3, 1)[0]) & 1)
+        if self.shed.device(device).kind == "pile":
+            hi, lo = model.read_holding(2, 2)
+            return watchdog, failsafe, (int(hi) << 16) | int(lo)
+        return watchdog, failsafe, int(model.read_holding(3, 1)[0])
+
     def failsafe_worst(self) -> tuple[np.ndarray, list[str]]:
         """[C, 3] the worst the devices allow on their own now, and devices not in fail-safe.
 
-        Per pile: every socket whose mask bit is set (or whose contacts are closed: a mask
-        applies only once the watchdog fires) drawing the pile's cut-off at the lowest supply
-        voltage and power factor 0.5; a pile the controller never reached (no watchdog) at what
-        it draws. Per wallbox: its fail-safe current. Plus per circuit the larger of its
-        `unmanaged_worst_a` and the true unmanaged load through it."""
+        Per pile: every socket whose mask bit is set drawing the pile's cut-off at the lowest
+        supply voltage and power factor 0.5; a pile the controller never reached (no watchdog,
+        so no fail-safe) at what it draws. Per wallbox: its fail-safe current. Plus per circuit
+        the larger of its `unmanaged_worst_a` and the true unmanaged load through it."""
         w = self.world
         volts = self.shed.shed.lowest_voltage_v
         own = np.zeros_like(self.limits)
         topo = w.topo
         not_failsafe = []
         for d in self.shed.devices:
-            c = topo.circuit_index[str(d.circuit)] if d.circuit else -1
-            model: Any = w.models[d.id]
+            if d.kind not in ("pile", "evse"):
+                continue
+            c = topo.circuit_index[str(d.circuit)]
+            watchdog, failsafe, value = self.device_state(d.id)
+            if not failsafe:
+                not_failsafe.append(d.id)
             if d.kind == "pile":
-                snap = model.snapshot()
-                if snap["watchdog_timeout_s"] == 0:
-                    sl = self.bays_of(d.id)
-                    own[c, d.phases[0] - 1] += float(w.chargers.amps[sl].sum())
-                    not_failsafe.append(d.id)
+                if watchdog == 0:
+                    own[c, d.phases[0] - 1] += float(w.chargers.amps[self.bays_of(d.id)].sum())
                     continue
-                if not snap["failsafe"]:
-                    not_failsafe.append(d.id)
-                bits = [(snap["failsafe_mask"] >> k) & 1 for k in range(d.ports)]
-                n = sum(1 for b in bits if b)
+                n = bin(value).count("1")
                 own[c, d.phases[0] - 1] += n * d.port_power_limit_w / (volts * WORST_POWER_FACTOR)
-            elif d.kind == "evse":
-                snap = model.snapshot()
-                if not snap["failsafe"]:
-                    not_failsafe.append(d.id)
-                phases = d.phases or tuple(topo.circuit_phases[c])
-                for p in phases:
-                    own[c, p - 1] += snap["failsafe_current_a"]
+            else:
+                for p in d.phases or tuple(topo.circuit_phases[c]):
+                    own[c, p - 1] += value / 10.0
         through = self.under @ own
         unmanaged = self.under @ w.unmanaged_a
         worst = np.zeros_like(self.limits)
@@ -454,16 +461,22 @@ class Campaign:
         self.note(f"fail-safe checked: worst {ratio.max():.2f} x limit, masks {self.masks()}")
 
     def masks(self) -> dict[str, int]:
-        return {p: int(self.world.models[p].snapshot()["failsafe_mask"]) for p in PILES}
+        return {p: self.device_state(p)[2] for p in PILES}
 
     def all_failsafe(self) -> bool:
-        reached = [
-            d.id
-            for d in self.shed.devices
-            if d.kind in ("pile", "evse")
-            and self.world.models[d.id].snapshot()["watchdog_timeout_s"] > 0
-        ]
-        return all(self.world.models[d].snapshot()["failsafe"] for d in reached)
+        """Every pile and wallbox the controller has reached is in fail-safe."""
+        states = [self.device_state(d.id) for d in self.shed.devices if d.kind in ("pile", "evse")]
+        return all(failsafe for watchdog, failsafe, _ in states if watchdog > 0)
+
+    def refused_writes(self) -> dict[str, int]:
+        """Per device, the writes it answered with exception 04 (a refused range)."""
+        out: dict[str, int] = {}
+        for d in self.shed.devices:
+            writes = self.world.models[d.id].snapshot().get("writes", [])
+            n = sum(1 for w in writes if w["error"] == 4)
+            if n:
+                out[d.id] = n
+        return out
 
     # -- the ledger
     def check_ledger(self) -> None:
@@ -506,13 +519,23 @@ class Campaign:
                 problems.append(f"session {row.id} at {row.bay}: nobody tapped there")
 
     # -- the whole run
-    async def play(self, fault: Fault, rng: random.Random, window_s: float) -> None:
+    async def play(
+        self, fault: Fault, rng: random.Random, window_s: float, first: Fault | None
+    ) -> None:
+        """Inject at a random instant of the window, hold a random while, clear. A second
+        fault lands while the first holds (from 0.3 s after the first is in, before it is
+        out), so that the two act together."""
         at = rng.uniform(0.3, window_s)
         hold = rng.uniform(*fault.hold_s)
+        self.held[fault.kind] = hold
+        if first is not None:
+            await self.injected[first.kind].wait()
+            at = rng.uniform(0.3, max(0.4, self.held[first.kind]))
         await asyncio.sleep(at)
         if fault.inject is not None:
             self.disturb(f"{fault.kind} in")
             await fault.inject(self, rng)
+        self.injected[fault.kind].set()
         await asyncio.sleep(hold)
         if fault.clear is not None:
             self.disturb(f"{fault.kind} out")
@@ -538,9 +561,10 @@ class Campaign:
                         await f.prepare(self, rng)
                 await asyncio.sleep(1.5)
                 self.note("window opens")
+                first = self.faults[0] if self.faults else None
                 await asyncio.gather(
                     *(
-                        self.play(f, rng, window_s)
+                        self.play(f, rng, window_s, None if f is first else first)
                         for f, rng in zip(self.faults, self.rngs, strict=True)
                     )
                 )
@@ -556,12 +580,19 @@ class Campaign:
             if rc != 0:
                 self.result.events.append(f"the daemon exited {rc}")
             self.check_ledger()
+            self.result.refused_writes = self.refused_writes()
             self.result.trips = list(self.world.truth(bays=False)["trips"])
             d = self.result.disturbances
             watched = np.array(self.current.watched)
             if watched.any():
                 peak = np.array(self.current.amps)[watched] / self.limits
                 self.result.peak_ratio = float(peak.max())
+            for a, b in self.failsafe_spans:
+                t = np.array(self.current.times)
+                span = np.array(self.current.amps)[(t >= a) & (t <= b)]
+                if (span > self.limits + 1e-6).any():
+                    worst = float((span - self.limits).max())
+                    self.result.failsafe.append(f"{worst:.2f} A over a limit in fail-safe")
             self.result.overloads = [
                 *overloads("current", self.current, self.limits, self.circuit_ids, d),
                 *overloads("exposure", self.exposure, self.limits, self.circuit_ids, d),
@@ -641,9 +672,8 @@ async def _meter_load(c: Campaign, rng: random.Random) -> None:
     worst = c.shed.circuits[0].unmanaged_worst_a or 0.0
     base = sum(bl.amps[0] for bl in c.shed.sim.base_load if bl.circuit == MAIN)
     step = worst + rng.uniform(3.0, 5.0) - base
-    c.disturb(f"load step {step:.1f} A (unmanaged over the worst case)")
-    c.world.set_load_step(MAIN, [step])
-    await asyncio.sleep(2.0)
+    await _load(c, step, f"load step {step:.1f} A (unmanaged over the worst case)")
+    await asyncio.sleep(1.5)
 
 
 async def _meter_silent(c: Campaign, rng: random.Random) -> None:
@@ -682,14 +712,19 @@ async def _refuse_mask(c: Campaign, rng: random.Random) -> None:
 
 
 async def _accept_mask(c: Campaign, rng: random.Random) -> None:
+    c.note(f"masks {c.masks()} before the pile accepts writes again")
     c.sim.faults[c.state["mask_refused"]].refuse_writes.remove((2, 2))
 
 
 async def _refuse_relays(c: Campaign, rng: random.Random) -> None:
+    """A pile refuses relay writes, and a session starts there (a relay to close)."""
     pile = rng.choice(PILES)
     c.state["relays_refused"] = pile
     c.sim.faults[pile].refuse_writes.append((16, PORTS[pile]))
     c.note(f"{pile} refuses relay writes")
+    spare = [b for b in SPARE_BAYS if b.startswith(pile + "/") and b not in c.running()]
+    if spare:
+        await c.tap(spare[0], start=True)
 
 
 async def _accept_relays(c: Campaign, rng: random.Random) -> None:
@@ -767,12 +802,21 @@ async def _load_over(c: Campaign, rng: random.Random) -> None:
     now = float(c.world.circuit_amps[0, 0])
     over = rng.uniform(2.0, 6.0)
     step = LIMIT_A - now + over
-    c.world.set_load_step(MAIN, [step])
-    c.note(f"load step {step:.1f} A ({now:.1f} A flowing: {over:.1f} A over)")
+    await _load(c, step, f"load step {step:.1f} A ({now:.1f} A flowing: {over:.1f} A over)")
 
 
 async def _load_off(c: Campaign, rng: random.Random) -> None:
-    c.world.set_load_step(MAIN, [0.0])
+    await _load(c, 0.0, "load step off")
+
+
+async def _load(c: Campaign, amps: float, what: str) -> None:
+    """The step lands on the simulator's next second of load: that instant is the
+    disturbance."""
+    c.world.set_load_step(MAIN, [amps])
+    c.note(what)
+    before = float(c.world.unmanaged_a[0, 0])
+    await c.until(lambda: float(c.world.unmanaged_a[0, 0]) != before, 2.0, "the load step")
+    c.disturb(f"{what}: landed")
 
 
 async def _kill(c: Campaign, rng: random.Random) -> None:
@@ -794,7 +838,9 @@ async def _kill(c: Campaign, rng: random.Random) -> None:
     c.note(f"fail-safe (masks {c.masks()})")
     await asyncio.sleep(STEP_S * 3)  # the relays have followed the masks in the world
     c.check_failsafe()
+    since = c.world.now
     await asyncio.sleep(rng.uniform(0.0, 1.0))
+    c.failsafe_spans.append((since, c.world.now))
     await c.start_daemon()
     c.disturb("kill: daemon back")
 

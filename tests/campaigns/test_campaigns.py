@@ -51,7 +51,14 @@ def test_each_fault_alone_holds_every_limit(singles: dict[str, Result], kind: st
     result = singles[kind]
     check(result)
     assert result.disturbances, "the fault was never injected"
-    assert result.sessions >= 7
+    if kind == "pile_silent_start":
+        # While pile-b was never read it counts at its worst: the rest of the shed waits.
+        assert result.sessions >= 4
+    else:
+        assert result.sessions >= 8
+        assert result.peak_ratio > 0.7, "the shed should run close to its limit"
+    if kind in ("mask_refused", "relays_refused"):
+        assert result.refused_writes, "the pile never refused a write: nothing was tested"
 
 
 def test_kill_checked_the_failsafe_state(singles: dict[str, Result]) -> None:
