@@ -5,9 +5,11 @@ topology arrays (see `Topology`) and the tick's values. The rules are in docs/al
 algorithm and its cost, with N bays, R of them wallboxes (min < max), C circuits and depth D
 (circuits on a root-to-leaf path, 3 or 4 in a real shed):
 
-1. Infeasible circuits and the circuits below them: one pass in preorder, O(C).
-2. Admission: sort the bays by (priority desc, credit asc, on first, id), then each bay walks
-   its D ancestors and checks (then adds) its minimum on its phases: O(N log N + N D).
+1. Infeasible circuit-phases, and per circuit the phases on which it or a circuit above it
+   is infeasible (a bit mask, inherited down the tree): one pass in preorder, O(C).
+2. Admission: sort the bays by (priority desc, credit asc, on first, id), then each bay that
+   draws on no blocked phase of its circuit's mask walks its D ancestors and checks (then
+   adds) its minimum on its phases: O(N log N + N D).
    The sort is a natural merge sort over packed keys, started from the last tick's order:
    from one tick to the next only a few credits cross, so it costs close to O(N); unrelated
    input costs O(N log N).
@@ -66,7 +68,8 @@ ERR_PRIORITY = 6
 # Layout of the integer and float workspaces (offsets in units of B or C).
 # iwork[:B] is the admission order, kept from tick to tick (a permutation; arange at first).
 INT_WORK_B = 7  # order, sort keys and their temporary, starts, stops, state, run bounds (+1)
-# heap items, heap positions, dirty list, dirty flags (3C each), blocked, riser ranges (C each)
+# heap items, heap positions, dirty list, dirty flags (3C each), blocked phase masks, riser
+# ranges (C each)
 INT_WORK_C = 3 * 4 + 3
 INT_WORK_EXTRA = 1
 FLOAT_WORK_B = 3  # level, sort values and their temporary
@@ -533,16 +536,19 @@ def allocate_kernel(
     slope = fwork[o + 9 * n_c : o + 12 * n_c]
     keys = fwork[o + 12 * n_c : o + 15 * n_c]
 
-    # Rule 4: infeasible circuit-phases block their whole subtree.
+    # Rule 4: an infeasible circuit-phase is over its limit before any bay, so nothing may be
+    # added to it: blocked[c] has bit p set when phase p is infeasible at c or at a circuit
+    # above it (a bay draws on the same phase all the way up). Preorder: parents first.
     for k in range(n_c):
         c = preorder[k]
-        blk = parent[c] >= 0 and blocked[parent[c]] != 0
+        blk = blocked[parent[c]] if parent[c] >= 0 else 0
         for p in range(3):
             bad = has_phase[c, p] and unmanaged[c, p] > limit[c, p] + FIT_EPS_A
             infeasible[c, p] = bad
-            blk = blk or bad
+            if bad:
+                blk |= 1 << p
             used[c, p] = unmanaged[c, p] if has_phase[c, p] else 0.0
-        blocked[c] = 1 if blk else 0
+        blocked[c] = blk
 
     # Rule 2: admission at the minimum, in order.
     _admission_order(order, priority, credit, on, id_rank, by_id, sk, sx, tk, tx, bounds)
@@ -567,9 +573,10 @@ def allocate_kernel(
     for k in range(n_b):
         m = o_min[k]
         c0 = o_circuit[k]
-        if o_max[k] <= 0.0 or o_max[k] < m or blocked[c0] != 0:
-            continue
         mask = o_mask[k]
+        # A bay on an infeasible circuit-phase is never admitted, so none rises on one either.
+        if o_max[k] <= 0.0 or o_max[k] < m or (blocked[c0] & mask) != 0:
+            continue
         fits = True
         c = c0
         while c >= 0 and fits:

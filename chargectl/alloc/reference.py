@@ -40,9 +40,11 @@ def reference_plan(problem: Problem) -> Plan:
     def draws_on(bay: ProblemBay) -> list[CP]:
         return [(a, p) for a in ancestors(bay.circuit) for p in bay.phases]
 
-    # Rule 4: unmanaged load alone over a limit; nothing below such a circuit is admitted.
+    # Rule 4: unmanaged load alone over a limit. Nothing may be added to such a
+    # circuit-phase, so a bay that draws on it (on any phase, through any circuit) stays off;
+    # the circuit's other phases are not concerned.
     infeasible = [cp for cp in limit if unmanaged[cp] > limit[cp] + FIT_EPS_A]
-    infeasible_circuits = {cid for cid, _ in infeasible}
+    infeasible_set = set(infeasible)
 
     # Rule 2: admission at the minimum, in order.
     ranked = sorted(problem.bays, key=lambda b: (-b.priority, b.credit, not b.on, b.id))
@@ -51,7 +53,7 @@ def reference_plan(problem: Problem) -> Plan:
     for bay in ranked:
         if bay.max_a <= 0 or bay.max_a < bay.min_a:
             continue
-        if infeasible_circuits.intersection(ancestors(bay.circuit)):
+        if infeasible_set.intersection(draws_on(bay)):
             continue
         if all(load[cp] + bay.min_a <= limit[cp] + FIT_EPS_A for cp in draws_on(bay)):
             admitted.append(bay)

@@ -71,6 +71,8 @@ def problems(draw: st.DrawFn, max_bays: int = 200, max_circuits: int = 12) -> Pr
             kind = draw(st.integers(0, 9))
             if kind == 0:  # infeasible on its own
                 unm[p - 1] = (lim[p - 1] or 0.0) + draw(st.floats(0.5, 5))
+            elif kind == 9:  # at the limit: full, or infeasible by a hair (rule 4's 1e-9 A)
+                unm[p - 1] = (lim[p - 1] or 0.0) + draw(st.sampled_from([0.0, 1e-9, 3e-9]))
             elif kind < 5:
                 unm[p - 1] = draw(_amps) / 4
         circuits.append(ProblemCircuit(cid, parent, (lim[0], lim[1], lim[2]), tuple(unm)))  # type: ignore[arg-type]

@@ -47,18 +47,25 @@ def check_rules(problem: Problem, plan: Plan) -> None:
         assert got is not None
         assert abs(got - load[cid, p]) <= TOL
 
-    # Rule 4: exactly the circuit-phases whose unmanaged load alone is over the limit; nothing
-    # below them is on.
+    # Rule 4: exactly the circuit-phases whose unmanaged load alone is over the limit. A bay
+    # that draws on one of them (on its circuit or any circuit above) is off, whatever its
+    # other phases; bays on the other phases below that circuit are not concerned.
     infeasible = {cp for cp in all_cps if unmanaged(cp) > limit(cp) + FIT_EPS_A}
     assert set(plan.infeasible) == infeasible
-    blocked = {cid for cid, _ in infeasible}
+
+    def blocked(b: ProblemBay) -> bool:
+        return any(cp in infeasible for cp in cps(b))
+
     for b in problem.bays:
-        if blocked.intersection(ancestors(b.circuit)):
+        if blocked(b):
             assert x[b.id] == 0.0, b
 
-    # Rule 1: never over a limit (where unmanaged load alone does not already exceed it).
+    # Rule 1: never over a limit. An infeasible circuit-phase is over it before any bay:
+    # nothing at all is added to it.
     for cp in all_cps:
-        if cp not in infeasible:
+        if cp in infeasible:
+            assert load[cp] == unmanaged(cp), cp
+        else:
             assert load[cp] <= limit(cp) + FIT_EPS_A + TOL, cp
 
     # Rule 2: walking the admission order, a bay is on exactly when its minimum fits on top
@@ -68,8 +75,7 @@ def check_rules(problem: Problem, plan: Plan) -> None:
     admitted: set[str] = set()
     mins = {cp: unmanaged(cp) for cp in all_cps}
     for b in ranked:
-        under_infeasible = bool(blocked.intersection(ancestors(b.circuit)))
-        valid = b.max_a > 0 and b.max_a >= b.min_a and not under_infeasible
+        valid = b.max_a > 0 and b.max_a >= b.min_a and not blocked(b)
         fits = valid and all(mins[cp] + b.min_a <= limit(cp) + FIT_EPS_A for cp in cps(b))
         on = x[b.id] > 0 or (valid and b.min_a == 0)
         assert on == fits, b

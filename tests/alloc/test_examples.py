@@ -67,6 +67,43 @@ EXAMPLES: dict[str, tuple[Problem, dict[str, float], tuple[tuple[str, int], ...]
         {"x": 0.0, "y": 10.0},
         (),
     ),
+    "G": (
+        Problem(
+            # row's L1 is over its limit on unmanaged load alone (a silent pile's worst case);
+            # main's unmanaged load includes it. leaf's own L1 is fine, but it hangs on row.
+            (
+                circuit("main", (40, 40, 40), unmanaged=(17, 0, 0)),
+                circuit("row", (16, 16, 16), parent="main", unmanaged=(17, 0, 0)),
+                circuit("leaf", (10, 10, None), parent="row"),
+            ),
+            (
+                socket("r1", 2, "row", phase=1),
+                socket("r2", 2, "row", phase=2),
+                socket("r3", 2, "row", phase=3),
+                wallbox("w2", 6, 16, "row", phases=(2,)),
+                wallbox("w3", 6, 16, "row", phases=(1, 2, 3)),
+                socket("leaf1", 2, "leaf", phase=1),
+                socket("leaf2", 2, "leaf", phase=2),
+                socket("m1", 2, "main", phase=1),
+                wallbox("wm", 6, 32, "main", phases=(1, 2, 3)),
+            ),
+        ),
+        # On row's L2 and L3 (and leaf's L2) bays charge as usual: w2 fills row's L2 at 12.
+        # Nothing is added to row's L1: not r1, not leaf1, not the 3-phase w3. wm on main
+        # is held by main's L1, which carries row's 17 A: 17 + 2 + 21 = 40.
+        {
+            "r1": 0.0,
+            "r2": 2.0,
+            "r3": 2.0,
+            "w2": 12.0,
+            "w3": 0.0,
+            "leaf1": 0.0,
+            "leaf2": 2.0,
+            "m1": 2.0,
+            "wm": 21.0,
+        },
+        (("row", 1),),
+    ),
 }
 
 
@@ -110,3 +147,14 @@ def test_example_e_sub_circuit_binds_first(solver: str) -> None:
         "A": (True, None, None),
         "B": (False, None, None),
     }
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_example_g_an_infeasible_phase_blocks_only_that_phase(solver: str) -> None:
+    result = SOLVERS[solver](EXAMPLES["G"][0])
+    # row's L1 stays at its unmanaged load: over the limit, so nothing is added to it.
+    assert result.planned_a["row"] == pytest.approx((17.0, 16.0, 2.0))
+    assert result.binding["row"] == (True, True, False)
+    assert result.planned_a["leaf"] == pytest.approx((0.0, 2.0, None))
+    assert result.planned_a["main"] == pytest.approx((40.0, 37.0, 23.0))
+    assert result.binding["main"] == (True, False, False)

@@ -98,9 +98,9 @@ def test_bays_that_cannot_run_are_left_off(solver: str) -> None:
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_an_infeasible_phase_blocks_the_whole_subtree(solver: str) -> None:
-    # row's L1 is over its limit on unmanaged load alone; a bay on row's L2 is still not
-    # admitted (rule 4), and neither is one in the circuit below row.
+def test_an_infeasible_phase_blocks_only_that_phase_below_it(solver: str) -> None:
+    # row's L1 is over its limit on unmanaged load alone: a bay on row's L2 is admitted
+    # (rule 4 is per phase), and so is one on L2 of the circuit below row.
     problem = Problem(
         (
             circuit("main", (63, 63, 63), unmanaged=(20, 0, 0)),
@@ -108,15 +108,76 @@ def test_an_infeasible_phase_blocks_the_whole_subtree(solver: str) -> None:
             circuit("leaf", (None, 10, None), parent="row"),
         ),
         (
+            socket("l1", 2, "row", phase=1),
             socket("l2", 2, "row", phase=2),
             socket("leaf", 2, "leaf", phase=2),
             socket("m", 2, "main", phase=1),
         ),
     )
     result = solve(solver, problem)
-    assert result.setpoints == {"l2": 0.0, "leaf": 0.0, "m": 2.0}
+    assert result.setpoints == {"l1": 0.0, "l2": 2.0, "leaf": 2.0, "m": 2.0}
     assert result.infeasible == (("row", 1),)
-    assert result.planned_a["leaf"] == (None, 0.0, None)
+    assert result.planned_a["row"] == (17.0, 4.0, None)
+    assert result.planned_a["leaf"] == (None, 2.0, None)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_an_infeasible_phase_of_an_ancestor_blocks_that_phase_below_it(solver: str) -> None:
+    # main's L2 is infeasible; row's own L2 is fine, but a bay on it draws on main's L2 too.
+    # A wallbox with no minimum would fit anywhere else: not on main's L2 either.
+    problem = Problem(
+        (
+            circuit("main", (32, 32, 32), unmanaged=(0, 33, 0)),
+            circuit("row", (16, 16, 16), parent="main"),
+        ),
+        (
+            socket("r1", 2, "row", phase=1),
+            socket("r2", 2, "row", phase=2),
+            wallbox("w2", 0, 16, "row", phases=(2,)),
+            wallbox("w3", 6, 16, "row", phases=(1, 2, 3)),
+            wallbox("w13", 0, 8, "row", phases=(1, 3)),
+        ),
+    )
+    result = solve(solver, problem)
+    assert result.setpoints == pytest.approx(
+        {"r1": 2.0, "r2": 0.0, "w2": 0.0, "w3": 0.0, "w13": 8.0}
+    )
+    assert result.infeasible == (("main", 2),)
+    assert result.planned_a["main"] == pytest.approx((10.0, 33.0, 8.0))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_an_infeasible_phase_of_a_sub_circuit_leaves_its_parent_alone(solver: str) -> None:
+    # leaf's L3 is infeasible; a 3-phase wallbox on main does not draw on leaf and rises to
+    # what main's L3 leaves (leaf's unmanaged load is part of main's): 20 - 12 = 8.
+    problem = Problem(
+        (
+            circuit("main", (20, 20, 20), unmanaged=(0, 0, 12)),
+            circuit("leaf", (None, None, 10), parent="main", unmanaged=(0, 0, 12)),
+        ),
+        (wallbox("w", 6, 16, "main", phases=(1, 2, 3)), socket("s", 1, "leaf", phase=3)),
+    )
+    result = solve(solver, problem)
+    assert result.setpoints == pytest.approx({"w": 8.0, "s": 0.0})
+    assert result.infeasible == (("leaf", 3),)
+    assert result.binding["main"] == (False, False, True)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_infeasible_means_more_than_a_nanoamp_over(solver: str) -> None:
+    # Unmanaged load at the limit plus 1e-9 A is still feasible (and full); a hair more is not.
+    problem = Problem(
+        (
+            circuit("main", (32, 32, 32)),
+            circuit("edge", (10, 10, None), parent="main", unmanaged=(10 + 1e-9, 10 + 3e-9, 0)),
+        ),
+        (wallbox("w1", 0, 16, "edge", phases=(1,)), wallbox("w2", 0, 16, "edge", phases=(2,))),
+    )
+    result = solve(solver, problem)
+    assert result.infeasible == (("edge", 2),)
+    # w1 is admitted at 0 A (its minimum fits with the 1e-9 A of slack), w2 is not.
+    assert result.setpoints["w1"] == pytest.approx(0.0, abs=1e-9)
+    assert result.setpoints["w2"] == 0.0
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
