@@ -10,7 +10,8 @@ are never turned into values.
 
 Writes go in waves across all lines, each wave bounded by the tick's budget: first everything
 that lowers current (relays that open, wallbox offers that drop), then, only if every lowering
-write was confirmed, everything that raises it; then fail-safe masks, shrink-first: every
+write was confirmed, everything that raises it (relays close one at a time, shed-wide, 20 ms
+apart, so that no two chargers' inrush peaks meet); then fail-safe masks, shrink-first: every
 pile's bits that go away are written before any pile gets a new bit, and new bits only once
 every shrink was confirmed, so a crash between two writes never leaves masks that together
 overload a circuit. Then lamps and heartbeats. Only what changed is written, and a write that
@@ -51,7 +52,8 @@ SETUP_RETRY_S = 2.0
 POLL_SHARE = 0.6  # of tick_s: how long a tick waits for the lines' reads
 WRITES_END = 0.95  # of tick_s after the tick's start: when its write waves stop waiting
 WAVE_MIN = 0.05  # of tick_s: the least any one wave is given
-FRESH_TICKS = 1.0 + POLL_SHARE  # a reading taken this long ago still serves a tick
+CLOSE_SPACING_S = 0.02  # between two relay closes, shed-wide: inrush peaks never meet
+FRESH_TICKS = 1.0 + POLL_SHARE  # ticks a reading may be old and still serve (at least)
 Reading = PileHot | EvseHot | MeterReading | DeviceError
 
 
@@ -103,6 +105,13 @@ class ModbusShedIO:
                 or all(d in self.meter_circuit for d in self.on_bus[shed.device(m).bus])
             )
         ]
+        # How old a reading may be and still serve a tick: a tick and its poll budget, or, on
+        # a line where one unit's timeout (a dead meter being probed) holds the others back,
+        # a tick and two timeouts. Older, its bays count as unseen (their worst case).
+        self.fresh_s = {
+            d.id: max(FRESH_TICKS * self.tick_s, self.tick_s + 2 * shed.bus(d.bus).timeout_s)
+            for d in shed.devices
+        }
         self.up: dict[str, bool] = {d: False for d in self.drivers}
         self.needs_setup: set[str] = set(self.drivers)
         self.written: dict[str, _Written] = {d: _Written() for d in self.drivers}
@@ -119,6 +128,8 @@ class ModbusShedIO:
         self.busy: dict[str, asyncio.Future[None]] = {}  # line -> its unfinished task
         self._errors: list[tuple[str, str]] = []
         self._tick_start = -math.inf
+        self._closing = asyncio.Lock()
+        self._next_close_at = -math.inf
 
     # -- life cycle ----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -247,7 +258,7 @@ class ModbusShedIO:
         for dev in self.drivers:
             self._unsure(dev, obs)
             t, reading = self.latest.get(dev, (-math.inf, None))
-            if now - t > FRESH_TICKS * self.tick_s or isinstance(reading, DeviceError):
+            if now - t > self.fresh_s[dev] or isinstance(reading, DeviceError):
                 continue
             if isinstance(reading, PileHot):
                 self._take_pile(dev, reading, poll)
@@ -361,7 +372,9 @@ class ModbusShedIO:
 
         async def raise_(dev: str) -> None:
             if dev in relays:
-                await self._relays(dev, {p: v for p, v in relays[dev].items() if v})
+                for port, on in relays[dev].items():
+                    if on and self.written[dev].relays.get(port) is not True:
+                        await self._close(dev, port)
             elif dev in setpoints and setpoints[dev] != self.written[dev].setpoint_a:
                 await self._setpoint(dev, setpoints[dev])
 
@@ -444,6 +457,17 @@ class ModbusShedIO:
         for p in changed:
             w.relays.pop(p, None)
         return False
+
+    async def _close(self, dev: str, port: int) -> None:
+        """One relay closes at a time, shed-wide, CLOSE_SPACING_S apart: each charger's inrush
+        is tens of amps for a few milliseconds, and peaks that meet add up toward a breaker's
+        magnetic trip (5 cheap chargers at one instant trip a loaded C32)."""
+        async with self._closing:
+            wait = self._next_close_at - self.clock.now()
+            if wait > 0:
+                await self.clock.sleep(wait)
+            await self._relays(dev, {port: True})
+            self._next_close_at = self.clock.now() + CLOSE_SPACING_S
 
     async def _setpoint(self, dev: str, amps: float) -> bool:
         drv = self.drivers[dev]

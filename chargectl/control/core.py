@@ -100,6 +100,9 @@ class ControlCore:
         # The last unmanaged estimate of each circuit-phase while its meter was live: a meter
         # that goes away keeps at least this (it had just measured it).
         self._live_unmanaged = np.zeros(c3)
+        self._steady = np.full(c3, -np.inf)  # the lower of a meter's last two samples
+        self._prev_sample = np.full(c3, np.inf)
+        self._steady_hist: deque[tuple[float, FloatArray]] = deque()
         self.last_amps = np.zeros(b)  # each bay's last measured current while it answered
         # The highest setpoint a device may still hold: what was decided, and while a command
         # is unconfirmed, every earlier decision since the last confirmed one.
@@ -382,24 +385,37 @@ class ControlCore:
         self._raw_unmanaged = np.where(
             fresh, sample, np.where(metered, self._raw_unmanaged, -np.inf)
         )
+        # What a lost meter leaves behind must have shown in two samples running: one sample
+        # alone may be a spike (the inrush of relays just closed, inside the meter's RMS
+        # window) that a live estimate rides out but a lost meter's would keep for good.
+        self._steady = np.where(
+            fresh,
+            np.minimum(sample, self._prev_sample),
+            np.where(metered, self._steady, -np.inf),
+        )
+        self._prev_sample = np.where(fresh, sample, self._prev_sample)
         self._bays_prev = bays_load
         raw = self._raw_unmanaged
         # Hold the recent maximum of what meters showed: a load that steps up is believed at
         # once, one that goes away only after UNMANAGED_HOLD_S.
         held = np.maximum(_window_max(self._unmanaged_hist, now, UNMANAGED_HOLD_S, raw), 0.0)
+        steady = np.maximum(
+            _window_max(self._steady_hist, now, UNMANAGED_HOLD_S, self._steady), 0.0
+        )
         out = np.zeros_like(lay.limit_a)
+        live = np.zeros_like(lay.limit_a)
         # Children before parents: walk the topological order backwards. A circuit whose
         # meter is lost or frozen counts the larger of its worst case and what it last
-        # measured: a meter that dies says nothing about the load going away.
+        # measured (steadily): a meter that dies says nothing about the load going away.
         for c in range(lay.n_circuits - 1, -1, -1):
             children = lay.parent == c
-            from_children = out[children].sum(axis=0) if children.any() else np.zeros(3)
-            out[c] = np.where(
-                metered[c],
-                np.maximum(held[c], from_children),
-                np.maximum(lay.unmanaged_worst_a[c] + from_children, self._live_unmanaged[c]),
-            )
-        self._live_unmanaged = np.where(metered, out, self._live_unmanaged)
+            none = np.zeros(3)
+            from_children = out[children].sum(axis=0) if children.any() else none
+            live_children = live[children].sum(axis=0) if children.any() else none
+            lost = np.maximum(lay.unmanaged_worst_a[c] + from_children, self._live_unmanaged[c])
+            out[c] = np.where(metered[c], np.maximum(held[c], from_children), lost)
+            live[c] = np.where(metered[c], np.maximum(steady[c], live_children), lost)
+        self._live_unmanaged = np.where(metered, live, self._live_unmanaged)
         return out * lay.circuit_phases
 
     def _bounds(

@@ -105,6 +105,28 @@ def test_a_lost_meter_keeps_what_it_measured_above_the_worst_case(how: str) -> N
     assert int(core.on.sum()) <= on_before
 
 
+def test_a_lost_meter_keeps_a_steady_measurement_not_a_one_sample_spike() -> None:
+    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
+    demand = want(lay, sockets(lay, "pa")[:2])
+    for t in range(6):
+        core.step(float(t), obs, demand)
+        draw(lay, core, obs, 2.0, 1.0)
+    obs.meter_a[0, 0] += 12.0  # one sample with an inrush spike in its RMS window
+    core.step(6.0, obs, demand)
+    obs.meter_a[0, 0] = np.nan  # then the meter dies
+    d = core.step(7.0, obs, demand)
+    assert d.unmanaged_a[0, 0] == pytest.approx(2.0)  # the worst case, not 13 A
+    # The same 12 A in two samples running is load: a meter lost after it keeps it.
+    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
+    for t in range(6):
+        core.step(float(t), obs, demand)
+        draw(lay, core, obs, 2.0, 1.0 + (12.0 + 0.1 * t if t >= 4 else 0.0))
+    core.step(6.0, obs, demand)
+    obs.meter_a[0, 0] = np.nan
+    d = core.step(7.0, obs, demand)
+    assert d.unmanaged_a[0, 0] >= 13.4 - 1e-9
+
+
 # -- wallboxes ----------------------------------------------------------------------------------
 
 

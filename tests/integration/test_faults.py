@@ -53,9 +53,9 @@ async def test_meter_lost_plans_for_the_worst_case_and_recovers(tmp_path: Path) 
         await rig.wait_for(lambda: rig.status()["devices"]["supply-meter"] is False, 5, "down")
         await rig.ticks(4)
         circuit = main_circuit(rig)
-        # At least the worst case: a lost meter keeps the larger of the worst case and what it
-        # last measured (and the simulated meter shows the inrush of relays closed together).
-        assert circuit["unmanaged_a"][0] >= worst
+        # The worst case: it is above what the meter steadily measured (about 1.5 A); a spike
+        # of one sample (relays' inrush inside the meter's window) is not kept.
+        assert circuit["unmanaged_a"] == [worst]
         assert circuit["planned_a"][0] <= 30.0
         after = sum(closed(rig, "pile-a"))
         assert after < before, f"the plan must drop: {before} -> {after} sockets"
