@@ -361,9 +361,7 @@ def test_negative_unmanaged_load(errors: Found) -> None:
 def test_voltage_outside_a_phase_voltage(errors: Found, value: int) -> None:
     # 400 V is line-to-line: taken as a phase voltage it shrinks every watt-to-amp budget.
     p = only(errors(edit(BASE, "voltage_v: 230", f"voltage_v: {value}")), "shed.voltage_v")
-    assert p.message == (
-        f"the phase (line-to-neutral) voltage must be in 100..250 V, got {value}"
-    )
+    assert p.message == (f"the phase (line-to-neutral) voltage must be in 100..250 V, got {value}")
 
 
 @pytest.mark.parametrize("value", [0, 9.9, 41])
