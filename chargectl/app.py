@@ -8,11 +8,15 @@ loopback, or in-memory lines on a virtual clock.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chargectl.alloc.allocator import warm
 from chargectl.api import ApiServer, Command
@@ -35,6 +39,83 @@ if TYPE_CHECKING:
     from chargectl.mqtt import MqttLink
 
 log = logging.getLogger("chargectl")
+T = TypeVar("T")
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds this config's lock."""
+
+
+class ConfigLock:
+    """One daemon per config: an exclusive lock on a file beside the ledger, held for the
+    daemon's life and released by the kernel if the process dies (even by SIGKILL). The staff
+    commands do not take it: they are safe while the daemon runs."""
+
+    def __init__(self, ledger: Path) -> None:
+        self.path = ledger.with_name(ledger.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AlreadyRunning(f"cannot open the lock {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another chargectl daemon runs on this config (pid {holder}, lock {self.path})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock; the file stays (harmless)
+            self._fd = None
+
+
+def _in_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """`fn` in a daemon thread: unlike `asyncio.to_thread`, nothing waits for it at exit."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the awaiting task
+            loop.call_soon_threadsafe(_settle, fut, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, fut, result, None)
+
+    threading.Thread(target=work, name="chargectl-warm", daemon=True).start()
+    return fut
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+async def _unless_stopped(aw: Awaitable[T], stop_event: asyncio.Event) -> tuple[bool, T | None]:
+    """Await `aw` unless `stop_event` comes first. (True, its result) when it finished;
+    (False, None) when the stop came first, `aw` then cancelled (a thread runs on, unheard)."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop_event.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if task.done():
+        return True, task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False, None
 
 
 @dataclass
@@ -137,12 +218,20 @@ class Daemon:
         server = thread = None
         mqtt_stop = asyncio.Event()  # its own: "offline" goes out after the fail-safe writes
         mqtt_task: asyncio.Task[None] | None = None
+        lock = ConfigLock(self.shed.ledger_path())
+        lock.acquire()  # AlreadyRunning: a second daemon on this config writes nothing
         self.writer.start()
+        started = False
         try:
             # The kernel is compiled (or loaded from numba's cache) before anything is written.
-            # In a worker thread: a cold compile takes seconds and the loop (the API, a
-            # simulator in the same process) stays responsive meanwhile.
-            self.warm_s = await asyncio.to_thread(warm)
+            # In a thread of its own: a cold compile takes seconds, the loop (the API, a
+            # simulator in the same process) stays responsive meanwhile, and a stop during it
+            # ends the daemon at once without a write (the thread dies with the process).
+            warmed, warm_s = await _unless_stopped(_in_thread(warm), stop_event)
+            if not warmed:
+                log.info("stopped while the kernel compiled: nothing was written")
+                return
+            self.warm_s = float(warm_s or 0.0)
             if self.options.serve_metrics:
                 server, thread = self.metrics.serve(self.shed.metrics.host, self.shed.metrics.port)
                 self.metrics_port = int(server.server_port)
@@ -156,7 +245,9 @@ class Daemon:
                 self.api.start()
             if self.mqtt is not None:
                 mqtt_task = asyncio.create_task(self.mqtt.run(mqtt_stop), name="mqtt")
-            await self.controller.start()
+            started = True
+            if not (await _unless_stopped(self.controller.start(), stop_event))[0]:
+                return  # stopped during set-up: the fail-safe writes below
             self.first_write_s = time.perf_counter() - t0
             log.info(
                 "controlling %s: %d bays, %d circuits; kernel ready in %.2f s, "
@@ -174,7 +265,10 @@ class Daemon:
         finally:
             notifier.stopping()
             try:
-                await self.controller.shutdown()
+                if started:
+                    await self.controller.shutdown()
+                else:
+                    await self.io.close()
             except Exception:
                 log.exception("could not leave every device in its fail-safe state")
             if mqtt_task is not None:
@@ -188,3 +282,4 @@ class Daemon:
                 self.api.close()
             if server is not None and thread is not None:
                 stop(server, thread)
+            lock.release()

@@ -21,8 +21,9 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
     import signal
+    import sys
 
-    from chargectl.app import Daemon, Options
+    from chargectl.app import AlreadyRunning, Daemon, Options
     from chargectl.configload import load_shed
     from chargectl.sessions.staff import config_path
 
@@ -34,11 +35,17 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # Any of these, at any moment (the kernel's compile and the set-up included), ends in
+        # the fail-safe state: a SIGHUP's default would kill the daemon without it.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         await Daemon(shed, Options()).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except AlreadyRunning as exc:
+        print(f"chargectl run: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
