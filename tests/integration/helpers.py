@@ -210,14 +210,14 @@ class SimProcess:
 class DaemonProcess:
     """`chargectl run CONFIG` in a subprocess, its log in a file."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         self._log = log.open("w")
         self.proc = subprocess.Popen(
             [CHARGECTL, "run", str(config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=_env(),
+            env=_env() | (env or {}),
         )
 
     def wait_log(self, text: str, within: float = 60.0) -> str:
