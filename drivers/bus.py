@@ -11,6 +11,9 @@ Why it is shaped like this:
   at once with `DeviceDown`, so five dead piles on one RS485 line do not eat the line's tick.
   The first answer brings it back (logged once).
 - Exception replies are answers: never retried, and they prove the unit is there.
+- A non-critical field a driver found bad (`readings.BadField`) is not a failed request: it is
+  counted per field in the unit's health (`bad_fields`), logged once when it goes bad and once
+  when it is good again, and the unit stays up.
 - pymodbus does not retry a failed first connect and, told not to, does not reconnect: the bus
   reconnects on demand, with backoff between failed attempts.
 - Timeouts follow the injected clock, so a replay on virtual time sees a silent unit cost its
@@ -37,6 +40,7 @@ from chargectl.drivers.errors import (
     DeviceTimeout,
     ExceptionReply,
 )
+from chargectl.drivers.readings import BadField
 
 log = logging.getLogger("chargectl.drivers.bus")
 
@@ -104,6 +108,7 @@ class UnitHealth:
     requests: int  # requests put on the line
     skipped: int  # requests refused without asking (DeviceDown)
     next_probe_at: float | None  # when a down unit is asked again
+    bad_fields: dict[str, int]  # readings with this non-critical field bad, by field name
 
 
 def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -130,6 +135,8 @@ class _Unit:
         self.errors: dict[str, int] = {}
         self.requests = 0
         self.skipped = 0
+        self.bad_fields: dict[str, int] = {}
+        self.bad_now: dict[str, frozenset[str]] = {}  # scope (hot, slow, ...) -> fields bad
 
 
 def pymodbus_factory(config: TcpBus | RtuBus) -> ClientFactory:
@@ -199,6 +206,7 @@ class ModbusBus:
             requests=u.requests,
             skipped=u.skipped,
             next_probe_at=None if u.up else u.next_probe_at,
+            bad_fields=dict(u.bad_fields),
         )
 
     def units(self) -> list[int]:
@@ -208,6 +216,22 @@ class ModbusBus:
         """A driver found a reply it cannot use (a `BadValue` while decoding): count it in the
         unit's health like any other failed request. The unit answered, so it stays up."""
         self._failed(self._unit(unit), err)
+
+    def report_fields(self, unit: int, scope: str, bad: Sequence[BadField]) -> None:
+        """A driver decoded a reading (`scope`: which one, e.g. a pile's "hot" or "slow") whose
+        non-critical fields `bad` were out of range: count each; log a field once when it goes
+        bad and once when a reading of the same scope has it good again."""
+        u = self._unit(unit)
+        now = frozenset(b.name for b in bad)
+        was = u.bad_now.get(scope, frozenset())
+        for b in bad:
+            u.bad_fields[b.name] = u.bad_fields.get(b.name, 0) + 1
+            if b.name not in was:
+                log.warning("%s: %s", u.name, b)
+        for name in sorted(was - now):
+            log.info("%s: %s good again", u.name, name)
+        if now or was:
+            u.bad_now[scope] = now
 
     @property
     def connected(self) -> bool:

@@ -1,5 +1,7 @@
 """Small pure checks shared by the role decoders: every failure is a `BadValue` naming the
-device and the register."""
+device and the register. A decoder calls a check directly for a critical field (the
+`BadValue` fails the whole reading) and through `Fields.soft` for a non-critical one (the
+field becomes None and is listed as a `BadField`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from chargectl.drivers.errors import BadValue
 from chargectl.drivers.mapped import i16
-from chargectl.drivers.readings import Tap
+from chargectl.drivers.readings import BadField, Tap
 
 if TYPE_CHECKING:
     from chargectl.drivers.bus import ModbusBus
@@ -24,6 +26,26 @@ TEMP_MAX_C = 155.0
 UID_LENGTHS = (4, 7, 8)
 
 
+class Fields:
+    """The non-critical fields of one decode: each is checked on its own, and a bad one is
+    recorded, not raised."""
+
+    def __init__(self) -> None:
+        self.bad: list[BadField] = []
+
+    def soft(self, name: str, check: Callable[[], T]) -> T | None:
+        """`check()`, or None with the field recorded as bad when it raises `BadValue`."""
+        try:
+            return check()
+        except BadValue as err:
+            register = err.register if err.register is not None else -1
+            self.bad.append(BadField(name, register, err.value, err.why))
+            return None
+
+    def result(self) -> tuple[BadField, ...]:
+        return tuple(self.bad)
+
+
 def expect(device: str, reg: int, value: int, wanted: int, what: str) -> None:
     if value != wanted:
         raise BadValue(device, reg, value, f"{what} must be {wanted}")
@@ -31,7 +53,9 @@ def expect(device: str, reg: int, value: int, wanted: int, what: str) -> None:
 
 def in_range(device: str, reg: int, value: float, bounds: tuple[float, float], what: str) -> float:
     lo, hi = bounds
-    if not math.isfinite(value) or not lo <= value <= hi:
+    if not math.isfinite(value):
+        raise BadValue(device, reg, value, f"{what} is not a finite number")
+    if not lo <= value <= hi:
         raise BadValue(device, reg, value, f"{what} outside {lo:g}..{hi:g}")
     return value
 

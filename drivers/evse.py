@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from chargectl.config import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
-from chargectl.drivers.decode import expect, in_range, reported, tap, temperature
+from chargectl.drivers.decode import Fields, expect, in_range, reported, tap, temperature
 from chargectl.drivers.errors import BadValue, ConfigError
 from chargectl.drivers.mapped import u32
 from chargectl.drivers.readings import CP_STATES, EvseHot
@@ -34,8 +34,18 @@ POWER_MAX_W = 100_000
 HW_MAX_RANGE_A = (MIN_CURRENT_A, PHASE_MAX_A)
 
 
-def decode_hot(device: str, phases: int | None, regs: Sequence[int]) -> EvseHot:
-    """The hot block (input 0..20). `phases`: what the config wires (None: not checked)."""
+STATUS_BITS = 0b1111  # failsafe, over-temperature, residual-current trip, contactor welded
+
+
+def decode_hot(
+    device: str, phases: int | None, regs: Sequence[int], counters: CounterMemory | None = None
+) -> EvseHot:
+    """The hot block (input 0..20). `phases`: what the config wires (None: not checked).
+
+    Critical (a bad one raises `BadValue`: no reading): the identity, cp_state, the status
+    word, the phase currents and the phase count. Non-critical (None and listed in `bad`):
+    power, energy (also when it went backwards, with `counters`), temperature, the hardware
+    maximum and the tap."""
     if len(regs) < HOT_COUNT:
         raise BadValue(device, 0, len(regs), f"hot block needs {HOT_COUNT} registers")
     expect(device, R_MODEL, regs[R_MODEL], MODEL, "model id")
@@ -43,6 +53,9 @@ def decode_hot(device: str, phases: int | None, regs: Sequence[int]) -> EvseHot:
     cp = regs[R_CP_STATE]
     if cp not in CP_STATES:
         raise BadValue(device, R_CP_STATE, cp, "cp_state must be 1..6 (A..F)")
+    status = regs[R_STATUS]
+    if status & ~STATUS_BITS:
+        raise BadValue(device, R_STATUS, status, "status has bits above bit3 set")
     n_phases = regs[R_PHASES]
     if n_phases not in (1, 3):
         raise BadValue(device, R_PHASES, n_phases, "phases must be 1 or 3")
@@ -52,9 +65,18 @@ def decode_hot(device: str, phases: int | None, regs: Sequence[int]) -> EvseHot:
         in_range(device, R_CURRENT + i, w / 100.0, (0, PHASE_MAX_A), f"L{i + 1} current (A)")
         for i, w in enumerate(regs[R_CURRENT : R_CURRENT + 3])
     ]
-    power = u32(regs[R_POWER], regs[R_POWER + 1])
-    in_range(device, R_POWER, power, (0, POWER_MAX_W), "power (W)")
-    status = regs[R_STATUS]
+    soft = Fields()
+    watts = u32(regs[R_POWER], regs[R_POWER + 1])
+    power = soft.soft(
+        "power_w", lambda: int(in_range(device, R_POWER, watts, (0, POWER_MAX_W), "power (W)"))
+    )
+    energy = u32(regs[R_ENERGY], regs[R_ENERGY + 1])
+
+    def forward() -> int:
+        if counters is not None:
+            counters.check({R_ENERGY: energy})
+        return energy
+
     return EvseHot(
         cp_state=cp,
         failsafe=bool(status & 1),
@@ -63,14 +85,20 @@ def decode_hot(device: str, phases: int | None, regs: Sequence[int]) -> EvseHot:
         contactor_welded=bool(status & 8),
         current_a=(a[0], a[1], a[2]),
         power_w=power,
-        energy_wh=u32(regs[R_ENERGY], regs[R_ENERGY + 1]),
-        temperature_c=temperature(device, R_TEMP, regs[R_TEMP], "temperature"),
-        phases=n_phases,
-        hw_max_current_a=in_range(
-            device, R_HW_MAX, regs[R_HW_MAX] / 10.0, HW_MAX_RANGE_A, "hardware maximum (A)"
+        energy_wh=soft.soft("energy_wh", forward),
+        temperature_c=soft.soft(
+            "temperature_c", lambda: temperature(device, R_TEMP, regs[R_TEMP], "temperature")
         ),
-        tap=tap(device, R_TAP, regs[R_TAP : R_TAP + 6], 1),
+        phases=n_phases,
+        hw_max_current_a=soft.soft(
+            "hw_max_current_a",
+            lambda: in_range(
+                device, R_HW_MAX, regs[R_HW_MAX] / 10.0, HW_MAX_RANGE_A, "hardware maximum (A)"
+            ),
+        ),
+        tap=soft.soft("tap", lambda: tap(device, R_TAP, regs[R_TAP : R_TAP + 6], 1)),
         watchdog_remaining_s=regs[R_WATCHDOG],
+        bad=soft.result(),
     )
 
 
@@ -97,19 +125,18 @@ class EvseDriver:
 
     @property
     def max_current_a(self) -> float:
-        """The most `set_current` accepts: the config's maximum, or the box's if lower."""
+        """The most `set_current` accepts: the config's maximum, or the box's if lower (its
+        last good reading of `hw_max_current`)."""
         return self._max_a
 
     async def read_hot(self) -> EvseHot:
         regs = await self._bus.read_input(self.unit, 0, HOT_COUNT)
-
-        def decode() -> EvseHot:
-            hot = decode_hot(self.id, self._phases, regs)
-            self._counters.check({R_ENERGY: hot.energy_wh})
-            return hot
-
-        hot = reported(self._bus, self.unit, decode)
-        self._max_a = min(self.device.max_current_a, hot.hw_max_current_a)
+        hot = reported(
+            self._bus, self.unit, lambda: decode_hot(self.id, self._phases, regs, self._counters)
+        )
+        self._bus.report_fields(self.unit, "hot", hot.bad)
+        if hot.hw_max_current_a is not None:  # a bad one keeps the last good maximum
+            self._max_a = min(self.device.max_current_a, hot.hw_max_current_a)
         return hot
 
     async def read_setpoint(self) -> float:

@@ -11,7 +11,6 @@ Decoding is pure: registers in, numbers out. Only `read_blocks` does I/O.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -212,14 +211,14 @@ def decode_blocks(
     reg_map: RegisterMap, device: str, replies: Sequence[Sequence[int]]
 ) -> dict[str, float]:
     """Scaled values by quantity name from one reply per block. A float that is NaN or
-    infinite is a `BadValue` naming its register."""
+    infinite stays so: the role's decoder decides whether its field is critical."""
     values: dict[str, float] = {}
     for block, regs in zip(reg_map.blocks, replies, strict=True):
+        if len(regs) != block.count:
+            raise BadValue(device, block.address, len(regs), f"block needs {block.count} registers")
         for q in block.quantities:
             off = q.address - block.address
             raw = decode_value(regs[off : off + q.width], q.type, q.word_order)
-            if not math.isfinite(raw):
-                raise BadValue(device, q.address, raw, f"{q.name} is not a finite number")
             values[q.name] = raw * q.scale
     return values
 

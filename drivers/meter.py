@@ -11,7 +11,7 @@ from __future__ import annotations
 from chargectl.config import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
-from chargectl.drivers.decode import in_range, reported
+from chargectl.drivers.decode import Fields, in_range, reported
 from chargectl.drivers.errors import ConfigError
 from chargectl.drivers.mapped import RegisterMap, decode_blocks, read_blocks
 from chargectl.drivers.readings import MeterReading
@@ -42,31 +42,56 @@ def check_map(reg_map: RegisterMap) -> None:
 
 
 def to_reading(
-    device: str, reg_map: RegisterMap, channels: int, values: dict[str, float]
+    device: str,
+    reg_map: RegisterMap,
+    channels: int,
+    values: dict[str, float],
+    counters: CounterMemory | None = None,
 ) -> MeterReading:
-    """Validated reading of the first `channels` channels from scaled values."""
+    """Validated reading of the first `channels` channels from scaled values. The currents are
+    critical (one bad and `BadValue` fails the reading: the controller protects breakers with
+    them); every other quantity is None and listed in `bad` when it is out of range (an import
+    energy also when it went backwards, with `counters`)."""
 
-    def get(name: str, bounds: tuple[float, float]) -> float:
+    def check(name: str, bounds: tuple[float, float]) -> float:
         q = reg_map.quantities[name]
         return in_range(device, q.address, values[name], bounds, name)
 
+    soft = Fields()
+
+    def get(name: str, field: str, bounds: tuple[float, float]) -> float | None:
+        return soft.soft(field, lambda: check(name, bounds))
+
     ch = range(1, channels + 1)
-    volts = tuple(get(f"voltage_l{n}", (0.0, VOLTS_MAX)) for n in ch)
-    amps = tuple(get(f"current_l{n}", (0.0, AMPS_MAX)) for n in ch)
-    watts = tuple(get(f"power_l{n}", (-WATTS_MAX, WATTS_MAX)) for n in ch)
+    amps = tuple(check(f"current_l{n}", (0.0, AMPS_MAX)) for n in ch)
+    volts = tuple(get(f"voltage_l{n}", f"volts[{n}]", (0.0, VOLTS_MAX)) for n in ch)
+    watts = tuple(get(f"power_l{n}", f"watts[{n}]", (-WATTS_MAX, WATTS_MAX)) for n in ch)
+    total: float | None
     if "power_total" in reg_map.quantities:
-        total = get("power_total", (-3 * WATTS_MAX, 3 * WATTS_MAX))
+        total = get("power_total", "total_w", (-3 * WATTS_MAX, 3 * WATTS_MAX))
     else:
-        total = sum(
-            get(f"power_l{n}", (-WATTS_MAX, WATTS_MAX)) for n in range(1, 1 + reg_map.phases)
-        )
+        every = range(1, 1 + reg_map.phases)  # the device's total, not only the channels used
+
+        def channel_sum() -> float:
+            return sum(check(f"power_l{n}", (-WATTS_MAX, WATTS_MAX)) for n in every)
+
+        total = soft.soft("total_w", channel_sum)
+    energy = reg_map.quantities["import_energy"]
+
+    def import_kwh() -> float:
+        kwh = check("import_energy", (0.0, float("inf")))
+        if counters is not None:
+            counters.check_float(energy.address, kwh)
+        return kwh
+
     return MeterReading(
         volts=volts,
         amps=amps,
         watts=watts,
         total_w=total,
-        hz=get("frequency", (0.0, HZ_MAX)),
-        import_kwh=get("import_energy", (0.0, float("inf"))),
+        hz=get("frequency", "hz", (0.0, HZ_MAX)),
+        import_kwh=soft.soft("import_kwh", import_kwh),
+        bad=soft.result(),
     )
 
 
@@ -96,9 +121,8 @@ class MeterDriver:
 
         def decode() -> MeterReading:
             values = decode_blocks(self.map, self.id, replies)
-            reading = to_reading(self.id, self.map, self.channels, values)
-            energy = self.map.quantities["import_energy"]
-            self._counters.check_float(energy.address, reading.import_kwh)
-            return reading
+            return to_reading(self.id, self.map, self.channels, values, self._counters)
 
-        return reported(self._bus, self.unit, decode)
+        reading = reported(self._bus, self.unit, decode)
+        self._bus.report_fields(self.unit, "meter", reading.bad)
+        return reading

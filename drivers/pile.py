@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from chargectl.config import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
-from chargectl.drivers.decode import expect, in_range, reported, tap, temperature
+from chargectl.drivers.decode import Fields, expect, in_range, reported, tap, temperature
 from chargectl.drivers.errors import BadValue, ConfigError
 from chargectl.drivers.mapped import u32
 from chargectl.drivers.readings import FAULT_NAMES, PileHot, PileSlow
@@ -47,14 +47,26 @@ def hot_count(ports: int) -> int:
     return R_PORT_STATE + ports
 
 
+STATUS_BITS = 0b11111  # failsafe, smoke, over-temperature, supply fault, e-stop
+PORT_STATE_BITS = 0xFF03  # relay closed, load present, fault code
+
+
 def decode_hot(device: str, ports: int, regs: Sequence[int]) -> PileHot:
-    """The hot block (from input 0) of a pile configured with `ports` sockets."""
+    """The hot block (from input 0) of a pile configured with `ports` sockets.
+
+    Critical (a bad one raises `BadValue`: no reading): the identity, the status word, the
+    port currents and the port states. Non-critical (a bad one is None and listed in `bad`):
+    the cabinet temperature, the supply voltage, the tap and the pile current."""
     if len(regs) < hot_count(ports):
         raise BadValue(device, 0, len(regs), f"hot block needs {hot_count(ports)} registers")
     expect(device, R_MODEL, regs[R_MODEL], MODEL, "model id")
     expect(device, R_PROTOCOL, regs[R_PROTOCOL], PROTOCOL, "protocol version")
     expect(device, R_PORTS, regs[R_PORTS], ports, "port count (config `ports`)")
     status = regs[R_STATUS]
+    if status & ~STATUS_BITS:
+        # Bits the page does not define: the word is not a status word, so neither are its
+        # smoke, e-stop and failsafe bits.
+        raise BadValue(device, R_STATUS, status, "pile_status has bits above bit4 set")
     currents = tuple(
         in_range(device, R_PORT_CURRENT + i, ma / 1000.0, (0, PORT_MAX_A), f"port {i + 1} current")
         for i, ma in enumerate(regs[R_PORT_CURRENT : R_PORT_CURRENT + ports])
@@ -65,44 +77,95 @@ def decode_hot(device: str, ports: int, regs: Sequence[int]) -> PileHot:
         code = word >> 8
         if code not in FAULT_NAMES:
             raise BadValue(device, R_PORT_STATE + i, word, f"port {i + 1}: unknown fault {code}")
+        if word & ~PORT_STATE_BITS:
+            raise BadValue(device, R_PORT_STATE + i, word, f"port {i + 1}: bits 2..7 set")
         faults.append(code)
-    pile_a = regs[R_PILE_CURRENT] / 100.0
-    in_range(device, R_PILE_CURRENT, pile_a, (0, PORT_MAX_A * ports), "pile current (A)")
+    soft = Fields()
+    temp = soft.soft(
+        "temperature_c", lambda: temperature(device, R_TEMP, regs[R_TEMP], "cabinet temperature")
+    )
+    volts = soft.soft(
+        "voltage_v",
+        lambda: in_range(
+            device, R_VOLTAGE, regs[R_VOLTAGE] / 10.0, (0, VOLTAGE_MAX_V), "supply voltage (V)"
+        ),
+    )
+    latest = soft.soft("tap", lambda: tap(device, R_TAP, regs[R_TAP : R_TAP + 6], ports))
+    pile_a = soft.soft(
+        "pile_current_a",
+        lambda: in_range(
+            device,
+            R_PILE_CURRENT,
+            regs[R_PILE_CURRENT] / 100.0,
+            (0, PORT_MAX_A * ports),
+            "pile current (A)",
+        ),
+    )
     return PileHot(
         failsafe=bool(status & 1),
         smoke=bool(status & 2),
         over_temp=bool(status & 4),
         supply_fault=bool(status & 8),
         estop=bool(status & 16),
-        temperature_c=temperature(device, R_TEMP, regs[R_TEMP], "cabinet temperature"),
-        voltage_v=in_range(
-            device, R_VOLTAGE, regs[R_VOLTAGE] / 10.0, (0, VOLTAGE_MAX_V), "supply voltage (V)"
-        ),
-        tap=tap(device, R_TAP, regs[R_TAP : R_TAP + 6], ports),
+        temperature_c=temp,
+        voltage_v=volts,
+        tap=latest,
         watchdog_remaining_s=regs[R_WATCHDOG],
         pile_current_a=pile_a,
         current_a=currents,
         relay_closed=tuple(bool(w & 1) for w in states),
         load_present=tuple(bool(w & 2) for w in states),
         fault=tuple(faults),
+        bad=soft.result(),
     )
 
 
 def decode_slow(
-    device: str, ports: int, energy: Sequence[int], power: Sequence[int], temps: Sequence[int]
+    device: str,
+    ports: int,
+    energy: Sequence[int],
+    power: Sequence[int],
+    temps: Sequence[int],
+    *,
+    counters: CounterMemory | None = None,
 ) -> PileSlow:
-    """The three slow blocks (energy from 100, power from 200, temperature from 240)."""
-    watts = tuple(
-        int(in_range(device, R_POWER + i, w, (0, PORT_MAX_W), f"port {i + 1} power (W)"))
-        for i, w in enumerate(power[:ports])
-    )
+    """The three slow blocks (energy from 100, power from 200, temperature from 240). Every
+    field is non-critical: a bad one is None and listed in `bad`. With `counters`, an energy
+    counter that went backwards is a bad field too (and the memory follows it)."""
+    if len(energy) < 2 * ports or len(power) < ports or len(temps) < ports:
+        raise BadValue(device, R_ENERGY, len(energy), f"slow blocks need {ports} ports")
+    soft = Fields()
+
+    def counter(i: int) -> int | None:
+        value = u32(energy[2 * i], energy[2 * i + 1])
+        if counters is None:
+            return value
+
+        def forward() -> int:
+            counters.check({R_ENERGY + 2 * i: value})
+            return value
+
+        return soft.soft(f"energy_wh[{i + 1}]", forward)
+
+    def watts(i: int) -> int | None:
+        bounds = (0, PORT_MAX_W)
+        what = f"port {i + 1} power (W)"
+        return soft.soft(
+            f"power_w[{i + 1}]", lambda: int(in_range(device, R_POWER + i, power[i], bounds, what))
+        )
+
+    def socket_c(i: int) -> float | None:
+        what = f"port {i + 1} temperature"
+        return soft.soft(
+            f"temperature_c[{i + 1}]",
+            lambda: temperature(device, R_PORT_TEMP + i, temps[i], what),
+        )
+
     return PileSlow(
-        energy_wh=tuple(u32(energy[2 * i], energy[2 * i + 1]) for i in range(ports)),
-        power_w=watts,
-        temperature_c=tuple(
-            temperature(device, R_PORT_TEMP + i, t, f"port {i + 1} temperature")
-            for i, t in enumerate(temps[:ports])
-        ),
+        energy_wh=tuple(counter(i) for i in range(ports)),
+        power_w=tuple(watts(i) for i in range(ports)),
+        temperature_c=tuple(socket_c(i) for i in range(ports)),
+        bad=soft.result(),
     )
 
 
@@ -135,7 +198,9 @@ class PileDriver:
     # ------------------------------------------------------------------ reads
     async def read_hot(self) -> PileHot:
         regs = await self._bus.read_input(self.unit, 0, hot_count(self.ports))
-        return reported(self._bus, self.unit, lambda: decode_hot(self.id, self.ports, regs))
+        hot = reported(self._bus, self.unit, lambda: decode_hot(self.id, self.ports, regs))
+        self._bus.report_fields(self.unit, "hot", hot.bad)
+        return hot
 
     async def read_slow(self) -> PileSlow:
         n = self.ports
@@ -143,12 +208,14 @@ class PileDriver:
         power = await self._bus.read_input(self.unit, R_POWER, n)
         temps = await self._bus.read_input(self.unit, R_PORT_TEMP, n)
 
-        def decode() -> PileSlow:
-            slow = decode_slow(self.id, n, energy, power, temps)
-            self._counters.check({R_ENERGY + 2 * i: e for i, e in enumerate(slow.energy_wh)})
-            return slow
-
-        return reported(self._bus, self.unit, decode)
+        mem = self._counters
+        slow = reported(
+            self._bus,
+            self.unit,
+            lambda: decode_slow(self.id, n, energy, power, temps, counters=mem),
+        )
+        self._bus.report_fields(self.unit, "slow", slow.bad)
+        return slow
 
     # ------------------------------------------------------------------ writes
     async def setup(

@@ -1,8 +1,15 @@
 """What the drivers hand to the controller: typed, validated, frozen.
 
-A reading exists only if every value in it made physical sense (the decoders raise
-`BadValue` otherwise), so nothing downstream checks for garbage again. Per-port and
-per-phase values are tuples indexed from 0 (port p at p - 1; meter channel L1 at 0).
+Validity is per field (the table is in docs/modbus.md). A reading exists only if every
+CRITICAL value in it made physical sense: port currents, relay feedback, fault codes, status
+bits, a wallbox's cp state and currents, a meter's currents, the device's identity. One bad
+critical value and the decoder raises `BadValue` for the whole reading (the controller counts
+the device at its worst case). A bad value in a NON-critical field (a tap, a temperature, a
+supply voltage, a power, an energy counter) makes that field `None` and lists it in the
+reading's `bad` with its register and why: never a plausible stand-in, and the device stays
+up. A `None` that is not listed in `bad` means what the field says it means (no tap yet).
+Per-port and per-phase values are tuples indexed from 0 (port p at p - 1; meter channel L1
+at 0).
 """
 
 from __future__ import annotations
@@ -28,6 +35,25 @@ CP_STATES = {1: "A", 2: "B", 3: "C", 4: "D", 5: "E", 6: "F"}
 
 
 @dataclass(frozen=True, slots=True)
+class BadField:
+    """A non-critical field the device answered with a value outside physical sense. `name` is
+    the reading's attribute, with `[p]` for a port or channel (from 1): "tap", "voltage_v",
+    "temperature_c[3]", "energy_wh[2]"."""
+
+    name: str
+    register: int
+    value: object
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (register {self.register}): bad value {self.value!r}: {self.why}"
+
+
+def bad_names(bad: tuple[BadField, ...]) -> frozenset[str]:
+    return frozenset(b.name for b in bad)
+
+
+@dataclass(frozen=True, slots=True)
 class Tap:
     """The latest card tap a device holds. `seq` counts taps since power-up (1..65535, wraps
     to 1): a new tap is a new `seq`. `uid` is upper-case hex of the 4, 7 or 8 UID bytes."""
@@ -46,15 +72,21 @@ class PileHot:
     over_temp: bool  # cabinet >= 70 C
     supply_fault: bool  # supply below 176 V or above 264 V
     estop: bool
-    temperature_c: float  # cabinet
-    voltage_v: float
-    tap: Tap | None  # None: no tap since the pile powered up (tap_seq 0)
+    temperature_c: float | None  # cabinet; None: bad (in `bad`)
+    voltage_v: float | None  # None: bad (in `bad`)
+    tap: Tap | None  # None: no tap since the pile powered up (tap_seq 0), or bad (in `bad`)
     watchdog_remaining_s: int
-    pile_current_a: float
+    pile_current_a: float | None  # None: bad (in `bad`)
     current_a: tuple[float, ...]  # per port
     relay_closed: tuple[bool, ...]  # contact feedback
     load_present: tuple[bool, ...]  # current >= 20 mA
     fault: tuple[int, ...]  # FAULT_* per port
+    bad: tuple[BadField, ...] = ()  # the non-critical fields that were bad
+
+    @property
+    def tap_bad(self) -> bool:
+        """The tap registers were malformed: `tap` is None but says nothing about taps."""
+        return "tap" in bad_names(self.bad)
 
     @property
     def alarm(self) -> str | None:
@@ -68,9 +100,10 @@ class PileHot:
 class PileSlow:
     """The pile's slow blocks: read on the slow cadence, not every tick."""
 
-    energy_wh: tuple[int, ...]  # lifetime counter per port (u32, wraps at 2**32)
-    power_w: tuple[int, ...]
-    temperature_c: tuple[float, ...]
+    energy_wh: tuple[int | None, ...]  # lifetime counter per port (u32, wraps at 2**32)
+    power_w: tuple[int | None, ...]
+    temperature_c: tuple[float | None, ...]  # a socket's; None: bad (in `bad`)
+    bad: tuple[BadField, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +116,18 @@ class EvseHot:
     rcd_trip: bool
     contactor_welded: bool
     current_a: tuple[float, float, float]  # L1..L3 of the connector; an unused phase reads 0
-    power_w: int
-    energy_wh: int  # lifetime, u32
-    temperature_c: float
+    power_w: int | None  # None: bad (in `bad`), as for every optional field below
+    energy_wh: int | None  # lifetime, u32
+    temperature_c: float | None
     phases: int  # 1 or 3
-    hw_max_current_a: float
-    tap: Tap | None
+    hw_max_current_a: float | None  # None: bad; the driver keeps the last good maximum
+    tap: Tap | None  # None: no tap yet, or bad (in `bad`)
     watchdog_remaining_s: int
+    bad: tuple[BadField, ...] = ()
+
+    @property
+    def tap_bad(self) -> bool:
+        return "tap" in bad_names(self.bad)
 
     @property
     def cp_letter(self) -> str:
@@ -113,9 +151,10 @@ class EvseHot:
 class MeterReading:
     """One meter's values; channel i (L1 = 0) measures the supply phase `Device.phases[i]`."""
 
-    volts: tuple[float, ...]
-    amps: tuple[float, ...]
-    watts: tuple[float, ...]
-    total_w: float
-    hz: float
-    import_kwh: float
+    volts: tuple[float | None, ...]
+    amps: tuple[float, ...]  # critical: every one valid, or no reading
+    watts: tuple[float | None, ...]
+    total_w: float | None
+    hz: float | None
+    import_kwh: float | None
+    bad: tuple[BadField, ...] = ()

@@ -1,5 +1,6 @@
 """Pure decoding of pile and wallbox register images: every field, and every kind of value
-outside physical sense refused with the device and the register named."""
+outside physical sense refused with the device and the register named: a critical field
+fails the reading, a non-critical one is None and listed as bad."""
 
 from __future__ import annotations
 
@@ -71,25 +72,64 @@ def _broken_uid_padding() -> list[int]:
         (pile_hot(4, model=0x4556), 0, "model id"),
         (pile_hot(4, version=2), 1, "protocol version"),
         (pile_hot(4, port_count=12), 2, "port count"),
+        (pile_hot(4, status=0x0020), 3, "bits above bit4"),
+        (pile_hot(4, status=0xFFFF), 3, "bits above bit4"),
         (pile_hot(4, currents_ma=[0, 63001, 0, 0]), 17, "port 2 current"),
         (pile_hot(4, currents_ma=[0, 0, 0, 0xFFFF]), 19, "port 4 current"),
-        (pile_hot(4, pile_current=0xFFFF), 13, "pile current"),
         (pile_hot(4, states=[0, 0, 5 << 8, 0]), 50, "unknown fault 5"),
         (pile_hot(4, states=[0xFFFF, 0, 0, 0]), 48, "unknown fault 255"),
-        (pile_hot(4, temp=0x7FFF), 4, "cabinet temperature"),
-        (pile_hot(4, temp=0x8000), 4, "cabinet temperature"),
-        (pile_hot(4, voltage=6000), 5, "supply voltage"),
-        (with_tap(pile_hot(4), 1, 5, b"\x01\x02\x03\x04"), 7, "tap port 5"),
-        (with_tap(pile_hot(4), 1, 0, b"\x01\x02\x03\x04"), 7, "tap port 0"),
-        (with_tap(pile_hot(4), 1, 1, b"\x01\x02\x03\x04\x05"), 7, "UID length 5"),
-        (_broken_uid_padding(), 8, "zero-padded"),
+        (pile_hot(4, states=[0, 0b100, 0, 0]), 49, "bits 2..7"),
     ],
 )
-def test_pile_hot_refuses_nonsense(image: list[int], register: int, why: str) -> None:
+def test_pile_hot_refuses_a_bad_critical_value(image: list[int], register: int, why: str) -> None:
     with pytest.raises(BadValue, match=why) as info:
         pile.decode_hot("pile-a", 4, image[:52])
     assert info.value.register == register
     assert str(info.value).startswith(f"pile-a register {register}:")
+
+
+@pytest.mark.parametrize(
+    ("image", "field", "register", "why"),
+    [
+        (pile_hot(4, pile_current=0xFFFF), "pile_current_a", 13, "pile current"),
+        (pile_hot(4, temp=0x7FFF), "temperature_c", 4, "cabinet temperature"),
+        (pile_hot(4, temp=0x8000), "temperature_c", 4, "cabinet temperature"),
+        (pile_hot(4, voltage=6000), "voltage_v", 5, "supply voltage"),
+        (with_tap(pile_hot(4), 1, 5, b"\x01\x02\x03\x04"), "tap", 7, "tap port 5"),
+        (with_tap(pile_hot(4), 1, 0, b"\x01\x02\x03\x04"), "tap", 7, "tap port 0"),
+        (with_tap(pile_hot(4), 1, 1, b"\x01\x02\x03\x04\x05"), "tap", 7, "UID length 5"),
+        (_broken_uid_padding(), "tap", 8, "zero-padded"),
+    ],
+)
+def test_pile_hot_marks_a_bad_noncritical_field_and_keeps_the_rest(
+    image: list[int], field: str, register: int, why: str
+) -> None:
+    hot = pile.decode_hot("pile-a", 4, image[:52])
+    assert getattr(hot, field) is None  # never a plausible stand-in
+    assert [(b.name, b.register) for b in hot.bad] == [(field, register)]
+    assert why in hot.bad[0].why and str(hot.bad[0]).startswith(f"{field} (register {register})")
+    assert hot.tap_bad == (field == "tap")
+    # Every critical field is still there, exactly as served.
+    good = pile.decode_hot("pile-a", 4, pile_hot(4)[:52])
+    assert (hot.current_a, hot.relay_closed, hot.fault) == (
+        good.current_a,
+        good.relay_closed,
+        good.fault,
+    )
+    assert (hot.smoke, hot.estop, hot.failsafe) == (good.smoke, good.estop, good.failsafe)
+
+
+def test_every_noncritical_pile_field_bad_at_once_is_still_a_reading() -> None:
+    image = with_tap(pile_hot(4, temp=0x7FFF, voltage=0xFFFF, pile_current=0xFFFF), 1, 9, b"ab")
+    hot = pile.decode_hot("p", 4, image[:52])
+    assert (hot.temperature_c, hot.voltage_v, hot.tap, hot.pile_current_a) == (None,) * 4
+    assert [b.name for b in hot.bad] == ["temperature_c", "voltage_v", "tap", "pile_current_a"]
+    assert hot.current_a == pytest.approx((1.0, 2.0, 3.0, 4.0))
+
+
+def test_a_good_no_tap_is_none_and_not_bad() -> None:
+    hot = pile.decode_hot("p", 2, pile_hot(2)[:50])
+    assert hot.tap is None and hot.bad == () and not hot.tap_bad
 
 
 def test_pile_slow_decodes_energy_power_and_temperatures() -> None:
@@ -101,13 +141,36 @@ def test_pile_slow_decodes_energy_power_and_temperatures() -> None:
 
 
 @pytest.mark.parametrize(
-    ("power", "temps", "register"),
-    [([0, 20001], [0, 0], 201), ([0, 0], [0, 1600], 241), ([0, 0], [0xFC00, 0], 240)],
+    ("power", "temps", "field", "register"),
+    [
+        ([0, 20001], [0, 0], "power_w[2]", 201),
+        ([0, 0], [0, 1600], "temperature_c[2]", 241),
+        ([0, 0], [0xFC00, 0], "temperature_c[1]", 240),
+        ([0, 0], [0x7FFF, 0], "temperature_c[1]", 240),
+        ([0, 0], [0, 0x8000], "temperature_c[2]", 241),
+    ],
 )
-def test_pile_slow_refuses_nonsense(power: list[int], temps: list[int], register: int) -> None:
-    with pytest.raises(BadValue) as info:
-        pile.decode_slow("p", 2, [0, 0, 0, 0], power, temps)
-    assert info.value.register == register
+def test_pile_slow_marks_a_bad_field(
+    power: list[int], temps: list[int], field: str, register: int
+) -> None:
+    slow = pile.decode_slow("p", 2, [0, 0, 0, 5], power, temps)
+    assert [(b.name, b.register) for b in slow.bad] == [(field, register)]
+    name, port = field.split("[")
+    values = getattr(slow, name)
+    k = int(port[:-1]) - 1
+    assert values[k] is None and all(v is not None for i, v in enumerate(values) if i != k)
+    assert slow.energy_wh == (0, 5)
+
+
+def test_pile_slow_counter_backwards_is_that_port_bad_then_followed() -> None:
+    mem = CounterMemory("p")
+    slow = pile.decode_slow("p", 2, [0, 10, 0, 20], [0, 0], [0, 0], counters=mem)
+    assert slow.energy_wh == (10, 20) and slow.bad == ()
+    slow = pile.decode_slow("p", 2, [0, 11, 0, 19], [0, 0], [0, 0], counters=mem)
+    assert slow.energy_wh == (11, None)
+    assert [(b.name, b.register) for b in slow.bad] == [("energy_wh[2]", 102)]
+    slow = pile.decode_slow("p", 2, [0, 12, 0, 19], [0, 0], [0, 0], counters=mem)
+    assert slow.energy_wh == (12, 19) and slow.bad == ()  # the memory followed the reset
 
 
 def test_counters_wrap_forward_and_catch_backwards_once() -> None:
@@ -151,20 +214,50 @@ def test_evse_hot_decodes_every_field() -> None:
         ({"model": 0x4350}, 0, "model id"),
         ({"cp_state": 0}, 2, "cp_state"),
         ({"cp_state": 7}, 2, "cp_state"),
+        ({"cp_state": 0xFFFF}, 2, "cp_state"),
+        ({"status": 0x10}, 3, "bits above bit3"),
+        ({"status": 0xFFFF}, 3, "bits above bit3"),
         ({"l2": 10001}, 5, "L2 current"),
+        ({"l1": 0xFFFF}, 4, "L1 current"),
         ({"phases": 2}, 12, "1 or 3"),
         ({"phases": 1}, 12, "config wires 3"),
-        ({"hw_max": 0xFFFF}, 13, "hardware maximum"),
-        ({"hw_max": 50}, 13, "hardware maximum"),
-        ({"power_hi": 2, "power_lo": 0}, 7, "power"),
-        ({"temp": 0x9000}, 11, "temperature"),
-        ({"tap_seq": 1, "tap_info": (4 << 8) | 2}, 15, "tap port 2"),
     ],
 )
-def test_evse_hot_refuses_nonsense(regs: dict[str, int], register: int, why: str) -> None:
+def test_evse_hot_refuses_a_bad_critical_value(
+    regs: dict[str, int], register: int, why: str
+) -> None:
     with pytest.raises(BadValue, match=why) as info:
         evse.decode_hot("wb-1", 3, evse_hot(**regs))
     assert info.value.register == register
+
+
+@pytest.mark.parametrize(
+    ("regs", "field", "register", "why"),
+    [
+        ({"hw_max": 0xFFFF}, "hw_max_current_a", 13, "hardware maximum"),
+        ({"hw_max": 50}, "hw_max_current_a", 13, "hardware maximum"),
+        ({"power_hi": 2, "power_lo": 0}, "power_w", 7, "power"),
+        ({"temp": 0x9000}, "temperature_c", 11, "temperature"),
+        ({"temp": 0x7FFF}, "temperature_c", 11, "temperature"),
+        ({"tap_seq": 1, "tap_info": (4 << 8) | 2}, "tap", 15, "tap port 2"),
+        ({"tap_seq": 1, "tap_info": 0xFFFF}, "tap", 15, "UID length 255"),
+    ],
+)
+def test_evse_hot_marks_a_bad_noncritical_field(
+    regs: dict[str, int], field: str, register: int, why: str
+) -> None:
+    hot = evse.decode_hot("wb-1", 3, evse_hot(**regs))
+    assert getattr(hot, field) is None
+    assert [(b.name, b.register) for b in hot.bad] == [(field, register)]
+    assert why in hot.bad[0].why
+    assert hot.cp_state == 3 and hot.current_a == pytest.approx((10.0, 10.1, 9.9))
+
+
+def test_evse_energy_backwards_is_a_bad_field() -> None:
+    mem = CounterMemory("wb")
+    assert evse.decode_hot("wb", 3, evse_hot(), mem).energy_wh == 65536 + 0x2345
+    hot = evse.decode_hot("wb", 3, evse_hot(energy_hi=0), mem)
+    assert hot.energy_wh is None and [b.name for b in hot.bad] == ["energy_wh"]
 
 
 def test_evse_setpoint_rounds_down() -> None:
@@ -185,7 +278,12 @@ def test_any_pile_hot_image_decodes_or_is_a_bad_value(ports: int, image: list[in
         assert err.device == "p" and err.register is not None
         return
     assert len(hot.current_a) == ports and all(0 <= a <= 63 for a in hot.current_a)
-    assert -55 <= hot.temperature_c <= 155 and set(hot.fault) <= {0, 1, 2, 3, 4}
+    assert set(hot.fault) <= {0, 1, 2, 3, 4}
+    bad = {b.name for b in hot.bad}
+    for name in ("temperature_c", "voltage_v", "pile_current_a"):
+        assert (getattr(hot, name) is None) == (name in bad)  # None only when listed bad
+    assert hot.temperature_c is None or -55 <= hot.temperature_c <= 155
+    assert hot.tap is None or 1 <= hot.tap.port <= ports
 
 
 @given(image=st.lists(words, min_size=21, max_size=21))
@@ -197,6 +295,9 @@ def test_any_evse_image_decodes_or_is_a_bad_value(image: list[int]) -> None:
         assert err.device == "wb" and err.register is not None
         return
     assert 1 <= hot.cp_state <= 6 and all(0 <= a <= 100 for a in hot.current_a)
+    bad = {b.name for b in hot.bad}
+    for name in ("power_w", "energy_wh", "temperature_c", "hw_max_current_a"):
+        assert (getattr(hot, name) is None) == (name in bad)
 
 
 @given(ports=st.integers(1, 32), data=st.data())
@@ -204,8 +305,10 @@ def test_any_pile_slow_image_decodes_or_is_a_bad_value(ports: int, data: st.Data
     energy = data.draw(st.lists(words, min_size=2 * ports, max_size=2 * ports))
     power = data.draw(st.lists(words, min_size=ports, max_size=ports))
     temps = data.draw(st.lists(words, min_size=ports, max_size=ports))
-    try:
-        slow = pile.decode_slow("p", ports, energy, power, temps)
-    except BadValue:
-        return
-    assert all(0 <= e < 2**32 for e in slow.energy_wh) and len(slow.power_w) == ports
+    slow = pile.decode_slow("p", ports, energy, power, temps)  # never fails: nothing critical
+    assert all(e is not None and 0 <= e < 2**32 for e in slow.energy_wh)
+    assert len(slow.power_w) == ports == len(slow.temperature_c)
+    bad = {b.name for b in slow.bad}
+    for name in ("power_w", "temperature_c"):
+        for p, v in enumerate(getattr(slow, name), 1):
+            assert (v is None) == (f"{name}[{p}]" in bad)

@@ -192,13 +192,10 @@ async def test_meter_channels_follow_the_config_phases() -> None:
         ({"amps": [1, -0.5, 1]}, 8, "current_l2"),
         ({"amps": [2000.5, 1, 1]}, 6, "current_l1"),
         ({"amps": [math.nan, 1, 1]}, 6, "not a finite number"),
-        ({"volts": [math.inf, 230, 230]}, 0, "not a finite number"),
-        ({"volts": [230, 1200, 230]}, 2, "voltage_l2"),
-        ({"hz": -1.0}, 70, "frequency"),
-        ({"kwh": -3.0}, 72, "import_energy"),
+        ({"amps": [1, 1, -math.inf]}, 10, "not a finite number"),
     ],
 )
-async def test_meter_refuses_nonsense(broken: dict[str, Any], register: int, why: str) -> None:
+async def test_meter_refuses_a_bad_current(broken: dict[str, Any], register: int, why: str) -> None:
     values: dict[str, Any] = {"volts": [230] * 3, "amps": [1] * 3, "watts": [200] * 3}
     values.update(broken)
     image = Image(input=sdm_image(**values))
@@ -206,16 +203,56 @@ async def test_meter_refuses_nonsense(broken: dict[str, Any], register: int, why
     with pytest.raises(BadValue, match=why) as info:
         await run_virtual(clock, meter.read())
     assert info.value.register == register and info.value.device == "m"
+    assert meter._bus.health(UNIT).errors == {"BadValue": 1}
 
 
-async def test_meter_energy_going_backwards_is_a_bad_value() -> None:
+@pytest.mark.parametrize(
+    ("broken", "field", "register", "why"),
+    [
+        ({"volts": [math.inf, 230, 230]}, "volts[1]", 0, "not a finite number"),
+        ({"volts": [230, 1200, 230]}, "volts[2]", 2, "voltage_l2"),
+        ({"watts": [200, 200, math.nan], "total": 400}, "watts[3]", 16, "not a finite number"),
+        ({"total": math.nan}, "total_w", 52, "not a finite number"),
+        ({"hz": -1.0}, "hz", 70, "frequency"),
+        ({"kwh": -3.0}, "import_kwh", 72, "import_energy"),
+        ({"kwh": math.inf}, "import_kwh", 72, "not a finite number"),
+    ],
+)
+async def test_meter_marks_a_bad_noncritical_field(
+    broken: dict[str, Any], field: str, register: int, why: str
+) -> None:
+    values: dict[str, Any] = {"volts": [230] * 3, "amps": [1, 2, 3], "watts": [200] * 3}
+    values.update(broken)
+    meter, _client, clock = meter_on("sdm630", Image(input=sdm_image(**values)))
+    r = await run_virtual(clock, meter.read())
+    assert r.amps == (1.0, 2.0, 3.0)  # the currents the controller protects with are there
+    assert [(b.name, b.register) for b in r.bad] == [(field, register)]
+    assert why in r.bad[0].why
+    name, _, ch = field.partition("[")
+    value = getattr(r, name)
+    assert (value[int(ch[:-1]) - 1] if ch else value) is None
+    health = meter._bus.health(UNIT)
+    assert health.up and health.errors == {} and health.bad_fields == {field: 1}
+
+
+async def test_a_bad_channel_power_makes_a_summed_total_bad_too() -> None:
+    image = Image(input=sdm_image([228.0], [4.5], [math.nan]))
+    meter, _client, clock = meter_on("sdm120", image, phases=(1,))
+    r = await run_virtual(clock, meter.read())
+    assert r.watts == (None,) and r.total_w is None and r.amps == (4.5,)
+    assert [b.name for b in r.bad] == ["watts[1]", "total_w"]
+
+
+async def test_meter_energy_going_backwards_is_a_bad_field_then_followed() -> None:
     image = Image(input=sdm_image([230], [1], [200], kwh=100.0))
     meter, _client, clock = meter_on("sdm120", image, phases=(1,))
     await run_virtual(clock, meter.read())
     image.input.update(sdm_image([230], [1], [200], kwh=99.0))
-    with pytest.raises(BadValue, match="backwards"):
-        await run_virtual(clock, meter.read())
-    assert meter._bus.health(UNIT).errors == {"BadValue": 1}  # counted in the unit's health
+    r = await run_virtual(clock, meter.read())
+    assert r.import_kwh is None and "backwards" in r.bad[0].why and r.amps == (1.0,)
+    assert meter._bus.health(UNIT).bad_fields == {"import_kwh": 1}  # counted in the health
+    r = await run_virtual(clock, meter.read())
+    assert r.import_kwh == pytest.approx(99.0) and r.bad == ()
 
 
 def test_make_driver_by_kind_and_its_errors() -> None:
@@ -249,6 +286,16 @@ def test_any_meter_image_decodes_or_is_a_bad_value(kind: str, data: st.DataObjec
         r = to_reading("m", reg_map, reg_map.phases, decode_blocks(reg_map, "m", replies))
     except BadValue as err:
         assert err.device == "m" and err.register is not None
+        currents = {q.address for n, q in reg_map.quantities.items() if n.startswith("current")}
+        assert err.register in currents  # only a current fails a meter's reading
         return
     assert all(math.isfinite(x) and 0 <= x <= 2000 for x in r.amps)
-    assert math.isfinite(r.total_w) and math.isfinite(r.import_kwh)
+    bad = {b.name for b in r.bad}
+    for name in ("total_w", "hz", "import_kwh"):
+        value = getattr(r, name)
+        assert (value is None) == (name in bad)
+        assert value is None or math.isfinite(value)
+    for name in ("volts", "watts"):
+        for ch, v in enumerate(getattr(r, name), 1):
+            assert (v is None) == (f"{name}[{ch}]" in bad)
+            assert v is None or math.isfinite(v)
