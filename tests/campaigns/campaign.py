@@ -146,6 +146,7 @@ class Result:
     refused_writes: dict[str, int] = field(default_factory=dict)
     peak_ratio: float = 0.0  # the highest true current / limit (does the limit bind?)
     events: list[str] = field(default_factory=list)
+    error: str | None = None  # the run itself broke (the daemon did not start, say)
 
     def budget(self) -> dict[tuple[str, str], float]:
         """Seconds over a limit per (what, disturbance), the daemon alive."""
@@ -165,6 +166,8 @@ class Result:
 
     def problems(self) -> list[str]:
         out = [f"trip: {t}" for t in self.trips]
+        if self.error is not None:
+            out.append(f"the run broke: {self.error}")
         for (what, after), s in sorted(self.budget().items()):
             if s > ALLOWED_S + STEP_S + 1e-9:
                 out.append(f"{what} over a limit {s:.2f} s after {after} (allowed {ALLOWED_S} s)")
@@ -306,11 +309,11 @@ class Campaign:
             self.current.watched.append(self.watched)
             return trips
 
-        self.world.step = step  # type: ignore[method-assign]
+        self.world.step = step
         try:
             yield
         finally:
-            self.world.step = inner  # type: ignore[method-assign]
+            self.world.step = inner
 
     async def watch_exposure(self) -> None:
         while True:
@@ -636,7 +639,10 @@ async def run_many(
         async with gate:
             sub = folder / f"{i:03d}-{'+'.join(kinds) or 'none'}-{seed}"
             sub.mkdir(parents=True)
-            return await run(kinds, seed, sub)
+            try:
+                return await run(kinds, seed, sub)
+            except Exception as exc:  # the others still run; this one reports how it broke
+                return Result(kinds, seed, error=f"{type(exc).__name__}: {exc}")
 
     return list(await asyncio.gather(*(one(i, k, s) for i, (k, s) in enumerate(plans))))
 
