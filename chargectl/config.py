@@ -124,6 +124,13 @@ class SessionSettings:
     settle_s: float = 30.0  # an ended session still takes counter readings this long
     tap_lamp_s: float = 4.0  # "accepted" / "rejected" lamp shown this long
     complete_lamp_s: float = 600.0  # "charge complete" lamp shown this long (or until unplugged)
+    load_sustain_s: float = 30.0  # "had load": every 10-s average above load_w this long
+    no_load_first_w: float = 30.0  # no sustained load of this much ...
+    no_load_first_s: float = 1800.0  # ... in this much relay-closed time: no_load (0: off)
+    counter_confirm_s: float = 60.0  # a counter set aside on a series of its own this long: reset
+    max_per_card: int = 1  # socket sessions one card may run at once (0: no limit)
+    max_per_card_wallbox: int = 1  # wallbox sessions one card may run at once (0: no limit)
+    tap_debounce_s: float = 5.0  # the same card at the same bay within this is one tap
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,6 +149,13 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "settle_s": _NON_NEGATIVE,
         "tap_lamp_s": _NON_NEGATIVE,
         "complete_lamp_s": _NON_NEGATIVE,
+        "load_sustain_s": _NON_NEGATIVE,
+        "no_load_first_w": _NON_NEGATIVE,
+        "no_load_first_s": _NON_NEGATIVE,
+        "counter_confirm_s": _POSITIVE,
+        "max_per_card": _Range(0, 1000),
+        "max_per_card_wallbox": _Range(0, 1000),
+        "tap_debounce_s": _Range(0, 60),
     },
     SimSettings: {
         "step_s": _POSITIVE,

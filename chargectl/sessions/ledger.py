@@ -27,6 +27,7 @@ from chargectl.sessions.records import (
     SessionEnd,
     SessionSettle,
     SessionStart,
+    SessionTimes,
     TapRecord,
 )
 
@@ -85,7 +86,20 @@ _V2 = (
     "CREATE INDEX taps_at ON taps (at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # MIGRATIONS[n] takes version n to n+1
+# v3: a running session's elapsed time on the monotonic clock (a restart resumes its timers
+# from it, not from wall time), and whether its times were taken on a synchronized wall clock.
+_V3 = (
+    "ALTER TABLE checkpoints ADD COLUMN elapsed_s REAL",
+    # What v2 knew: the wall time between the tap and the last checkpoint, both taken by one run.
+    """UPDATE checkpoints SET elapsed_s = MAX(0, at - (SELECT start_at FROM sessions
+       WHERE sessions.id = checkpoints.session))""",
+    "ALTER TABLE sessions ADD COLUMN clock_ok INTEGER NOT NULL DEFAULT 1",
+    # The first-30-minutes no-load rule: v2 only knew whether there was any load at all.
+    "ALTER TABLE checkpoints ADD COLUMN had_first_load INTEGER NOT NULL DEFAULT 0",
+    "UPDATE checkpoints SET had_first_load = had_load",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[n] takes version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -260,6 +274,7 @@ class SessionRow:
     end: float | None
     reason: str | None
     energy_wh: int  # final once ended; as of the last checkpoint while running
+    clock_ok: bool = True  # False: start/end were taken on an unsynchronized wall clock
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -271,17 +286,18 @@ class SessionRow:
             "end": self.end,
             "reason": self.reason,
             "energy_wh": self.energy_wh,
+            "clock_ok": self.clock_ok,
         }
 
 
 _SESSION_SELECT = (
-    "SELECT s.id, s.card, c.name, s.bay, s.start_at, s.end_at, s.reason, s.energy_wh"
-    " FROM sessions s LEFT JOIN cards c ON c.uid = s.card"
+    "SELECT s.id, s.card, c.name, s.bay, s.start_at, s.end_at, s.reason, s.energy_wh,"
+    " s.clock_ok FROM sessions s LEFT JOIN cards c ON c.uid = s.card"
 )
 
 
 def _session(row: Sequence[object]) -> SessionRow:
-    sid, card, name, bay, start, end, reason, energy = row
+    sid, card, name, bay, start, end, reason, energy, clock_ok = row
     return SessionRow(
         id=int(sid),  # type: ignore[call-overload]
         card=str(card),
@@ -291,6 +307,7 @@ def _session(row: Sequence[object]) -> SessionRow:
         end=None if end is None else float(end),  # type: ignore[arg-type]
         reason=None if reason is None else str(reason),
         energy_wh=int(energy),  # type: ignore[call-overload]
+        clock_ok=bool(clock_ok),
     )
 
 
@@ -330,6 +347,11 @@ def energy_by_card(conn: sqlite3.Connection, start: float, end: float) -> list[C
     ]
 
 
+def unsynced_sessions(conn: sqlite3.Connection) -> int:
+    """Sessions whose times were taken on a wall clock that was never synchronized."""
+    return int(conn.execute("SELECT COUNT(*) FROM sessions WHERE clock_ok = 0").fetchone()[0])
+
+
 def list_taps(conn: sqlite3.Connection) -> list[TapRecord]:
     rows = conn.execute("SELECT at, bay, uid, result, session FROM taps ORDER BY id").fetchall()
     return [TapRecord(float(a), str(b), str(u), str(r), s) for a, b, u, r, s in rows]
@@ -339,7 +361,8 @@ def list_taps(conn: sqlite3.Connection) -> list[TapRecord]:
 def load_state(conn: sqlite3.Connection, since: float) -> LedgerState:
     rows = conn.execute(
         "SELECT s.id, s.card, s.bay, s.start_at, s.counter_start, s.counter_last,"
-        " k.peak_w, k.closed_s, k.had_load, k.low_s, k.topup_s"
+        " k.peak_w, k.closed_s, k.had_load, k.low_s, k.topup_s, k.elapsed_s, k.at, s.clock_ok,"
+        " k.had_first_load"
         " FROM sessions s LEFT JOIN checkpoints k ON k.session = s.id"
         " WHERE s.end_at IS NULL ORDER BY s.id"
     ).fetchall()
@@ -356,6 +379,10 @@ def load_state(conn: sqlite3.Connection, since: float) -> LedgerState:
             had_load=bool(r[8]),
             low_s=float(r[9] or 0.0),
             topup_s=None if r[10] is None else float(r[10]),
+            elapsed_s=None if r[11] is None else float(r[11]),
+            checkpoint_at=None if r[12] is None else float(r[12]),
+            clock_ok=bool(r[13]),
+            had_first_load=bool(r[14]),
         )
         for r in rows
     )
@@ -389,11 +416,13 @@ def load_state(conn: sqlite3.Connection, since: float) -> LedgerState:
 
 def _start(conn: sqlite3.Connection, r: SessionStart) -> None:
     conn.execute(
-        "INSERT INTO sessions (id, card, bay, start_at, counter_start, counter_last)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (r.id, r.card, r.bay, r.start, r.counter_start, r.counter_start),
+        "INSERT INTO sessions (id, card, bay, start_at, counter_start, counter_last, clock_ok)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (r.id, r.card, r.bay, r.start, r.counter_start, r.counter_start, int(r.clock_ok)),
     )
-    conn.execute("INSERT INTO checkpoints (session, at) VALUES (?, ?)", (r.id, r.start))
+    conn.execute(
+        "INSERT INTO checkpoints (session, at, elapsed_s) VALUES (?, ?, 0)", (r.id, r.start)
+    )
 
 
 def _checkpoint(conn: sqlite3.Connection, r: Checkpoint) -> None:
@@ -403,13 +432,26 @@ def _checkpoint(conn: sqlite3.Connection, r: Checkpoint) -> None:
         (r.counter_start, r.counter_last, r.energy_wh, r.id),
     )
     conn.execute(
-        "INSERT INTO checkpoints (session, at, peak_w, closed_s, had_load, low_s, topup_s)"
-        " SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS"
+        "INSERT INTO checkpoints"
+        " (session, at, peak_w, closed_s, had_load, low_s, topup_s, elapsed_s, had_first_load)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS"
         " (SELECT 1 FROM sessions WHERE id = ? AND end_at IS NULL)"
         " ON CONFLICT (session) DO UPDATE SET at = excluded.at, peak_w = excluded.peak_w,"
         " closed_s = excluded.closed_s, had_load = excluded.had_load, low_s = excluded.low_s,"
-        " topup_s = excluded.topup_s",
-        (r.id, r.at, r.peak_w, r.closed_s, int(r.had_load), r.low_s, r.topup_s, r.id),
+        " topup_s = excluded.topup_s, elapsed_s = excluded.elapsed_s,"
+        " had_first_load = excluded.had_first_load",
+        (
+            r.id,
+            r.at,
+            r.peak_w,
+            r.closed_s,
+            int(r.had_load),
+            r.low_s,
+            r.topup_s,
+            r.elapsed_s,
+            int(r.had_first_load),
+            r.id,
+        ),
     )
 
 
@@ -436,6 +478,13 @@ def _settle(conn: sqlite3.Connection, r: SessionSettle) -> None:
     )
 
 
+def _times(conn: sqlite3.Connection, r: SessionTimes) -> None:
+    conn.execute(
+        "UPDATE sessions SET start_at = ?, end_at = COALESCE(?, end_at), clock_ok = 1 WHERE id = ?",
+        (r.start, r.end, r.id),
+    )
+
+
 def _tap(conn: sqlite3.Connection, r: TapRecord) -> None:
     conn.execute(
         "INSERT INTO taps (at, bay, uid, result, session) VALUES (?, ?, ?, ?, ?)",
@@ -448,6 +497,7 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, LedgerRecord], None]] = {
     Checkpoint: _checkpoint,  # type: ignore[dict-item]
     SessionEnd: _end,  # type: ignore[dict-item]
     SessionSettle: _settle,  # type: ignore[dict-item]
+    SessionTimes: _times,  # type: ignore[dict-item]
     TapRecord: _tap,  # type: ignore[dict-item]
 }
 

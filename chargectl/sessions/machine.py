@@ -9,7 +9,16 @@ and nothing is counted twice. Power is used only to decide when to stop.
 
 Power rules look at relay-closed time only (a waiting session has no load to judge) and at
 10-second averages rather than single readings, so an inrush spike or one noisy reading
-neither sets the peak nor resets the full-charge timer.
+neither sets the peak nor resets the full-charge timer, and a bay "had load" only once every
+10-second average stayed above `load_w` for `load_sustain_s`. Power is the device's active
+power (W) where it reports one, else current x voltage (VA).
+
+Counter readings pass a `CounterGuard` first (counterguard.py): a step the bay's power could
+not have made is set aside and never billed; a counter that was really reset ends the running
+session as `fault` with what it had billed.
+
+Time is monotonic: a session's age is `now - start_now`, and a restart resumes it from the
+elapsed seconds the ledger checkpointed, never from wall time.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from chargectl.config import SessionSettings
+from chargectl.sessions.counterguard import CounterGuard, Verdict
 from chargectl.sessions.records import U32, EndedRecord, OpenSession, counter_delta
 
 
@@ -60,11 +70,20 @@ class BayObservation:
     """What the controller saw of one bay this tick."""
 
     relay_closed: bool  # contact feedback: the controller planned it on and it closed
-    power_w: float | None  # None when the device did not answer this tick
+    # The device's own active power (a pile's port_power, a wallbox's power register); None
+    # when it reports none or the reading is not fresh.
+    power_w: float | None
     energy_wh: int | None  # the bay's lifetime counter (u32, may wrap); None if unknown
     fault: str | None  # "over_power", "over_temp", "fault" (welded, short, ...) or None
     emergency: bool  # smoke or emergency stop anywhere in the shed
     plugged: bool | None = None  # wallbox: a vehicle is connected; None for sockets
+    # Current x voltage (VA): the stop rules use it only when `power_w` is None.
+    va: float | None = None
+
+    @property
+    def power(self) -> float | None:
+        """What the stop rules judge: active power where reported, else VA."""
+        return self.power_w if self.power_w is not None else self.va
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +104,27 @@ class Timings:
     settle_s: float = 30.0  # an ended session still takes counter readings this long
     max_sample_s: float = 10.0  # one reading never stands for more than this (a stalled tick)
     bucket_s: float = 10.0  # power averaging interval of the stop rules
+    load_sustain_s: float = 30.0  # every bucket above load_w this long: the bay had load
+    counter_confirm_s: float = 60.0  # a counter's new series this long: it was reset
 
     @classmethod
     def from_settings(cls, s: SessionSettings) -> Timings:
         d = cls()
         return cls(
-            tap_lamp_s=float(getattr(s, "tap_lamp_s", d.tap_lamp_s)),
-            complete_lamp_s=float(getattr(s, "complete_lamp_s", d.complete_lamp_s)),
-            load_w=float(getattr(s, "load_w", d.load_w)),
-            settle_s=float(getattr(s, "settle_s", d.settle_s)),
+            tap_lamp_s=float(s.tap_lamp_s),
+            complete_lamp_s=float(s.complete_lamp_s),
+            load_w=float(s.load_w),
+            settle_s=float(s.settle_s),
             max_sample_s=d.max_sample_s,
             # at least ten buckets per unplugged window, so the average slides smoothly
             bucket_s=min(d.bucket_s, s.unplugged_window_s / 10.0),
+            load_sustain_s=float(s.load_sustain_s),
+            counter_confirm_s=float(s.counter_confirm_s),
         )
+
+    def sustained(self, run_s: float) -> bool:
+        """A run of buckets above a threshold is long enough to count (at least one bucket)."""
+        return run_s >= max(self.load_sustain_s, self.bucket_s) - 1e-9
 
 
 class PowerWindow:
@@ -150,16 +177,24 @@ class Session:
     window: PowerWindow
     peak_w: float = 0.0  # highest 10-s average
     closed_s: float = 0.0
-    had_load: bool = False
+    had_load: bool = False  # a sustained load above load_w
+    had_first_load: bool = False  # a sustained load of no_load_first_w
+    load_run_s: float = 0.0  # consecutive buckets above load_w (not checkpointed)
+    first_run_s: float = 0.0  # consecutive buckets at or above no_load_first_w
     low_s: float = 0.0
     topup_s: float | None = None
     relay_closed: bool = False
     seen_plugged: bool = False
     last_checkpoint: float = 0.0  # monotonic
+    clock_ok: bool = True  # False: start_wall is provisional (wall clock not synchronized)
+    resumed_elapsed_s: float = 0.0  # the ledger's elapsed time when it was resumed
 
     @property
     def energy_wh(self) -> int:
         return counter_delta(self.counter_start, self.counter_last)
+
+    def elapsed_s(self, now: float) -> float:
+        return max(0.0, now - self.start_now)
 
 
 @dataclass(slots=True)
@@ -171,6 +206,7 @@ class Ended:
     until: float
     energy_at_end: int
     moved: bool = False
+    frozen: bool = False  # the counter was re-based: no more readings settle onto it
 
 
 @dataclass
@@ -187,11 +223,23 @@ class BayMachine:
     overlay_until: float = 0.0
     complete_until: float = 0.0
     last_now: float | None = None
-    counter_anomalies: int = 0  # readings that went backwards (ignored)
+    max_power_w: float | None = None  # the most the bay can draw (counter plausibility)
+    guard: CounterGuard = field(init=False)
+    counter_reset: bool = False  # the counter was re-based under a session that counts
     _now: float = field(default=0.0, repr=False)
 
+    def __post_init__(self) -> None:
+        self.guard = CounterGuard(self.bay, self.max_power_w, self.timings.counter_confirm_s)
+
+    @property
+    def counter_anomalies(self) -> int:
+        """Readings set aside (implausible steps, values out of range)."""
+        return self.guard.anomalies
+
     # ----- transitions the manager drives -----
-    def start(self, session_id: int, card: str, now: float, wall: float) -> Session:
+    def start(
+        self, session_id: int, card: str, now: float, wall: float, clock_ok: bool = True
+    ) -> Session:
         """Open a session. While the bay's previous session is still settling, the new one is
         held (waiting, relay open) until the settle time is over: the counter the controller
         last read may be a slow poll old, and the energy that flowed before the relay opened
@@ -210,29 +258,37 @@ class BayMachine:
             counter_last=counter,
             window=self._window(),
             last_checkpoint=now,
+            clock_ok=clock_ok,
         )
         self.complete_until = 0.0
         self.flash(Lamp.ACCEPTED, now)
         return self.session
 
-    def resume(self, rec: OpenSession, now: float, wall: float) -> Session:
-        """Reopen a session the ledger holds as running (after a restart)."""
+    def resume(self, rec: OpenSession, now: float) -> Session:
+        """Reopen a session the ledger holds as running (after a restart). Its age goes on
+        from the elapsed seconds of its last checkpoint: the time the daemon was down is not
+        counted (wall time cannot be trusted across a restart)."""
+        elapsed = max(0.0, rec.elapsed_s or 0.0)
         self.session = Session(
             id=rec.id,
             card=rec.card,
             bay=self.bay,
             start_wall=rec.start,
-            start_now=now - max(0.0, wall - rec.start),
+            start_now=now - elapsed,
             counter_start=rec.counter_start,
             counter_last=rec.counter_last,
             window=self._window(),
             peak_w=rec.peak_w,
             closed_s=rec.closed_s,
             had_load=rec.had_load,
+            # Past the first-load window it has passed that rule, or it would have ended.
+            had_first_load=rec.had_first_load or rec.closed_s >= self.settings.no_load_first_s,
             low_s=rec.low_s,
             topup_s=rec.topup_s,
             seen_plugged=rec.had_load,
             last_checkpoint=now,
+            clock_ok=rec.clock_ok,
+            resumed_elapsed_s=elapsed,
         )
         return self.session
 
@@ -253,9 +309,9 @@ class BayMachine:
         )
         self.ended = Ended(s, reason, until, rec.energy_wh)
 
-    def take_reading(self, reading: int | None) -> None:
+    def take_reading(self, reading: int | None, now: float) -> None:
         """A counter reading outside a tick (the one taken at start-up)."""
-        self._take_counter(reading)
+        self._take_counter(reading, now)
 
     def end(self, reason: Reason, now: float) -> Ended:
         s = self.session
@@ -264,7 +320,9 @@ class BayMachine:
         if self.ended is not None:
             raise RuntimeError(f"bay {self.bay}: session {self.ended.session.id} still settling")
         self.session = None
-        self.ended = Ended(s, reason, now + self.timings.settle_s, s.energy_wh)
+        # After a counter reset no reading may settle onto it: they are of another series.
+        frozen, self.counter_reset = self.counter_reset, False
+        self.ended = Ended(s, reason, now + self.timings.settle_s, s.energy_wh, frozen=frozen)
         if reason is Reason.FULL:
             self.complete_until = now + self.timings.complete_lamp_s
         return self.ended
@@ -299,7 +357,7 @@ class BayMachine:
         self.last_now = self._now = now
         if obs is not None:
             self.fault, self.emergency = obs.fault, obs.emergency
-            self._take_counter(obs.energy_wh)
+            self._take_counter(obs.energy_wh, now)
             if obs.plugged is False and self.complete_until > now:
                 self.complete_until = 0.0  # the charger is unplugged: no more "complete" lamp
         s = self.session
@@ -311,6 +369,8 @@ class BayMachine:
             return Reason.EMERGENCY
         if self.fault is not None:
             return FAULT_REASONS.get(self.fault, Reason.FAULT)
+        if self.counter_reset:
+            return Reason.FAULT  # what it billed stays; the new counter is the next session's
         if obs is not None and obs.plugged is not None:
             s.seen_plugged = s.seen_plugged or obs.plugged
             # A car may be plugged in after the tap: give it the unplugged window to arrive.
@@ -321,15 +381,22 @@ class BayMachine:
             return Reason.QUOTA
         if now - s.start_now >= self.settings.max_duration_s:
             return Reason.MAX_DURATION
-        if obs is None or not obs.relay_closed or obs.power_w is None or dt <= 0:
+        power = None if obs is None else obs.power
+        if obs is None or not obs.relay_closed or power is None or dt <= 0:
             return None
-        return self._power_rules(s, dt, obs.power_w)
+        return self._power_rules(s, dt, power)
 
     def _power_rules(self, s: Session, dt: float, power_w: float) -> Reason | None:
-        cfg = self.settings
+        cfg, t = self.settings, self.timings
         s.closed_s += dt
-        s.had_load = s.had_load or power_w > self.timings.load_w
         bucket = s.window.add(dt, power_w)
+        if bucket is not None:
+            avg, secs = bucket
+            # "Had load" on a sustained run of 10-s averages, so one inrush never counts.
+            s.load_run_s = s.load_run_s + secs if avg > t.load_w else 0.0
+            s.had_load = s.had_load or t.sustained(s.load_run_s)
+            s.first_run_s = s.first_run_s + secs if avg >= cfg.no_load_first_w else 0.0
+            s.had_first_load = s.had_first_load or t.sustained(s.first_run_s)
         if bucket is not None and s.topup_s is None:
             avg, secs = bucket
             s.peak_w = max(s.peak_w, avg)
@@ -341,8 +408,13 @@ class BayMachine:
                 s.low_s = 0.0
         elif s.topup_s is not None:
             s.topup_s += dt
-        if not s.had_load and s.closed_s >= cfg.no_load_s:
+        # A load needs load_sustain_s (and a bucket) to show: never judge before that.
+        judge_after = t.load_sustain_s + t.bucket_s
+        if not s.had_load and s.closed_s >= max(cfg.no_load_s, judge_after):
             return Reason.NO_LOAD
+        first_s = cfg.no_load_first_s
+        if first_s > 0 and not s.had_first_load and s.closed_s >= max(first_s, judge_after):
+            return Reason.NO_LOAD  # the piles' "under 30 W for the first 30 min"
         avg_w = s.window.average()
         if avg_w is not None and avg_w < cfg.unplugged_w:
             return Reason.UNPLUGGED
@@ -350,32 +422,38 @@ class BayMachine:
             return Reason.FULL
         return None
 
-    def _take_counter(self, reading: int | None) -> None:
+    def _take_counter(self, reading: int | None, now: float) -> None:
         if reading is None:
             return
         if not 0 <= reading < U32:
-            self.counter_anomalies += 1
+            self.guard.note_invalid(reading)
+            return
+        verdict = self.guard.take(reading, now)
+        if verdict is Verdict.SET_ASIDE:
             return
         s = self.session
+        if verdict is Verdict.REBASED:
+            # A reset or replaced counter: nothing is billed across the jump. An ended session
+            # keeps what it had; a running one that counts ends (observe) with what it had.
+            if self.ended is not None:
+                self.ended.frozen = True
+            if s is not None and self.ended is None:
+                if s.counter_start is None:
+                    s.counter_start = s.counter_last = reading
+                else:
+                    self.counter_reset = True
+            self.last_counter = reading
+            return
         if s is not None and self.ended is None:
             if s.counter_start is None:
                 s.counter_start = reading  # unknown at the tap: the first reading starts it
-            elif not self._forward(s.counter_last, reading):
-                self.counter_anomalies += 1
-                return
             s.counter_last = reading
-        elif self.ended is not None:
+        elif self.ended is not None and not self.ended.frozen:
             e = self.ended.session
-            # Settle only against a known counter that moved forward.
-            known = e.counter_last is not None and reading != e.counter_last
-            if known and self._forward(e.counter_last, reading):
+            # Settle only against a known counter (the guard believes forward steps only).
+            if e.counter_last is not None and reading != e.counter_last:
                 e.counter_last, self.ended.moved = reading, True
         self.last_counter = reading
-
-    @staticmethod
-    def _forward(last: int | None, reading: int) -> bool:
-        """True unless the reading is behind the last one (a wrap counts as forward)."""
-        return last is None or counter_delta(last, reading) < U32 // 2
 
     # ----- read-outs -----
     def lamp(self) -> Lamp:

@@ -40,9 +40,18 @@ from chargectl.sessions.records import (
     SessionEnd,
     SessionSettle,
     SessionStart,
+    SessionTimes,
     TapRecord,
     counter_delta,
 )
+
+
+@dataclass(slots=True)
+class _Provisional:
+    """A session whose wall times were taken before the wall clock was synchronized."""
+
+    session: Session
+    end_now: float | None = None  # monotonic time it ended
 
 
 class TapOutcome(StrEnum):
@@ -57,6 +66,8 @@ class TapOutcome(StrEnum):
     BUSY = "busy"  # another card's session runs at this bay; it goes on
     UNAVAILABLE = "unavailable"  # the bay is in fault or the shed in emergency
     INVALID = "invalid"  # the UID is malformed
+    LIMIT = "limit"  # the card already runs as many sessions as `max_per_card` allows
+    REPEAT = "repeat"  # the same card at the same bay within `tap_debounce_s`: counted only
 
 
 _VERDICT_OUTCOME = {
@@ -105,7 +116,9 @@ class SessionReadout:
     charging: int
     ended_total: Mapping[str, int]  # since start-up, by reason
     taps_total: Mapping[str, int]  # since start-up, by outcome
-    counter_anomalies: int  # energy readings that went backwards (ignored)
+    counter_anomalies: int  # energy readings set aside (implausible steps; never billed)
+    counter_resets: int = 0  # counters re-based (a reset or replaced device)
+    clock_synced: bool = True  # False: new sessions' times are provisional
 
 
 class SessionManager:
@@ -116,6 +129,7 @@ class SessionManager:
         bays: Sequence[str],
         *,
         tz: tzinfo | None = None,  # for "today" (quota, expiry); None: the system's local time
+        max_power_w: Mapping[str, float] | None = None,  # bay -> the most it can draw (W)
     ) -> None:
         if len(set(bays)) != len(bays):
             raise SessionsError(f"duplicate bay ids in {list(bays)!r}")
@@ -123,7 +137,13 @@ class SessionManager:
         self._ledger = ledger
         self._tz = tz
         timings = Timings.from_settings(settings)
-        self._bays = {b: BayMachine(b, settings, timings) for b in bays}
+        limits = max_power_w or {}
+        self._bays = {b: BayMachine(b, settings, timings, max_power_w=limits.get(b)) for b in bays}
+        self._wallbox = {b: "/" not in b for b in bays}  # a pile's bays are `pile/port`
+        self._down: dict[str, float] = {}  # bay -> seconds down, for an unanchored restore
+        self._last_tap: dict[tuple[str, str], float] = {}  # (bay, uid) -> monotonic time
+        self._wall_ok = True
+        self._provisional: dict[int, _Provisional] = {}  # session id -> its monotonic times
         self._restored = False
         self._unanchored = False  # resumed sessions wait for a `now` (restore without one)
         self._next_id = 1
@@ -159,8 +179,12 @@ class SessionManager:
             self._used[(card, today)] = int(wh)
         for bay, machine in self._bays.items():
             reading = counters.get(bay)
-            machine.last_counter = reading if reading is not None and 0 <= reading < U32 else None
-        self._reopen_settling(state, at)
+            ok = reading is not None and 0 <= reading < U32
+            machine.last_counter = reading if ok else None
+            machine.guard.seed(reading if ok else None, at)
+            if reading is not None and not ok:
+                machine.guard.note_invalid(reading)
+        self._reopen_settling(state, at, wall)
         for rec in sorted(state.open_sessions, key=lambda r: r.id):
             m = self._bays.get(rec.bay)
             if m is None:
@@ -170,25 +194,34 @@ class SessionManager:
             if m.session is not None:  # two open sessions on one bay: keep the newest
                 self._end(m, Reason.FAULT, 0.0, wall)
                 self._finalize(m.take_settled(0.0, force=True))
-            s = m.resume(rec, at, wall)
+            s = m.resume(rec, at)
             reading = m.last_counter
-            if reading is not None:
-                base = s.counter_last if s.counter_last is not None else s.counter_start
-                if base is None:
+            base = s.counter_last if s.counter_last is not None else s.counter_start
+            if base is None:
+                if reading is not None:
                     s.counter_start = s.counter_last = reading
-                elif counter_delta(base, reading) < U32 // 2:
-                    s.counter_last = reading
-                else:
-                    # The counter is behind the ledger: the device was replaced or reset.
-                    # Keep what was recorded and end the session rather than guess.
-                    m.counter_anomalies += 1
-                    self._end(m, Reason.FAULT, 0.0, wall)
-                    self._finalize(m.take_settled(0.0, force=True))
-                    continue
+            else:
+                # The start-up reading is judged against the ledger's, allowing the bay's power
+                # over the time since that checkpoint (the only use of wall time across a
+                # restart: it can only widen what is believed, up to half the counter's range).
+                down = self._down_s(rec.checkpoint_at, wall)
+                self._down[rec.bay] = down
+                m.guard.seed(base, at - down)
+                m.last_counter = base
+                if reading is not None:
+                    m.take_reading(reading, at)
+            if s.clock_ok is False:
+                self._provisional[s.id] = _Provisional(s)
             self._checkpoint(s, at, wall)
         self._unanchored = now is None
 
-    def _reopen_settling(self, state: LedgerState, at: float) -> None:
+    @staticmethod
+    def _down_s(since_wall: float | None, wall: float) -> float:
+        if since_wall is None or not math.isfinite(since_wall):
+            return 0.0
+        return max(0.0, wall - since_wall)
+
+    def _reopen_settling(self, state: LedgerState, at: float, wall: float) -> None:
         """Sessions the daemon stopped settling (killed, or the power went) settle again: the
         reading that completes them may not have come. The counter read at start-up is such a
         reading: the relay opened when the session ended (or opens on the first tick)."""
@@ -212,7 +245,13 @@ class SessionManager:
             m.reopen_ended(rec, reason, at + self._settings.settle_s)
             newer = open_at.get(bay)
             if newer is None or newer.counter_start is None:
-                m.take_reading(m.last_counter)
+                reading = m.last_counter
+                if rec.counter_last is not None:
+                    down = self._down_s(rec.end, wall)
+                    self._down[bay] = down
+                    m.guard.seed(rec.counter_last, at - down)
+                    m.last_counter = rec.counter_last
+                m.take_reading(reading, at)
             if newer is not None:
                 # A newer session runs there: it was held (no start counter yet) and starts
                 # from this reading, or it counts already and the reading is its own.
@@ -226,6 +265,17 @@ class SessionManager:
             uid = parse_uid(uid_hex)
         except InvalidUid:
             return self._tap(m, uid_hex[:64], TapOutcome.INVALID, None, now=now, wall=wall)
+        # One tap however long the card is held or however often a reader repeats it: the
+        # same card at the same bay within tap_debounce_s of its last tap there.
+        key = (bay, uid)
+        last = self._last_tap.get(key)
+        self._last_tap[key] = now
+        if last is not None and now - last < self._settings.tap_debounce_s:
+            self._taps_total[TapOutcome.REPEAT] += 1
+            self._taps_new[TapOutcome.REPEAT] += 1
+            return TapResult(bay, uid, TapOutcome.REPEAT, None)
+        if len(self._last_tap) > 4 * len(self._bays) + 64:
+            self._forget_taps(now)
         if m.emergency or m.fault is not None:
             return self._tap(m, uid, TapOutcome.UNAVAILABLE, None, now=now, wall=wall)
         s = m.session
@@ -238,12 +288,50 @@ class SessionManager:
         verdict = judge(self._ledger.cards().get(uid), today, self._used.get((uid, today), 0))
         if verdict is not Verdict.OK:
             return self._tap(m, uid, _VERDICT_OUTCOME[verdict], None, now=now, wall=wall)
+        if self._at_limit(uid, wallbox=self._wallbox[bay]):
+            return self._tap(m, uid, TapOutcome.LIMIT, None, now=now, wall=wall)
         # While the previous session at the bay settles, the new one is held (BayMachine.start).
         sid = self._next_id
         self._next_id += 1
-        s = m.start(sid, uid, now, wall)
-        self._ledger.record(SessionStart(sid, uid, bay, wall, s.counter_start))
+        s = m.start(sid, uid, now, wall, clock_ok=self._wall_ok)
+        if not self._wall_ok:
+            self._provisional[sid] = _Provisional(s)
+        self._ledger.record(SessionStart(sid, uid, bay, wall, s.counter_start, self._wall_ok))
         return self._tap(m, uid, TapOutcome.STARTED, sid, now=now, wall=wall)
+
+    def _at_limit(self, uid: str, *, wallbox: bool) -> bool:
+        """The card runs as many sessions of this kind (socket or wallbox) as it may."""
+        cfg = self._settings
+        limit = cfg.max_per_card_wallbox if wallbox else cfg.max_per_card
+        if limit <= 0:
+            return False
+        running = sum(
+            1
+            for bay, m in self._bays.items()
+            if m.session is not None and m.session.card == uid and self._wallbox[bay] == wallbox
+        )
+        return running >= limit
+
+    def _forget_taps(self, now: float) -> None:
+        window = self._settings.tap_debounce_s
+        self._last_tap = {k: t for k, t in self._last_tap.items() if now - t < window}
+
+    def set_wall_synced(self, synced: bool, now: float, wall: float) -> None:
+        """Whether the wall clock is synchronized now. Sessions that start while it is not are
+        recorded with provisional times (`clock_ok` false); once it is, their times are worked
+        back from the monotonic clock and written again (`SessionTimes`)."""
+        self._wall_ok = synced
+        if not synced or not self._provisional:
+            return
+        for sid, p in list(self._provisional.items()):
+            s = p.session
+            if p.end_now is None and (s.start_now is None or math.isnan(s.start_now)):
+                continue  # not anchored yet (an unanchored restore): next tick
+            start = wall - (now - s.start_now)
+            end = None if p.end_now is None else wall - (now - p.end_now)
+            s.start_wall, s.clock_ok = start, True
+            self._ledger.record(SessionTimes(sid, start, end))
+            del self._provisional[sid]
 
     def update(self, now: float, wall: float, obs: Mapping[str, BayObservation]) -> None:
         """Take every bay's observation; end the sessions a rule stops; checkpoint."""
@@ -304,6 +392,8 @@ class SessionManager:
             ended_total=dict(self._ended_total),
             taps_total=dict(self._taps_total),
             counter_anomalies=sum(m.counter_anomalies for m in self._bays.values()),
+            counter_resets=sum(m.guard.rebases for m in self._bays.values()),
+            clock_synced=self._wall_ok,
         )
 
     def drain_events(self) -> SessionEvents:
@@ -328,8 +418,10 @@ class SessionManager:
             for m in self._bays.values():
                 s = m.session
                 if s is not None and math.isnan(s.start_now):
-                    s.start_now = now - max(0.0, wall - s.start_wall)
+                    s.start_now = now - s.resumed_elapsed_s
                     s.last_checkpoint = now
+                if math.isnan(m.guard.since):
+                    m.guard.since = now - self._down.get(m.bay, 0.0)
                 if m.ended is not None and math.isnan(m.ended.until):
                     m.ended.until = now + self._settings.settle_s
 
@@ -354,6 +446,9 @@ class SessionManager:
         self._finalize(m.take_settled(now, force=True))  # a held session's predecessor
         e = m.end(reason, now)
         s = e.session
+        p = self._provisional.get(s.id)
+        if p is not None:
+            p.end_now = now
         self._ledger.record(
             SessionEnd(s.id, wall, str(reason), s.counter_last, s.energy_wh, s.counter_start)
         )
@@ -397,8 +492,16 @@ class SessionManager:
                 had_load=s.had_load,
                 low_s=s.low_s,
                 topup_s=s.topup_s,
+                elapsed_s=self._elapsed(s, now),
+                had_first_load=s.had_first_load,
             )
         )
+
+    @staticmethod
+    def _elapsed(s: Session, now: float) -> float:
+        if math.isnan(now) or math.isnan(s.start_now):
+            return s.resumed_elapsed_s
+        return max(0.0, now - s.start_now)
 
     def _day(self, wall: float) -> date:
         return datetime.fromtimestamp(wall, self._tz).date()

@@ -30,6 +30,7 @@ class SessionStart:
     bay: str
     start: float  # wall time
     counter_start: int | None  # None: the bay's counter was unknown at the tap
+    clock_ok: bool = True  # False: the wall clock was not synchronized; `start` is provisional
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ class Checkpoint:
     had_load: bool
     low_s: float  # time the power has stayed at or below the full threshold
     topup_s: float | None  # time into the top-up after `full` was detected; None before
+    elapsed_s: float = 0.0  # since the tap, on the monotonic clock (wall time is not trusted)
+    had_first_load: bool = False  # a sustained no_load_first_w seen (the first-30-min rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,16 @@ class SessionSettle:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionTimes:
+    """A session's times once the wall clock is synchronized, for a session that started (and
+    maybe ended) before: worked back from the monotonic clock."""
+
+    id: int
+    start: float
+    end: float | None  # None: still running
+
+
+@dataclass(frozen=True, slots=True)
 class TapRecord:
     at: float  # wall time
     bay: str
@@ -78,7 +91,7 @@ class TapRecord:
     session: int | None  # the session it started or stopped
 
 
-LedgerRecord = SessionStart | Checkpoint | SessionEnd | SessionSettle | TapRecord
+LedgerRecord = SessionStart | Checkpoint | SessionEnd | SessionSettle | SessionTimes | TapRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +109,10 @@ class OpenSession:
     had_load: bool = False
     low_s: float = 0.0
     topup_s: float | None = None
+    had_first_load: bool = False
+    elapsed_s: float | None = None  # since the tap, as of the last checkpoint; None: unknown
+    checkpoint_at: float | None = None  # wall time of the last checkpoint
+    clock_ok: bool = True  # False: `start` is provisional (the wall clock was not synchronized)
 
 
 @dataclass(frozen=True, slots=True)

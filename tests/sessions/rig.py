@@ -74,10 +74,11 @@ class Rig:
         tick: float = 1.0,
         state: LedgerState | None = None,
         counters: dict[str, int | None] | None = None,
+        max_power_w: dict[str, float] | None = None,
     ) -> None:
         self.settings = settings or SessionSettings()
         self.ledger = FakeLedger(cards, state)
-        self.mgr = SessionManager(self.settings, self.ledger, bays, tz=UTC)
+        self.mgr = SessionManager(self.settings, self.ledger, bays, tz=UTC, max_power_w=max_power_w)
         self.tick = tick
         self.now = 100.0
         self.wall = WALL0

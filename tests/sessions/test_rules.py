@@ -210,6 +210,7 @@ def test_quota_ends_the_session_and_rejects_a_new_tap_until_tomorrow() -> None:
     rig.run(40)  # settle
     assert rig.tap("p/2", ALICE).outcome is TapOutcome.QUOTA
     rig.wall += 86400  # the next day (UTC in these tests)
+    rig.run(6)  # past the tap debounce
     assert rig.tap("p/2", ALICE).outcome is TapOutcome.STARTED
 
 
