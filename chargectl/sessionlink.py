@@ -1,13 +1,20 @@
 """The loop's side of the session layer: `Poll` and `Decision` in, `Demand` and lamps out.
 
 The session manager (chargectl.sessions) knows cards and bays, not arrays or Modbus; the
-core knows arrays, not cards. This is the one place that translates between them.
+core knows arrays, not cards. This is the one place that translates between them, and the one
+that turns the config's device limits into the session layer's only device knowledge: the most
+power a bay can plausibly draw (`max_power_w`), which bounds the energy counter steps a session
+believes.
+
+Power: `Poll.power_w[bay]` is the device's own active power (W) and `Poll.va[bay]` current x
+voltage; the session rules use the first and fall back to the second (docs/sessions.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+from chargectl.config import Shed
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import Layout
 from chargectl.control.observe import (
@@ -23,20 +30,58 @@ from chargectl.sessions.manager import SessionManager, TapResult
 
 _FAULT_NAMES = {FAULT_OVER_POWER: "over_power", FAULT_OVER_TEMP: "over_temp"}
 
+# A pile's cut-off trips after 2 s over its limit (pile.md), and a meter's power reads high at
+# times: a counter step is believed up to this much over the bay's limit.
+POWER_MARGIN = 1.25
+
+
+def max_power_w(shed: Shed, layout: Layout) -> dict[str, float]:
+    """The most power each bay can plausibly draw (W), from the config: a pile socket its
+    pile's `port_power_limit_w`, a wallbox `max_current_a` x phases x the supply voltage, each
+    with POWER_MARGIN on top."""
+    out: dict[str, float] = {}
+    high_v = shed.shed.voltage_v * 1.1  # the supply may sit 7-10 % above nominal
+    for bay in layout.bays:
+        dev = shed.device(bay.device)
+        if bay.is_socket:
+            watts = float(dev.port_power_limit_w)
+        else:
+            watts = float(dev.max_current_a) * max(1, len(bay.phases)) * high_v
+        out[bay.id] = watts * POWER_MARGIN
+    return out
+
 
 class SessionLink:
-    def __init__(self, manager: SessionManager, layout: Layout) -> None:
+    def __init__(
+        self,
+        manager: SessionManager,
+        layout: Layout,
+        *,
+        wall_synced: Callable[[], bool | None] | None = None,
+    ) -> None:
+        """`wall_synced`: asked every tick whether the wall clock is synchronized (the
+        injected clock's `clock_synced`); None or an unknown answer counts as synchronized."""
         self.manager = manager
         self.layout = layout
         self.taps: list[TapResult] = []  # this tick's, for the log and metrics
+        self._wall_synced = wall_synced
 
     def restore(self, counters: Mapping[str, int | None], wall: float, now: float) -> None:
         self.manager.restore(counters, wall, now)
+        self._sync(now, wall)
 
     def on_tap(self, tap: Tap, now: float, wall: float) -> None:
+        self._sync(now, wall)
         self.taps.append(self.manager.on_tap(tap.bay, tap.uid_hex, now, wall))
 
+    def _sync(self, now: float, wall: float) -> None:
+        if self._wall_synced is not None:
+            self.manager.set_wall_synced(self._wall_synced() is not False, now, wall)
+
     def update(self, now: float, wall: float, poll: Poll, core: ControlCore) -> None:
+        self._sync(now, wall)
+        # Current x voltage where the adapter hands it apart from the device's own power.
+        va: Mapping[str, float | None] = getattr(poll, "va", None) or {}
         obs = poll.observation
         emergency = core.alarm is not None or obs.alarm is not None
         seen: dict[str, BayObservation] = {}
@@ -51,6 +96,7 @@ class SessionLink:
             seen[bay.id] = BayObservation(
                 relay_closed=up and poll.relay_closed.get(bay.id, False),
                 power_w=poll.power_w.get(bay.id) if up else None,
+                va=va.get(bay.id) if up else None,
                 energy_wh=poll.counters_wh.get(bay.id),
                 fault=fault,
                 emergency=emergency,

@@ -1,7 +1,9 @@
 """`chargectl energy --month YYYY-MM`: kWh per card as CSV, for billing.
 
 A session counts in the month it started (local time); a running session counts with its
-energy as of its last checkpoint.
+energy as of its last checkpoint. Text cells are made safe for a spreadsheet (no formulas, no
+bidi or control characters). Sessions whose times were taken on a wall clock that never got
+synchronized may sit in another month: their number is said on stderr.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @staff_command
 def run(args: argparse.Namespace) -> int:
     from chargectl.sessions import ledger
-    from chargectl.sessions.staff import kwh, month_range, open_ledger
+    from chargectl.sessions.staff import csv_row, kwh, month_range, open_ledger
 
     start, end = month_range(args.month)
     with open_ledger(args, create=False) as conn:
         rows = ledger.energy_by_card(conn, start, end)
+        unsynced = ledger.unsynced_sessions(conn)
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["card", "name", "sessions", "kwh"])
     for r in rows:
-        out.writerow([r.card, r.name or "", r.sessions, kwh(r.energy_wh)])
+        out.writerow(csv_row([r.card, r.name or "", r.sessions, kwh(r.energy_wh)]))
+    if unsynced:
+        print(
+            f"chargectl energy: {unsynced} session(s) have times from an unsynchronized clock"
+            " and may count in another month (`sessions export` marks them)",
+            file=sys.stderr,
+        )
     return 0

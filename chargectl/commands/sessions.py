@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return _stop(args)
     from chargectl.sessions import ledger
     from chargectl.sessions.staff import (
+        csv_row,
         days_range,
         iso,
         kwh,
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                     short(r.start),
                     short(r.end),
                     r.reason or "running",
-                    kwh(r.energy_wh),
+                    kwh(r.energy_wh) + ("" if r.clock_ok else " (clock not synced)"),
                 ]
                 for r in rows
             ]
@@ -68,19 +69,22 @@ def run(args: argparse.Namespace) -> int:
     with open_ledger(args, create=False) as conn:
         rows = ledger.sessions_between(conn, start, end)
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["session", "card", "name", "bay", "start", "end", "reason", "kwh"])
+    out.writerow(["session", "card", "name", "bay", "start", "end", "reason", "kwh", "clock"])
     for r in rows:
         out.writerow(
-            [
-                r.id,
-                r.card,
-                r.name or "",
-                r.bay,
-                iso(r.start),
-                iso(r.end),
-                r.reason or "",
-                kwh(r.energy_wh),
-            ]
+            csv_row(
+                [
+                    r.id,
+                    r.card,
+                    r.name or "",
+                    r.bay,
+                    iso(r.start),
+                    iso(r.end),
+                    r.reason or "",
+                    kwh(r.energy_wh),
+                    "" if r.clock_ok else "unsynced",
+                ]
+            )
         )
     return 0
 

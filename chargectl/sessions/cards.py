@@ -18,6 +18,13 @@ from typing import Literal
 
 from chargectl.sessions.errors import CardImportError, InvalidInput, InvalidUid
 
+# Embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069) and the marks: a name
+# holding them shows one thing and means another.
+BIDI_CONTROLS = frozenset(
+    ["\u200e", "\u200f", "\u061c"]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+)
 UID_LENGTHS = (4, 7, 8)  # bytes: Mifare single, double and 8-byte UIDs
 MAX_NAME = 100
 CardStatus = Literal["active", "blocked"]
@@ -97,8 +104,12 @@ def parse_name(text: str) -> str:
         raise InvalidInput("name is empty")
     if len(name) > MAX_NAME:
         raise InvalidInput(f"name is {len(name)} characters; at most {MAX_NAME}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if any(ord(c) < 32 or 127 <= ord(c) <= 159 for c in name):
         raise InvalidInput(f"name {name!r} contains control characters")
+    if any(c in BIDI_CONTROLS for c in name):
+        raise InvalidInput(
+            f"name {name!r} contains bidirectional control characters (they reorder what is shown)"
+        )
     return name
 
 

@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta
 from chargectl.cli import UsageError
 from chargectl.config import Shed, bay_id
 from chargectl.sessions import ledger
-from chargectl.sessions.cards import parse_day
+from chargectl.sessions.cards import BIDI_CONTROLS, parse_day
 from chargectl.sessions.errors import InvalidInput, LedgerError, UnknownCard
 
 ENV_CONFIG = "CHARGECTL_CONFIG"
@@ -134,7 +134,37 @@ def kwh(wh: int) -> str:
     return f"{wh / 1000:.3f}"
 
 
+# Names in the ledger from before `parse_name` refused bidi and C1 characters are cleaned on
+# the way out: bidi controls and control characters (C0, DEL, C1) are removed.
+# A spreadsheet takes a cell starting with one of these as a formula (or strips it first).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _plain(c: str) -> bool:
+    o = ord(c)
+    return not (o < 0x20 or 0x7F <= o <= 0x9F or c in BIDI_CONTROLS)
+
+
+def plain_text(value: object) -> str:
+    """Text with the bidi and control characters removed (for a terminal or a CSV cell)."""
+    text = str(value)
+    return text if all(map(_plain, text)) else "".join(filter(_plain, text))
+
+
+def csv_text(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: bidi and control characters removed, and a
+    leading apostrophe on a cell that would start a formula."""
+    text = plain_text(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_row(cells: list[object]) -> list[str]:
+    """Every text cell made safe; numbers the code itself formats stay as they are."""
+    return [str(c) if isinstance(c, int | float) else csv_text(c) for c in cells]
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
+    rows = [[plain_text(c) for c in row] for row in rows]
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
     ]

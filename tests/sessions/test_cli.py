@@ -281,7 +281,7 @@ def test_sessions_export(history: str, capsys: pytest.CaptureFixture[str]) -> No
     )
     assert code == 0
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows[0] == ["session", "card", "name", "bay", "start", "end", "reason", "kwh"]
+    assert rows[0] == ["session", "card", "name", "bay", "start", "end", "reason", "kwh", "clock"]
     assert rows[1:] == [
         [
             "2",
@@ -292,6 +292,7 @@ def test_sessions_export(history: str, capsys: pytest.CaptureFixture[str]) -> No
             "2026-02-01T14:00:00+00:00",
             "user_stop",
             "0.250",
+            "",
         ],
         [
             "3",
@@ -302,6 +303,7 @@ def test_sessions_export(history: str, capsys: pytest.CaptureFixture[str]) -> No
             "2026-02-02T13:00:00+00:00",
             "unplugged",
             "0.300",
+            "",
         ],
     ]
 
