@@ -58,6 +58,10 @@ class BaySim:
     plugged: bool | None = None
     answers: bool = True
     power: float = 0.0
+    offset: int = 0  # added to the counter as read (a glitching register), mod 2**32
+    reports_power: bool = True  # False: the device reports current x voltage only
+    va_per_w: float = 1.0  # apparent over active power (a charger without PFC: 1.5..2)
+    idle_va: float = 0.0  # apparent power at no active power (a charger's idle draw)
 
 
 class Rig:
@@ -120,13 +124,15 @@ class Rig:
             sim.counter = (sim.counter + sim.power * dt / 3600.0) % U32
             if not sim.answers:
                 continue
+            va = sim.power * sim.va_per_w + (sim.idle_va if closed else 0.0)
             obs[bay] = BayObservation(
                 relay_closed=closed,
-                power_w=sim.power,
-                energy_wh=int(sim.counter),
+                power_w=sim.power if sim.reports_power else None,
+                energy_wh=(int(sim.counter) + sim.offset) % U32,
                 fault=sim.fault,
                 emergency=self.emergency,
                 plugged=sim.plugged,
+                va=va,
             )
         self.mgr.update(self.now, self.wall, obs)
 
