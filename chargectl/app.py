@@ -283,3 +283,39 @@ class Daemon:
             if server is not None and thread is not None:
                 stop(server, thread)
             lock.release()
+
+
+def build_offline(shed: Shed) -> Daemon:
+    """Everything `chargectl run` does with a shed before its first I/O, for `check`'s tests.
+
+    The daemon is assembled as `run` assembles it (layout, kernel binding, drivers, sessions,
+    metrics, MQTT), with its ledger in a scratch folder; each bus's Modbus client is built (not
+    connected); the addresses the metrics and API servers would bind are resolved as they
+    would resolve them, without binding. Raises what `run` would raise on this shed; the
+    caller closes nothing (the ledger is closed and removed here).
+    """
+    import dataclasses
+    import socket
+    import tempfile
+
+    from chargectl.drivers.bus import pymodbus_factory
+
+    with tempfile.TemporaryDirectory(prefix="chargectl-offline-") as scratch:
+        # An absolute ledger path: the shed's own ledger file is never touched.
+        daemon = Daemon(
+            dataclasses.replace(shed, ledger=f"{scratch}/ledger.db"), Options(RealClock())
+        )
+        daemon.writer.close()
+    daemon.shed = shed
+
+    async def clients() -> None:  # pymodbus builds its clients inside a running loop
+        for bus in shed.buses:
+            pymodbus_factory(bus)().close()
+
+    asyncio.run(clients())
+    # ApiServer: an IPv4 `ThreadingHTTPServer`; the metrics server picks the address's family.
+    socket.getaddrinfo(shed.api.host, shed.api.port, socket.AF_INET, socket.SOCK_STREAM)
+    socket.getaddrinfo(
+        shed.metrics.host, shed.metrics.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    return daemon

@@ -10,6 +10,9 @@ usually a mistake: a sub-circuit limit above its parent's, a limit above the bre
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +32,7 @@ from chargectl.config import (
     Shed,
     SimSettings,
     TcpBus,
+    bay_id,
 )
 from chargectl.drivers.registry import ROLES
 
@@ -258,6 +262,9 @@ class _Checks:
         self.check_meters()
         self.check_endpoints()
         self.check_mqtt()
+        self.check_bays()
+        self.check_text()
+        self.check_hosts()
         if not self.shed.ledger.strip():
             self.report("ledger", "must not be empty")
         self.check_sim()
@@ -658,6 +665,84 @@ class _Checks:
                 f"got {self.shed.shed.name!r}",
             )
 
+    def check_bays(self) -> None:
+        """Bay ids are unique: a pile `wb` and a wallbox `wb/1` would both make bay `wb/1`."""
+        first: dict[str, tuple[str, str]] = {}  # bay -> (what makes it, its device's path)
+        ids: set[str] = set()
+        for i, d in enumerate(self.shed.devices):
+            role = ROLES.get(d.kind)
+            if d.id in ids:
+                continue  # a duplicate device id, reported as such
+            ids.add(d.id)
+            if role == "pile" and 1 <= d.ports <= MAX_PILE_PORTS:
+                bays = [
+                    (bay_id(d.id, port), f"port {port} of pile '{d.id}'")
+                    for port in range(1, d.ports + 1)
+                ]
+            elif role == "evse":
+                bays = [(bay_id(d.id, None), f"wallbox '{d.id}'")]
+            else:
+                continue
+            path = self.path(d, f"devices[{i}]")
+            for bay, what in bays:
+                if bay not in first:
+                    first[bay] = (what, path)
+                    continue
+                other, other_path = first[bay]
+                at = self.line(other_path)
+                where = f" (line {at})" if at is not None else ""
+                self.report(
+                    _join(path, "id"),
+                    f"bay '{bay}' of {what} is also the bay of {other}{where}: bay ids (a "
+                    "pile's '<pile>/<port>', a wallbox's id) must be unique",
+                )
+                break
+
+    def check_text(self) -> None:
+        """Names and ids end up in logs, CSV exports, metric labels and MQTT topics; paths are
+        opened by the daemon. Control and bidi characters in them are never meant."""
+        texts: list[tuple[str, str | None]] = [("shed.name", self.shed.shed.name)]
+        for section in ("circuits", "buses", "devices"):
+            for i, item in enumerate(getattr(self.shed, section)):
+                texts.append((_join(self.path(item, f"{section}[{i}]"), "id"), item.id))
+        for path, text in texts:
+            if text is not None and _odd_char(text):
+                self.report(path, f"must not contain control or bidi characters, got {text!r}")
+        paths: list[tuple[str, str | None]] = [
+            ("ledger", self.shed.ledger),
+            ("mqtt.ca_file", self.shed.mqtt.ca_file),
+            ("mqtt.password_file", self.shed.mqtt.password_file),
+            ("api.token_file", getattr(self.shed.api, "token_file", None)),
+        ]
+        for i, b in enumerate(self.shed.buses):
+            if isinstance(b, RtuBus):
+                paths.append((_join(self.path(b, f"buses[{i}]"), "rtu.port"), b.port))
+        for path, text in paths:
+            if text is not None and _odd_char(text):
+                self.report(path, f"a file path without control characters, got {text!r}")
+        if self.shed.ledger.strip() and self.shed.ledger.endswith("/"):
+            self.report("ledger", f"names a file, not a folder, got {self.shed.ledger!r}")
+
+    def check_hosts(self) -> None:
+        """Every host is one the daemon can use at start without a surprise: a TCP line's and
+        the broker's a host name or an IP address; the addresses the daemon listens on an IP
+        address of this machine or `localhost` (a name would need DNS before it can start)."""
+        hosts: list[tuple[str, str | None]] = [("mqtt.host", self.shed.mqtt.host)]
+        for i, b in enumerate(self.shed.buses):
+            if isinstance(b, TcpBus):
+                hosts.append((_join(self.path(b, f"buses[{i}]"), "tcp.host"), b.host))
+        for path, host in hosts:
+            if host is not None and host.strip() and not _is_host(host):
+                self.report(path, f"must be a host name or an IP address, got {host!r}")
+        # The metrics server binds the address's own family; the API's HTTP server IPv4 only.
+        for path, host, families in (
+            ("metrics.host", self.shed.metrics.host, (4, 6)),
+            ("api.host", self.shed.api.host, (4,)),
+        ):
+            if host.strip() and not _is_bind_host(host, families):
+                what = "an IPv4 address" if families == (4,) else "an IP address"
+                self.report(path, f"must be {what} of this machine or localhost, got {host!r}")
+
     def check_sim(self) -> None:
         sim = self.shed.sim
         self.check_ranges(sim, "sim")
@@ -738,3 +823,32 @@ class _Checks:
                 self.report(bpath, f"'{pile_id}' is not a pile")
             elif not 1 <= int(port_text) <= pile.ports:
                 self.report(bpath, f"pile '{pile_id}' has ports 1..{pile.ports}, got {port_text}")
+
+
+# -- text and hosts ----------------------------------------------------------------------------
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _odd_char(text: str) -> bool:
+    """A control character (NUL, newline, ESC, ...) or a format character (bidi overrides)."""
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
+def _is_ip(host: str, families: tuple[int, ...] = (4, 6)) -> bool:
+    try:
+        return ipaddress.ip_address(host).version in families
+    except ValueError:
+        return False
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a DNS name in its ASCII form (RFC 1123 labels)."""
+    if _is_ip(host):
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(p) for p in name.split("."))
+
+
+def _is_bind_host(host: str, families: tuple[int, ...]) -> bool:
+    return host == "localhost" or _is_ip(host, families)

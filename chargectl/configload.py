@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -171,9 +172,28 @@ def _describe(node: yaml.Node) -> str:
 
 def _scalar_value(node: yaml.Node) -> Any:
     try:
-        return yaml.constructor.SafeConstructor().construct_object(node)
+        return _as_number(node, yaml.constructor.SafeConstructor().construct_object(node))
     except yaml.YAMLError:
         return node.value
+
+
+# YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent: `1e300`, `1.5e3` and
+# `1E-5` come out as strings. Written plain (unquoted) they are read as numbers here, as YAML
+# 1.2 reads them, so they are taken where a number belongs and refused where a string does.
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _as_number(node: yaml.Node, raw: Any) -> Any:
+    if (
+        isinstance(raw, str)
+        and isinstance(node, yaml.ScalarNode)
+        and not node.style  # plain: None from PyYAML's loader, '' from its C loader
+        and node.tag == _STR_TAG
+        and _YAML12_FLOAT.fullmatch(node.value)
+    ):
+        return float(node.value)
+    return raw
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -414,9 +434,16 @@ class _Converter:
             return obj
         if isinstance(node, yaml.ScalarNode):
             try:
-                raw = self._scalars.construct_object(node)
+                raw = _as_number(node, self._scalars.construct_object(node))
             except yaml.YAMLError as exc:
                 self.problem(path, _line(node), f"unreadable value: {exc}")
+                return _BAD
+            if (
+                isinstance(raw, float)
+                and not math.isfinite(raw)
+                and float in (tp, *typing.get_args(tp))
+            ):
+                self.problem(path, _line(node), f"expected a number, got {node.value} (not finite)")
                 return _BAD
         else:
             raw = node  # a mapping or list where a plain value belongs: wrong in every case
