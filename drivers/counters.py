@@ -7,6 +7,10 @@ backward step (a glitch, a reset, garbage) is caught.
 After reporting a backward step the memory follows the new value: a counter that was really
 reset (a replaced pile) is reported once and then followed, instead of failing forever; a
 one-off glitch is reported once, and the next good value is a forward step again.
+
+This only keeps a reading's health honest. Whether a step is billed is not decided here: a
+forward jump passes this check, so the session layer judges every reading against the bay's
+power and the time since its last believed one (chargectl/sessions/counterguard.py).
 """
 
 from __future__ import annotations
