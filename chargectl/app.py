@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chargectl.alloc.allocator import warm
-from chargectl.api import ApiServer, Command
+from chargectl.api import ApiServer, Command, read_token
 from chargectl.clock import Clock, RealClock
 from chargectl.config import Shed
 from chargectl.control.allocation import make_allocator
@@ -237,7 +237,10 @@ class Daemon:
                 self.metrics_port = int(server.server_port)
             if self.options.serve_api:
                 self.api = ApiServer(
-                    self.shed.api.host, self.shed.api.port, asyncio.get_running_loop()
+                    self.shed.api.host,
+                    self.shed.api.port,
+                    asyncio.get_running_loop(),
+                    token=read_token(self.shed),  # ConfigError if its file cannot be read
                 )
                 for path, command in self.commands().items():
                     self.api.route(f"/{path}", command)

@@ -10,6 +10,7 @@ socket and the device id for a wallbox.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -140,6 +141,31 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The daemon's local HTTP API (chargectl.api). Beyond loopback only with a bearer token."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    # A file holding the bearer token (relative to the config file's folder); needed when
+    # `host` is not a loopback address, and then asked of every request.
+    token_file: str | None = None
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1: only this machine can connect."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to anything
+
+
+@dataclass(frozen=True, slots=True)
 class MqttSettings:
     """The link to the central MQTT broker (chargectl.mqtt); off while `host` is None."""
 
@@ -213,7 +239,7 @@ class Shed:
     control: ControlSettings = ControlSettings()
     sessions: SessionSettings = SessionSettings()
     metrics: Endpoint = Endpoint("127.0.0.1", 9464)
-    api: Endpoint = Endpoint("127.0.0.1", 8581)
+    api: ApiSettings = ApiSettings("127.0.0.1", 8581)
     ledger: str = "chargectl.db"  # SQLite path, relative to the config file's folder
     mqtt: MqttSettings = MqttSettings()
     sim: SimSettings = SimSettings()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chargectl.config import (
+    ApiSettings,
     BaseLoad,
     Bus,
     Circuit,
@@ -176,6 +177,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
     PluggedCharger: {"soc": _FRACTION},
     PluggedCar: {"max_a": _POSITIVE, "soc": _FRACTION, "capacity_kwh": _POSITIVE},
     Endpoint: {"port": _Range(0, 65535)},
+    ApiSettings: {"port": _Range(0, 65535)},
     TcpBus: {"port": _Range(0, 65535), "timeout_s": _POSITIVE},
     RtuBus: {"baudrate": _POSITIVE, "timeout_s": _POSITIVE},
 }
@@ -635,6 +637,15 @@ class _Checks:
                 self.report(_join(name, "port"), f"{ep.host}:{ep.port} is used by {first[key]} too")
             else:
                 first[key] = name
+        api = self.shed.api
+        if api.token_file is not None and not api.token_file.strip():
+            self.report("api.token_file", "must not be empty (leave it out instead)")
+        elif api.token_file is None and api.host.strip() and not api.loopback:
+            self.report(
+                "api.host",
+                f"{api.host} is beyond loopback: the API clears alarms and stops sessions, so "
+                "it is bound there only with api.token_file (a bearer token)",
+            )
         for i, b in enumerate(self.shed.buses):
             if isinstance(b, TcpBus) and (b.host, b.port) in first:
                 path = _join(self.path(b, f"buses[{i}]"), "tcp.port")

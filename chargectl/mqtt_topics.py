@@ -10,6 +10,7 @@ Adding a topic or a command is one row in `TOPICS` or `COMMANDS` (and a line in 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,10 @@ class Request:
     id: CommandId
 
 
+MAX_COMMAND_BYTES = 16 * 1024  # a command is a few dozen bytes; the broker allows 64 KiB
+_ECHO = 120  # characters of a sender's own text quoted back in an error
+
+
 def parse_command(
     path: str, payload: bytes, known: Sequence[str], *, retained: bool = False
 ) -> Request:
@@ -100,9 +105,12 @@ def parse_command(
 
     Only a non-empty message that was not retained is a command: an empty message is how a
     client deletes a retained one, and a retained one would run again at every reconnect. The
-    optional "id" (a string or a number) is echoed in the answer.
+    optional "id" (a string or a finite number) is echoed in the answer. Never raises anything
+    but `CommandError`, whatever the payload (the fuzz tests feed it every kind of garbage).
     """
     retained_error = "retained commands are refused: publish with retain=false"
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandError(f"payload too large: {len(payload)} bytes, at most {MAX_COMMAND_BYTES}")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -114,12 +122,7 @@ def parse_command(
             "an empty message is not a command (it is how a retained message is deleted): "
             "send a JSON object, {} at the least"
         )
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"payload is not JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(body, dict):
-        raise CommandError(f"payload must be a JSON object, got {_kind(body)}")
+    body = decode_json_object(text, "payload")
     command_id = body.pop("id", None)
     if isinstance(command_id, bool) or not isinstance(command_id, str | int | float | None):
         raise CommandError(f"'id' must be a string or a number, got {_kind(command_id)}")
@@ -128,21 +131,66 @@ def parse_command(
         raise CommandError(retained_error, command_id)
     if path not in known:
         names = ", ".join(sorted(known)) or "none"
-        raise CommandError(f"unknown command {path!r}; known: {names}", command_id)
-    spec = COMMANDS.get(path)
-    if spec is not None:
-        for name in spec.fields:
-            if name not in body:
-                raise CommandError(f"missing field {name!r} (a string)", command_id)
-            if not isinstance(body[name], str):
-                raise CommandError(
-                    f"field {name!r} must be a string, got {_kind(body[name])}", command_id
-                )
-        extra = sorted(set(body) - set(spec.fields))
-        if extra:
-            allowed = ", ".join(["id", *spec.fields])
-            raise CommandError(f"unknown field {extra[0]!r}; known: {allowed}", command_id)
+        raise CommandError(f"unknown command {_clip(path)!r}; known: {names}", command_id)
+    try:
+        check_fields(path, body)
+    except CommandError as exc:
+        raise CommandError(str(exc), command_id) from None
     return Request(path, body, command_id)
+
+
+def decode_json_object(text: str, what: str) -> dict[str, Any]:
+    """`text` as a JSON object, or `CommandError`. NaN and Infinity (which Python's json reads,
+    and an answer encoded with allow_nan=False could not echo) are refused, as are numbers too
+    large for a float, nesting too deep for the parser and integers too long to convert."""
+    try:
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{what} is not JSON: {exc.msg} at column {exc.colno}") from None
+    except _NotFinite as exc:
+        raise CommandError(f"{what} holds {exc}: only finite numbers are JSON") from None
+    except RecursionError:
+        raise CommandError(f"{what} is nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise CommandError(f"{what} is not usable JSON: {_clip(str(exc))}") from None
+    if not isinstance(body, dict):
+        raise CommandError(f"{what} must be a JSON object, got {_kind(body)}")
+    return body
+
+
+def check_fields(path: str, body: Mapping[str, Any]) -> None:
+    """The fields of `COMMANDS[path]`, each a string, and no others (`CommandError`)."""
+    spec = COMMANDS.get(path)
+    if spec is None:
+        return
+    for name in spec.fields:
+        if name not in body:
+            raise CommandError(f"missing field {name!r} (a string)")
+        if not isinstance(body[name], str):
+            raise CommandError(f"field {name!r} must be a string, got {_kind(body[name])}")
+    extra = sorted(set(body) - set(spec.fields))
+    if extra:
+        allowed = ", ".join(["id", *spec.fields])
+        raise CommandError(f"unknown field {_clip(extra[0])!r}; known: {allowed}")
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"{_clip(text)} (beyond a float)")
+    return value
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ECHO else text[:_ECHO] + "..."
 
 
 def answer(request: Request, code: int, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,7 +204,18 @@ def answer(request: Request, code: int, body: Mapping[str, Any]) -> dict[str, An
 
 
 def refusal(path: str, error: CommandError) -> dict[str, Any]:
-    return {"id": error.command_id, "command": path, "ok": False, "error": str(error)}
+    return {"id": error.command_id, "command": _clip(path), "ok": False, "error": str(error)}
+
+
+def busy(request: Request, waiting: int) -> dict[str, Any]:
+    """A command not run: `waiting` commands wait for the daemon already. Send it again."""
+    return {
+        "id": request.id,
+        "command": request.command,
+        "ok": False,
+        "busy": True,
+        "error": f"busy: {waiting} commands are waiting; not run, send it again later",
+    }
 
 
 def _kind(value: object) -> str:
@@ -165,7 +224,9 @@ def _kind(value: object) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
     names |= {list: "a list", dict: "an object"}
     kind = names.get(type(value), type(value).__name__)
-    return f"{kind} {value!r}" if isinstance(value, bool | int | float | str) else kind
+    if isinstance(value, bool | int | float | str):
+        return f"{kind} {_clip(repr(value))}"
+    return kind
 
 
 # -- publications -----------------------------------------------------------------------------
@@ -187,6 +248,7 @@ def state_summary(
     wall: float,
     devices_down: Sequence[str],
     dropped: int,
+    commands_busy: int = 0,
 ) -> dict[str, Any]:
     """The retained state: circuits against their limits, bays by state, alarm, devices down."""
     circuits = []
@@ -215,6 +277,7 @@ def state_summary(
         "bays": bays,
         "devices_down": sorted(devices_down),
         "events_dropped": dropped,
+        "commands_busy": commands_busy,
     }
 
 

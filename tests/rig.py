@@ -139,7 +139,12 @@ class Rig:
     def _api(self, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
         url = f"http://{self.shed.api.host}:{self.daemon.api.port if self.daemon.api else 0}{path}"
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+        req = urllib.request.Request(
+            url,
+            data=data,
+            method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json"},  # the API runs no form posts
+        )
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, json.loads(r.read())
