@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chargectl.cli import main
-from chargectl.config import Endpoint
+from chargectl.config import ApiSettings, Endpoint
 from chargectl.configload import load_shed
 from chargectl.demo import run_demo
 from tests.rig import CARD, EXAMPLES, free_port, running_shed, write_config
@@ -69,7 +69,7 @@ async def test_demo_runs_residents_through_the_campus_without_a_trip(tmp_path: P
     shed = dataclasses.replace(
         shed,
         metrics=Endpoint("127.0.0.1", free_port()),
-        api=Endpoint("127.0.0.1", free_port()),
+        api=ApiSettings("127.0.0.1", free_port()),
         sim=dataclasses.replace(shed.sim, control_api=Endpoint("127.0.0.1", free_port())),
         control=dataclasses.replace(shed.control, tick_s=0.5),
     )
