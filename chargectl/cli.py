@@ -34,6 +34,18 @@ class UsageError(Exception):
     """Bad input from the person at the command line: printed, exit 2."""
 
 
+# Dates on the command line: the ledger's times are Unix times (nothing before 1970), and a
+# range's end is the day after the last one asked for, which must still be a date.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+
+
+def check_year(option: str, text: str) -> None:
+    """Refuse a date argument (`YYYY-MM` or `YYYY-MM-DD`) whose year is out of range."""
+    year = text.strip()[:4]
+    if year.isascii() and year.isdigit() and not FIRST_YEAR <= int(year) <= LAST_YEAR:
+        raise UsageError(f"{option} {text!r}: the year must be in {FIRST_YEAR}..{LAST_YEAR}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargectl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -56,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_missing", False):
         print(f"chargectl {args.command}: not available in this build", file=sys.stderr)
         return 2
+    odd = _odd_path(args)
+    if odd is not None:  # a path no file has; refused here, before it is printed in a message
+        print(f"chargectl {args.command}: path {odd!r} has control characters", file=sys.stderr)
+        return 2
     mod = importlib.import_module(f"chargectl.commands.{args._module}")
     try:
         return int(mod.run(args))
@@ -68,6 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+# The arguments of every command that name a file: config, problem or CSV.
+_PATH_ARGS = ("config", "config_file", "problem", "file")
+
+
+def _odd_path(args: argparse.Namespace) -> str | None:
+    for name in _PATH_ARGS:
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, str) and any(ord(c) < 32 or ord(c) == 127 for c in path):
+                return path
+    return None
 
 
 if __name__ == "__main__":

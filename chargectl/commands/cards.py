@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             daily_kwh=None if args.daily_kwh is None else parse_daily_kwh(args.daily_kwh),
             expires=None if args.expires is None else parse_day(args.expires, "--expires date"),
         )
+        if card.daily_kwh is not None and not _daily_kwh_ok(card.daily_kwh):
+            raise UsageError(f"--daily-kwh {args.daily_kwh!r}: {DAILY_KWH_TEXT}")
         with open_ledger(args, create=True) as conn:
             ledger.add_card(conn, card, wall)
         print(f"added card {card.uid} ({card.name})")
@@ -98,10 +100,25 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
         cards = parse_cards_csv(text, str(path))
+        for c in cards:
+            if c.daily_kwh is not None and not _daily_kwh_ok(c.daily_kwh):
+                raise UsageError(
+                    f"{path}: card {c.uid}: daily_kwh {c.daily_kwh:g}: {DAILY_KWH_TEXT}"
+                )
         with open_ledger(args, create=True) as conn:
             added, updated = ledger.import_cards(conn, cards, wall)
         print(f"imported {len(cards)} card(s) from {path}: {added} added, {updated} updated")
     return 0
+
+
+# A daily limit below a watt-hour or above what a car takes in a day is a typo (1e-320 would
+# refuse every session and read as a limit in `cards list`).
+DAILY_KWH_RANGE = (0.001, 1000.0)
+DAILY_KWH_TEXT = f"a daily limit must be {DAILY_KWH_RANGE[0]:g}..{DAILY_KWH_RANGE[1]:g} kWh"
+
+
+def _daily_kwh_ok(kwh: float) -> bool:
+    return DAILY_KWH_RANGE[0] <= kwh <= DAILY_KWH_RANGE[1]
 
 
 def _card_dict(c: Card) -> dict[str, object]:

@@ -22,10 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @staff_command
 def run(args: argparse.Namespace) -> int:
+    from chargectl.cli import UsageError, check_year
     from chargectl.sessions import ledger
+    from chargectl.sessions.errors import InvalidInput
     from chargectl.sessions.staff import csv_row, kwh, month_range, open_ledger
 
-    start, end = month_range(args.month)
+    check_year("--month", args.month)
+    try:
+        start, end = month_range(args.month)
+    except InvalidInput:
+        raise
+    except (ValueError, OverflowError, OSError):  # digits int() cannot read, a date C cannot
+        raise UsageError(f"--month {args.month!r} is not YYYY-MM") from None
     with open_ledger(args, create=False) as conn:
         rows = ledger.energy_by_card(conn, start, end)
         unsynced = ledger.unsynced_sessions(conn)

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from chargectl.app import AlreadyRunning, Daemon, Options
     from chargectl.configload import load_shed
+    from chargectl.sessions.errors import InvalidInput, LedgerError
     from chargectl.sessions.staff import config_path
 
     logging.basicConfig(
@@ -46,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     except AlreadyRunning as exc:
         print(f"chargectl run: {exc}", file=sys.stderr)
         return 2
+    except LedgerError as exc:
+        # One line naming the file: its content (corrupt, newer, a bad row) is bad input, exit
+        # 2; a disk or folder that cannot serve it (missing, read-only, full), exit 1.
+        print(f"chargectl run: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InvalidInput) else 1
     return 0
 
 

@@ -7,7 +7,7 @@ import csv
 import json
 import sys
 
-from chargectl.cli import UsageError
+from chargectl.cli import UsageError, check_year
 from chargectl.sessions.staff import add_config_argument, staff_command
 
 STOP_TIMEOUT_S = 5.0
@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "stop":
         return _stop(args)
     from chargectl.sessions import ledger
+    from chargectl.sessions.errors import InvalidInput
     from chargectl.sessions.staff import (
         csv_row,
         days_range,
@@ -65,7 +66,14 @@ def run(args: argparse.Namespace) -> int:
             ]
             print(table(["ID", "CARD", "NAME", "BAY", "START", "END", "REASON", "KWH"], cells))
         return 0
-    start, end = days_range(args.first, args.last)
+    check_year("--from", args.first)
+    check_year("--to", args.last)
+    try:
+        start, end = days_range(args.first, args.last)
+    except InvalidInput:
+        raise
+    except (ValueError, OverflowError, OSError):  # a date the C library cannot count
+        raise UsageError(f"--from {args.first!r} --to {args.last!r}: not a usable range") from None
     with open_ledger(args, create=False) as conn:
         rows = ledger.sessions_between(conn, start, end)
     out = csv.writer(sys.stdout, lineterminator="\n")

@@ -103,13 +103,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[n] takes
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class BadLedger(LedgerError, InvalidInput):
+    """The ledger's content cannot be used: not a database, damaged, a newer schema, a row
+    this build cannot read. Bad input (exit 2), unlike a ledger the disk cannot serve (exit 1:
+    a missing folder, a read-only file, a full disk)."""
+
+
+class NewerSchema(SchemaError, BadLedger):
+    """The ledger was written by a newer build."""
+
+
+# SQLite's primary result codes that say the file's content is bad, not the disk.
+_CONTENT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def ledger_error(p: Path, exc: sqlite3.Error) -> LedgerError:
+    """One line naming the file and what is wrong, of the kind the command line exits by."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in _CONTENT_CODES:
+        return BadLedger(f"ledger {p}: not a usable ledger database ({exc})")
+    if code == sqlite3.SQLITE_CANTOPEN and not p.parent.is_dir():
+        return LedgerError(f"cannot open ledger {p}: the folder {p.parent} does not exist")
+    return LedgerError(f"ledger {p}: {exc}")
+
+
 def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open the ledger (WAL, busy timeout), migrating it to the current schema."""
+    """Open the ledger (WAL, busy timeout), migrating it to the current schema.
+
+    Raises `BadLedger` for content this build cannot use, `LedgerError` for a disk or a
+    folder that cannot serve it."""
     p = Path(path)
     if not create and not p.exists():
         raise LedgerError(
             f"no ledger database at {p} (the daemon or `chargectl cards add` creates it)"
         )
+    if p.is_dir():
+        raise LedgerError(f"ledger {p} is a folder, not a database file")
     try:
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so DDL and
         # DML of one migration commit together.
@@ -117,7 +146,7 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
             p, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
         )
     except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open ledger {p}: {exc}") from exc
+        raise ledger_error(p, exc) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -126,10 +155,10 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
         # FULL: a committed session survives a power cut, not only a process crash.
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn, str(p))
+        migrate(conn, f"ledger {p}")
     except sqlite3.Error as exc:
         conn.close()
-        raise LedgerError(f"ledger {p}: {exc}") from exc
+        raise ledger_error(p, exc) from exc
     except LedgerError:
         conn.close()
         raise
@@ -144,8 +173,9 @@ def migrate(conn: sqlite3.Connection, where: str = "ledger", target: int = SCHEM
     """Bring the schema to `target`; each step is one transaction. Returns the old version."""
     old = schema_version(conn)
     if old > SCHEMA_VERSION:
-        raise SchemaError(
-            f"{where} has schema version {old}; this build knows up to {SCHEMA_VERSION}"
+        raise NewerSchema(
+            f"{where} has schema version {old}; this build knows up to {SCHEMA_VERSION} "
+            "(written by a newer chargectl)"
         )
     for version in range(old, target):
         with transaction(conn):
@@ -193,8 +223,16 @@ def load_cards(conn: sqlite3.Connection) -> CardBook:
 
 
 def list_cards(conn: sqlite3.Connection) -> list[Card]:
+    """Every card; `BadLedger` names the file and the first row this build cannot read."""
     rows = conn.execute(f"SELECT {_CARD_COLS} FROM cards ORDER BY uid").fetchall()
-    return [_card(r) for r in rows]
+    cards = []
+    for r in rows:
+        try:
+            cards.append(_card(r))
+        except (ValueError, TypeError) as exc:  # InvalidInput is a ValueError
+            where = conn.execute("PRAGMA database_list").fetchone()[2] or "in memory"
+            raise BadLedger(f"ledger {where}: card {r[0]!s}: {exc}") from None
+    return cards
 
 
 def get_card(conn: sqlite3.Connection, uid: str) -> Card:

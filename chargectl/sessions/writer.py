@@ -25,6 +25,7 @@ from types import TracebackType
 
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import CardBook
+from chargectl.sessions.errors import LedgerError
 from chargectl.sessions.records import LedgerRecord, LedgerState
 
 log = logging.getLogger("chargectl.sessions.ledger")
@@ -60,9 +61,17 @@ class LedgerWriter:
         self._reload_s = reload_s
         self._retry_s = retry_s
         self._monotonic = monotonic
+        # Start-up: `ledger.BadLedger` (content) or `LedgerError` (the disk), one line each.
         self._conn = ledger.connect(self.path)
-        self._version = self._data_version()
-        self._book: CardBook = ledger.load_cards(self._conn)
+        try:
+            self._version = self._data_version()
+            self._book: CardBook = ledger.load_cards(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise ledger.ledger_error(self.path, exc) from exc
+        except LedgerError:
+            self._conn.close()
+            raise
         self._q: queue.SimpleQueue[LedgerRecord | threading.Event | _Stop] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
@@ -75,7 +84,14 @@ class LedgerWriter:
 
     def load_state(self, since: float) -> LedgerState:
         with closing(ledger.connect(self.path)) as conn:
-            return ledger.load_state(conn, since)
+            try:
+                return ledger.load_state(conn, since)
+            except sqlite3.Error as exc:
+                raise ledger.ledger_error(self.path, exc) from exc
+            except (ValueError, TypeError) as exc:
+                raise ledger.BadLedger(
+                    f"ledger {self.path}: a session row this build cannot read: {exc}"
+                ) from None
 
     def record(self, rec: LedgerRecord) -> None:
         self._q.put(rec)
