@@ -1,5 +1,8 @@
 """The drivers' one error taxonomy.
 
+A bad value in a non-critical field is not an error: the reading carries that field as None
+and lists it (`readings.BadField`), and the device stays up (docs/modbus.md has the table).
+
 Every error names the device (its config id, or `bus/unit` before a driver attached a name)
 and, where there is one, the register. Nothing here decides about retries: the bus does, by
 class (`bus.RETRIED`), and nowhere else.
@@ -9,7 +12,7 @@ class (`bus.RETRIED`), and nowhere else.
     ├── ConnectionLost    the line itself is down (TCP gateway unreachable, serial port gone)
     ├── DeviceDown        not asked at all: the unit is down and its next probe is not due yet
     ├── ExceptionReply    the unit answered with a Modbus exception: an answer, never retried
-    ├── BadValue          the unit answered, but a value makes no physical sense
+    ├── BadValue          the unit answered, but a critical value makes no physical sense
     └── ConfigError       a register map or a device config the drivers cannot work with
 """
 

@@ -6,6 +6,12 @@ connection becomes `ConnectionError`. pymodbus is told not to retry (`retries=0`
 reconnect on its own (`reconnect_delay=0`): the bus decides both. Its own timeout is only a
 backstop behind the bus's (which follows the injected clock).
 
+pymodbus matches a reply to its request by transaction id only: it hands back a reply of
+another function (a 03 reply to a 04 read, any reply to a write) and a write echo naming
+another address or value. Such a reply is not an answer to what was asked, so it is an
+undecodable one (`TimeoutError`): a read gets no registers from it and, above all, a write it
+seems to confirm stays unconfirmed.
+
 Imported lazily by the bus: pymodbus costs about 70 ms to import.
 """
 
@@ -69,25 +75,47 @@ class PymodbusClient:
     async def read(self, function: int, unit: int, addr: int, count: int) -> list[int] | int:
         method = getattr(self._client, _READS[function])
         reply = await self._call(method(addr, count=count, device_id=unit))
-        if reply.isError():
-            return int(reply.exception_code)
-        return list(reply.registers)
+        code = _exception_code(reply, function)
+        if code is not None:
+            return code
+        return [int(r) for r in reply.registers]
 
     async def write(self, function: int, unit: int, addr: int, values: Sequence[int]) -> int | None:
         if function == 6:
             call = self._client.write_register(addr, values[0], device_id=unit)
+            echo = (addr, values[0])
         else:
             call = self._client.write_registers(addr, list(values), device_id=unit)
+            echo = (addr, len(values))
         reply = await self._call(call)
-        if reply.isError():
-            return int(reply.exception_code)
+        code = _exception_code(reply, function)
+        if code is not None:
+            return code
+        try:
+            got = (int(reply.address), int(reply.registers[0] if function == 6 else reply.count))
+        except (AttributeError, IndexError, TypeError, ValueError):
+            raise TimeoutError(f"a write reply without its echo: {reply!r}") from None
+        if got != echo:
+            raise TimeoutError(f"write echo {got} does not match {echo}")
         return None
 
     @staticmethod
     async def _call(call: Any) -> Any:
+        """The reply; pymodbus's decode errors (a frame it cannot parse) are no reply."""
         try:
             return await call
         except ConnectionException as exc:
             raise ConnectionError(str(exc)) from exc
         except ModbusIOException as exc:
             raise TimeoutError(str(exc)) from exc
+
+
+def _exception_code(reply: Any, function: int) -> int | None:
+    """The code of an exception reply to `function`, None for a normal reply to it; a reply
+    to another function is no answer (TimeoutError)."""
+    fc = int(getattr(reply, "function_code", -1))
+    if fc == function | 0x80:
+        return int(reply.exception_code)
+    if fc != function:
+        raise TimeoutError(f"a reply of function {fc:#04x} to a function {function:02d} request")
+    return None
