@@ -53,6 +53,11 @@ WATCHDOG_S = 2
 # Over a limit for at most one tick plus one meter refresh per disturbance (issue 8); a trace
 # is sampled once a simulator step, so a stretch is known to one step.
 ALLOWED_S = TICK_S + REFRESH_S
+# The fail-safe exposure (the masks as the devices hold them, at their worst) follows the
+# measured load a tick or two behind the shed, and not at all while the pile holding the bits
+# is silent: it is a figure, and a problem only when it lasts (the issue's refused mask write
+# left it over budget on every later tick).
+EXPOSURE_ALLOWED_S = 3.0
 TAP_GAP_S = 0.45  # a device holds only its latest tap: taps at one device this far apart
 EXPOSURE_EVERY_S = STEP_S
 
@@ -169,8 +174,9 @@ class Result:
         if self.error is not None:
             out.append(f"the run broke: {self.error}")
         for (what, after), s in sorted(self.budget().items()):
-            if s > ALLOWED_S + STEP_S + 1e-9:
-                out.append(f"{what} over a limit {s:.2f} s after {after} (allowed {ALLOWED_S} s)")
+            allowed = ALLOWED_S if what == "current" else EXPOSURE_ALLOWED_S
+            if s > allowed + STEP_S + 1e-9:
+                out.append(f"{what} over a limit {s:.2f} s after {after} (allowed {allowed} s)")
         out += [f"fail-safe: {p}" for p in self.failsafe]
         out += [f"ledger: {p}" for p in self.ledger]
         return out
@@ -548,58 +554,15 @@ class Campaign:
         stop = asyncio.Event()
         await self.sim.start()
         sim_task = asyncio.create_task(self.sim.run(stop), name="sim")
-        exposure: asyncio.Task[None] | None = None
         try:
             with self.recording():
-                for f, rng in zip(self.faults, self.rngs, strict=True):
-                    if f.before_start is not None:
-                        self.disturb(f"{f.kind} from start-up")
-                        f.before_start(self, rng)
-                await self.start_daemon()
-                exposure = asyncio.create_task(self.watch_exposure(), name="exposure")
-                skip = self.state.get("skip_bays", set())
-                await self.in_waves([b for b in SESSION_BAYS if b not in skip], start=True)
-                for f, rng in zip(self.faults, self.rngs, strict=True):
-                    if f.prepare is not None:
-                        await f.prepare(self, rng)
-                await asyncio.sleep(1.5)
-                self.note("window opens")
-                first = self.faults[0] if self.faults else None
-                await asyncio.gather(
-                    *(
-                        self.play(f, rng, window_s, None if f is first else first)
-                        for f, rng in zip(self.faults, self.rngs, strict=True)
-                    )
-                )
-                await asyncio.sleep(recover_s)
-                self.note("stopping the sessions")
-                await self.in_waves(sorted(self.running()), start=False)
-                exposure.cancel()
-                settle = self.shed.sessions.settle_s + self.shed.control.slow_poll_s + 0.5
-                await asyncio.sleep(settle)
+                await self.drive(window_s, recover_s)
             assert self.daemon is not None
             rc = await asyncio.to_thread(self.daemon.terminate)
             self.watched = False
             if rc != 0:
-                self.result.events.append(f"the daemon exited {rc}")
-            self.check_ledger()
-            self.result.refused_writes = self.refused_writes()
-            self.result.trips = list(self.world.truth(bays=False)["trips"])
-            d = self.result.disturbances
-            watched = np.array(self.current.watched)
-            if watched.any():
-                peak = np.array(self.current.amps)[watched] / self.limits
-                self.result.peak_ratio = float(peak.max())
-            for a, b in self.failsafe_spans:
-                t = np.array(self.current.times)
-                span = np.array(self.current.amps)[(t >= a) & (t <= b)]
-                if (span > self.limits + 1e-6).any():
-                    worst = float((span - self.limits).max())
-                    self.result.failsafe.append(f"{worst:.2f} A over a limit in fail-safe")
-            self.result.overloads = [
-                *overloads("current", self.current, self.limits, self.circuit_ids, d),
-                *overloads("exposure", self.exposure, self.limits, self.circuit_ids, d),
-            ]
+                self.result.error = f"the daemon exited {rc} on SIGTERM"
+            self.judge()
             return self.result
         except BaseException:
             if self.daemon is not None:
@@ -607,13 +570,66 @@ class Campaign:
             print(self.result.describe())
             raise
         finally:
-            if exposure is not None:
-                exposure.cancel()
             if self.daemon is not None:
                 self.daemon.close()
             stop.set()
             await asyncio.wait_for(sim_task, 10)
             await self.sim.close()
+
+    async def drive(self, window_s: float, recover_s: float) -> None:
+        """Steps 1 to 4 of the module's docstring."""
+        for f, rng in zip(self.faults, self.rngs, strict=True):
+            if f.before_start is not None:
+                self.disturb(f"{f.kind} from start-up")
+                f.before_start(self, rng)
+        await self.start_daemon()
+        exposure = asyncio.create_task(self.watch_exposure(), name="exposure")
+        try:
+            skip = self.state.get("skip_bays", set())
+            await self.in_waves([b for b in SESSION_BAYS if b not in skip], start=True)
+            for f, rng in zip(self.faults, self.rngs, strict=True):
+                if f.prepare is not None:
+                    await f.prepare(self, rng)
+            await asyncio.sleep(1.5)  # the car and the sockets ramp up
+            self.note("window opens")
+            first = self.faults[0] if self.faults else None
+            await asyncio.gather(
+                *(
+                    self.play(f, rng, window_s, None if f is first else first)
+                    for f, rng in zip(self.faults, self.rngs, strict=True)
+                )
+            )
+            await asyncio.sleep(recover_s)
+            # The driver unplugs, then taps: a car follows a pause over drop_s (up to 5 s),
+            # longer than the short settle_s of this shed would keep reading its counter.
+            self.world.unplug(WALLBOX)
+            self.note("car unplugged; stopping the sessions")
+            await self.in_waves(sorted(self.running()), start=False)
+        finally:
+            exposure.cancel()
+        # An ended session takes counter readings for settle_s: then its row is final.
+        await asyncio.sleep(self.shed.sessions.settle_s + self.shed.control.slow_poll_s + 0.5)
+
+    def judge(self) -> None:
+        """Step 5: the result, from the truth recorded and the ledger."""
+        r = self.result
+        self.check_ledger()
+        r.refused_writes = self.refused_writes()
+        r.trips = list(self.world.truth(bays=False)["trips"])
+        t = np.array(self.current.times)
+        amps = np.array(self.current.amps)
+        watched = np.array(self.current.watched, dtype=bool)
+        if watched.any():
+            r.peak_ratio = float((amps[watched] / self.limits).max())
+        for a, b in self.failsafe_spans:
+            span = amps[(t >= a) & (t <= b)]
+            if (span > self.limits + 1e-6).any():
+                r.failsafe.append(f"{(span - self.limits).max():.2f} A over a limit in fail-safe")
+        d = r.disturbances
+        r.overloads = [
+            *overloads("current", self.current, self.limits, self.circuit_ids, d),
+            *overloads("exposure", self.exposure, self.limits, self.circuit_ids, d),
+        ]
 
 
 async def run(
@@ -893,12 +909,15 @@ FAULTS: dict[str, Fault] = {
 KINDS = tuple(FAULTS)
 
 # Pairs that ask the impossible: a load step that no meter can show (the meter is away or
-# frozen, or the daemon is dead) cannot be shed by any controller; a pile no controller has
-# reached has no fail-safe to fall to.
+# frozen, or the daemon is dead) cannot be shed by any controller; while a pile silent from
+# start-up was never read it counts at its worst, so everything else is off already and a load
+# step over the limit has nothing left to shed; a pile no controller has reached has no
+# fail-safe to fall to.
 BLIND = {
     frozenset({"meter_lost", "load_step"}),
     frozenset({"meter_frozen", "load_step"}),
     frozenset({"kill", "load_step"}),
+    frozenset({"pile_silent_start", "load_step"}),
     frozenset({"kill", "pile_silent_start"}),
 }
 

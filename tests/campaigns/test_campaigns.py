@@ -1,9 +1,10 @@
 """Fault campaigns over Modbus against the simulator (issue 8): every fault kind alone and a
 chosen set of pairs, at seeded random instants; the larger sweep (every pair, several seeds)
 is `slow`. Each run is judged on the simulator's truth (see campaign.py): no trip; no circuit
-over its limit, in true current or in fail-safe exposure, for longer than one tick plus one
-meter refresh per disturbance; after a kill, a fail-safe state within every limit at the
-worst the masks allow; every session's Wh equal to its bay's counter delta.
+over its limit in true current for longer than one tick plus one meter refresh per
+disturbance (nor in fail-safe exposure for longer than 3 s); after a kill, a fail-safe state
+within every limit at the worst the masks allow; every session's Wh equal to its bay's
+counter delta.
 
 The runs of a group go three at a time (a module fixture), so the default run stays short;
 each test then reads its own run's result. A failure prints the seed and the kinds.
@@ -78,7 +79,7 @@ def test_chosen_pairs_hold_every_limit(
 def test_every_pair_is_runnable_or_excluded_for_a_reason() -> None:
     every = {frozenset(p) for p in pairs()}
     assert all(frozenset(p) in every for p in PAIRS)
-    assert len(every) == len(KINDS) * (len(KINDS) - 1) // 2 - 4
+    assert len(every) == len(KINDS) * (len(KINDS) - 1) // 2 - 5
 
 
 @pytest.mark.slow
