@@ -42,7 +42,7 @@ from chargectl.configload import load_shed
 from chargectl.control.failsafe import WORST_POWER_FACTOR
 from chargectl.sessions.records import counter_delta
 from chargectl.sim.runner import Simulator
-from tests.rig import CARD, add_cards, free_port, write_config
+from tests.rig import add_cards, free_port, write_config
 from tests.sessions_e2e.procs import DaemonProc
 from tests.sessions_e2e.shed import QUIET_SESSIONS, counter, counters, sessions
 
@@ -80,6 +80,8 @@ CHARGERS = {
 }
 # Counters a few Wh short of the u32 wrap: sessions there must count across it.
 NEAR_WRAP = {"pile-a/2": 2**32 - 3.5, "pile-b/1": 2**32 - 2.2}
+# One card per bay: a card runs one session at a time (sessions.max_per_card).
+CARDS = {bay: f"04C0{i:04X}" for i, bay in enumerate((*SESSION_BAYS, *SPARE_BAYS), start=1)}
 CAR = {"device": WALLBOX, "max_a": 16, "phases": 1, "soc": 0.3}
 
 
@@ -100,7 +102,12 @@ def shed_config(folder: Path, edits: Iterable[Callable[[dict[str, Any]], None]] 
             "min_off_s": 2.0,
             "slow_poll_s": 0.5,
         }
-        d["sessions"] = {**QUIET_SESSIONS, "checkpoint_s": 1.0, "settle_s": 1.0}
+        d["sessions"] = {
+            **QUIET_SESSIONS,
+            "checkpoint_s": 1.0,
+            "settle_s": 1.0,
+            "tap_debounce_s": 0.3,  # a stop may follow its start within seconds here
+        }
         d["sim"]["meter_refresh_s"] = REFRESH_S
         d["sim"]["voltage_noise_v"] = 3.0
         d["sim"]["chargers"] = [
@@ -272,7 +279,7 @@ class Campaign:
         self.result = Result(kinds, seed)
         self.config = shed_config(folder, [f.config for f in self.faults if f.config])
         self.shed: Shed = load_shed(self.config)
-        add_cards(self.shed, [CARD])
+        add_cards(self.shed, CARDS.values())
         self.sim = Simulator(self.shed)
         self.world = self.sim.world
         for bay, wh in NEAR_WRAP.items():
@@ -363,7 +370,7 @@ class Campaign:
             await asyncio.sleep(wait)
         if start:
             self.attempts.setdefault(bay, []).append((time.time(), counter(self.sim, bay)))
-        self.world.tap(bay, bytes.fromhex(CARD))
+        self.world.tap(bay, bytes.fromhex(CARDS[bay]))
         self.tapped[device] = time.monotonic()
         self.note(f"{'start' if start else 'stop'} tap at {bay}")
 
