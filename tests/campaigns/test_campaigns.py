@@ -73,7 +73,12 @@ def test_kill_checked_the_failsafe_state(singles: dict[str, Result]) -> None:
 def test_chosen_pairs_hold_every_limit(
     chosen_pairs: dict[tuple[str, ...], Result], pair: tuple[str, str]
 ) -> None:
-    check(chosen_pairs[pair])
+    result = chosen_pairs[pair]
+    check(result)
+    if "kill" in pair:
+        assert result.kills == 1
+    if "mask_refused" in pair or "relays_refused" in pair:
+        assert result.refused_writes, "the pile never refused a write: nothing was tested"
 
 
 def test_every_pair_is_runnable_or_excluded_for_a_reason() -> None:
