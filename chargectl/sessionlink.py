@@ -72,7 +72,9 @@ class SessionLink:
 
     def on_tap(self, tap: Tap, now: float, wall: float) -> None:
         self._sync(now, wall)
-        self.taps.append(self.manager.on_tap(tap.bay, tap.uid_hex, now, wall))
+        result = self.manager.on_tap(tap.bay, tap.uid_hex, now, wall)
+        if result is not None:  # a repeat of the same tap is only counted (readout)
+            self.taps.append(result)
 
     def _sync(self, now: float, wall: float) -> None:
         if self._wall_synced is not None:

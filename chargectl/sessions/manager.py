@@ -67,7 +67,6 @@ class TapOutcome(StrEnum):
     UNAVAILABLE = "unavailable"  # the bay is in fault or the shed in emergency
     INVALID = "invalid"  # the UID is malformed
     LIMIT = "limit"  # the card already runs as many sessions as `max_per_card` allows
-    REPEAT = "repeat"  # the same card at the same bay within `tap_debounce_s`: counted only
 
 
 _VERDICT_OUTCOME = {
@@ -118,6 +117,7 @@ class SessionReadout:
     taps_total: Mapping[str, int]  # since start-up, by outcome
     counter_anomalies: int  # energy readings set aside (implausible steps; never billed)
     counter_resets: int = 0  # counters re-based (a reset or replaced device)
+    taps_repeated: int = 0  # taps within tap_debounce_s of the same card's at the bay
     clock_synced: bool = True  # False: new sessions' times are provisional
 
 
@@ -143,6 +143,7 @@ class SessionManager:
         self._down: dict[str, float] = {}  # bay -> seconds down, for an unanchored restore
         self._last_tap: dict[tuple[str, str], float] = {}  # (bay, uid) -> monotonic time
         self._wall_ok = True
+        self._repeats = 0
         self._provisional: dict[int, _Provisional] = {}  # session id -> its monotonic times
         self._restored = False
         self._unanchored = False  # resumed sessions wait for a `now` (restore without one)
@@ -258,7 +259,9 @@ class SessionManager:
                 self._finalize(m.take_settled(0.0, force=True))
 
     # ----- the tick -----
-    def on_tap(self, bay: str, uid_hex: str, now: float, wall: float) -> TapResult:
+    def on_tap(self, bay: str, uid_hex: str, now: float, wall: float) -> TapResult | None:
+        """What the tap did; None for a repeat (the same card at the bay within
+        `tap_debounce_s` of its last tap there): nothing happens, it is only counted."""
         m = self._machine(bay)
         self._require_restored(now, wall)
         try:
@@ -271,9 +274,8 @@ class SessionManager:
         last = self._last_tap.get(key)
         self._last_tap[key] = now
         if last is not None and now - last < self._settings.tap_debounce_s:
-            self._taps_total[TapOutcome.REPEAT] += 1
-            self._taps_new[TapOutcome.REPEAT] += 1
-            return TapResult(bay, uid, TapOutcome.REPEAT, None)
+            self._repeats += 1
+            return None
         if len(self._last_tap) > 4 * len(self._bays) + 64:
             self._forget_taps(now)
         if m.emergency or m.fault is not None:
@@ -393,6 +395,7 @@ class SessionManager:
             taps_total=dict(self._taps_total),
             counter_anomalies=sum(m.counter_anomalies for m in self._bays.values()),
             counter_resets=sum(m.guard.rebases for m in self._bays.values()),
+            taps_repeated=self._repeats,
             clock_synced=self._wall_ok,
         )
 

@@ -43,6 +43,8 @@ QUIET_SESSIONS: dict[str, float] = {
     "settle_s": 2.0,
     "tap_lamp_s": 1.0,
     "complete_lamp_s": 600.0,
+    "load_sustain_s": 1.0,  # a load shows in a second, so no_load plays out in seconds
+    "tap_debounce_s": 1.0,  # a stop tap may follow its start tap within seconds here
 }
 FAST_CONTROL: dict[str, float] = {
     "tick_s": 0.25,
