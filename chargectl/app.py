@@ -29,7 +29,7 @@ from chargectl.drivers.bus import ClientFactory
 from chargectl.metrics import ShedMetrics, stop
 from chargectl.reporting import EventLog, MetricsReporter, StatusReporter
 from chargectl.sdnotify import Notifier
-from chargectl.sessionlink import SessionLink
+from chargectl.sessionlink import SessionLink, max_power_w
 from chargectl.sessions.errors import UnknownBay
 from chargectl.sessions.manager import SessionManager
 from chargectl.sessions.writer import LedgerWriter
@@ -139,8 +139,13 @@ class Daemon:
         self.allocator = make_allocator(self.layout)
         self.io = ModbusShedIO(shed, self.layout, self.clock, options.client_factories)
         self.writer = LedgerWriter(shed.ledger_path())
-        self.sessions = SessionManager(shed.sessions, self.writer, [b.id for b in self.layout.bays])
-        self.link = SessionLink(self.sessions, self.layout)
+        self.sessions = SessionManager(
+            shed.sessions,
+            self.writer,
+            [b.id for b in self.layout.bays],
+            max_power_w=max_power_w(shed, self.layout),
+        )
+        self.link = SessionLink(self.sessions, self.layout, wall_synced=self.clock.clock_synced)
         self.metrics = ShedMetrics(shed)
         self.events = EventLog(self.link, self.io)
         self.api: ApiServer | None = None

@@ -22,6 +22,7 @@ class Clock(Protocol):
     def now(self) -> float: ...
     def wall(self) -> float: ...
     async def sleep(self, seconds: float) -> None: ...
+    def clock_synced(self) -> bool | None: ...  # is wall() synchronized? None: cannot tell
 
 
 class RealClock:
@@ -34,11 +35,17 @@ class RealClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
+    def clock_synced(self) -> bool | None:
+        from chargectl.sessions.wallclock import system_clock_synced
+
+        return system_clock_synced()
+
 
 class VirtualClock:
     """Time moves only when told. `wall()` is `epoch + now()`."""
 
     def __init__(self, start: float = 0.0, epoch: float = 1_767_225_600.0) -> None:
+        self.synced: bool | None = True  # what clock_synced() says; tests set it
         self._now = start
         self._epoch = epoch
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -46,6 +53,9 @@ class VirtualClock:
 
     def now(self) -> float:
         return self._now
+
+    def clock_synced(self) -> bool | None:
+        return self.synced
 
     def wall(self) -> float:
         return self._epoch + self._now

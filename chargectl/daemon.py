@@ -51,7 +51,10 @@ class Poll:
     observation: Observation
     taps: list[Tap] = field(default_factory=list)
     counters_wh: dict[str, int | None] = field(default_factory=dict)  # bay -> energy counter
-    power_w: dict[str, float | None] = field(default_factory=dict)  # bay -> power, if read
+    # bay -> the device's own active power (W): a pile's slow block if read lately, a
+    # wallbox's hot block; None where it has none or it was bad
+    power_w: dict[str, float | None] = field(default_factory=dict)
+    va: dict[str, float | None] = field(default_factory=dict)  # bay -> current x voltage now
     relay_closed: dict[str, bool] = field(default_factory=dict)  # bay -> contact feedback
     plugged: dict[str, bool] = field(default_factory=dict)  # wallbox bay -> vehicle connected
     errors: list[tuple[str, str]] = field(default_factory=list)  # (device, error class name)

@@ -109,7 +109,7 @@ class Residents:
             free_wb = [w for w in wallboxes if w not in self.at]
             if free_wb:
                 wb = rng.choice(free_wb)
-                card = rng.choice(self.cards)
+                card = self._idle_card()
                 world.plug_car(wb, max_a=16.0, phases=3, soc=rng.uniform(0.2, 0.7))
                 world.tap(wb, bytes.fromhex(card))
                 self.at[wb] = card
@@ -124,13 +124,18 @@ class Residents:
         else:
             self.arrive()
 
+    def _idle_card(self) -> str:
+        """A resident who charges nowhere yet: a card charges at one bay at a time."""
+        busy = set(self.at.values())
+        return self.rng.choice([c for c in self.cards if c not in busy] or self.cards)
+
     def arrive(self) -> None:
         """Someone plugs an e-bike charger into a free socket and taps their card."""
         free = self._free_sockets()
         if not free:
             return
         bay = self.rng.choice(free)
-        card = self.rng.choice(self.cards)
+        card = self._idle_card()
         self.sim.world.plug_charger(
             bay, self.rng.choice(PROFILE_NAMES), soc=self.rng.uniform(0.05, 0.8)
         )

@@ -78,6 +78,7 @@ TAP_RESULTS: tuple[str, ...] = (
     "busy",  # rejected: another card's session runs on that bay
     "unavailable",  # rejected: the bay is in fault or the shed in emergency
     "invalid",  # rejected: a malformed UID
+    "limit",  # rejected: the card already charges at sessions.max_per_card bays
 )
 ALARM_KINDS: tuple[str, ...] = (
     "smoke",

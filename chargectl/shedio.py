@@ -119,7 +119,8 @@ class ModbusShedIO:
         self.decided_setpoint: dict[str, float] = {}
         self.tap_seq: dict[str, int | None] = {}
         self.counters: dict[str, int | None] = {b.id: None for b in layout.bays}
-        self.power: dict[str, float | None] = {b.id: None for b in layout.bays}
+        # A pile port's active power from its slow block: (when read, W or None if bad).
+        self.power: dict[str, tuple[float, float | None]] = {}
         self.last_mask: dict[str, int] = {p: 0 for p in layout.pile_slices}
         # Slow blocks (energy, power, temperature) come due pile by pile, spread over
         # slow_poll_s: on an RS485 line, all of them in one tick would overrun it.
@@ -193,9 +194,11 @@ class ModbusShedIO:
                         # After a read of all, each pile's next one is offset by its rank.
                         rank = piles.index(dev) + 1 if slow else len(piles)
                         self.next_slow[dev] = now + period * rank / len(piles)
+                        read_at = taken()
                         for k, bay in enumerate(self.layout.bays[self.layout.pile_slices[dev]]):
-                            self.counters[bay.id] = s.energy_wh[k]
-                            self.power[bay.id] = float(s.power_w[k])
+                            self.counters[bay.id] = s.energy_wh[k]  # None where it was bad
+                            w = s.power_w[k]
+                            self.power[bay.id] = (read_at, None if w is None else float(w))
                 elif isinstance(drv, EvseDriver):
                     self.latest[dev] = (taken(), await drv.read_hot())
                 else:
@@ -300,11 +303,16 @@ class ModbusShedIO:
             obs.pile_alarms[dev] = "supply_fault"
         elif hot.over_temp:
             obs.pile_alarms[dev] = "pile_overtemp"
+        volts = hot.voltage_v or self.shed.shed.voltage_v
+        fresh_for = 2 * self.shed.control.slow_poll_s
         for k, bay in enumerate(self.layout.bays[sl]):
             poll.relay_closed[bay.id] = hot.relay_closed[k]
-            # Power each tick from the hot block (current x supply voltage); the slow block's
-            # power is the pile's own figure, fresher than nothing when the voltage is absent.
-            poll.power_w[bay.id] = hot.current_a[k] * (hot.voltage_v or self.shed.shed.voltage_v)
+            # The session rules want active power: the pile's own W from its slow block while
+            # it is recent; current x voltage (VA, too high for a charger without power-factor
+            # correction) is handed over beside it as the fallback.
+            at, watts = self.power.get(bay.id, (-math.inf, None))
+            poll.power_w[bay.id] = watts if self._tick_start - at <= fresh_for else None
+            poll.va[bay.id] = hot.current_a[k] * volts
         self._take_tap(dev, hot.tap, lambda port: f"{dev}/{port}", poll)
 
     def _take_evse(self, dev: str, hot: EvseHot, poll: Poll) -> None:
@@ -313,10 +321,13 @@ class ModbusShedIO:
         obs.bay_up[j] = True
         obs.bay_current_a[j] = max(hot.current_a)
         obs.wallbox_plugged[j] = hot.vehicle_connected
-        obs.wallbox_hw_max_a[j] = min(hot.hw_max_current_a, self.shed.device(dev).max_current_a)
+        configured = self.shed.device(dev).max_current_a
+        hw_max = configured if hot.hw_max_current_a is None else hot.hw_max_current_a
+        obs.wallbox_hw_max_a[j] = min(hw_max, configured)
         obs.bay_fault[j] = FAULT_WALLBOX if hot.faulted else 0
         poll.relay_closed[dev] = hot.charging
-        poll.power_w[dev] = float(hot.power_w)
+        poll.power_w[dev] = None if hot.power_w is None else float(hot.power_w)
+        poll.va[dev] = sum(hot.current_a) * self.shed.shed.voltage_v
         self.counters[dev] = hot.energy_wh
         poll.plugged[dev] = hot.vehicle_connected
         self._take_tap(dev, hot.tap, lambda _port: dev, poll)

@@ -16,6 +16,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import yaml
 from chargectl.app import Daemon, Options
 from chargectl.config import Shed
 from chargectl.configload import load_shed
+from chargectl.control.layout import build_layout
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sim.runner import Simulator
@@ -81,6 +83,16 @@ def write_config(
     path = tmp_path / f"{example}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def bay_card(bay: str) -> str:
+    """A card of its own for every bay (a card charges at one socket at a time: the default
+    sessions.max_per_card): 4 bytes from the bay id, registered by `running_shed`."""
+    return f"04{zlib.crc32(bay.encode()) & 0xFFFFFF:06X}"
+
+
+def bay_cards(shed: Shed) -> list[str]:
+    return [bay_card(b.id) for b in build_layout(shed).bays]
 
 
 def add_cards(shed: Shed, uids: Iterable[str] = (CARD, OTHER_CARD), **card: Any) -> None:
@@ -164,7 +176,7 @@ async def running_shed(
     """The simulator and (unless `daemon=False`) the daemon on the config, until the block
     ends. The daemon is started once the simulator serves, and stopped first."""
     shed = load_shed(config)
-    add_cards(shed, cards)
+    add_cards(shed, [*cards, *bay_cards(shed)])
     stop = asyncio.Event()
     sim = Simulator(shed, speed=speed)
     await sim.start()

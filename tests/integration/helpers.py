@@ -30,23 +30,24 @@ from typing import Any
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.rig import CARD, REPO, Rig
+from tests.rig import REPO, Rig, bay_card
 
 CHARGECTL = str(Path(sys.executable).with_name("chargectl"))
 Labels = tuple[tuple[str, str], ...]
 
 
 async def open_sessions(
-    rig: Rig, bays: Iterable[str], uid: str = CARD, within: float = 10.0
+    rig: Rig, bays: Iterable[str], uid: str | None = None, within: float = 10.0
 ) -> None:
-    """Tap a card at every bay (charging or waiting afterwards), one bay per device a wave."""
+    """Tap a card at every bay (charging or waiting afterwards), one bay per device a wave:
+    each bay's own card (`tests.rig.bay_card`), or `uid` everywhere."""
     queues: dict[str, list[str]] = {}
     for bay in bays:
         queues.setdefault(bay.split("/")[0], []).append(bay)
     while any(queues.values()):
         wave = [q.pop(0) for q in queues.values() if q]
         for bay in wave:
-            rig.tap(bay, uid)
+            rig.tap(bay, uid or bay_card(bay))
         await rig.wait_for(partial(_opened, rig, wave), within, f"sessions at {wave}")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from chargectl.configload import load_shed
 from tests.integration.helpers import DaemonProcess, SimProcess, wait_until
-from tests.rig import CARD, add_cards, write_config
+from tests.rig import add_cards, bay_card, bay_cards, write_config
 
 WATCHDOG_S = 3
 LIMIT_A = 30.0
@@ -33,7 +33,8 @@ def shed_config(tmp_path: Path) -> Path:
             "sim": {"chargers": [{"bay": b, "profile": "li72", "soc": 0.3} for b in BAYS]},
         },
     )
-    add_cards(load_shed(cfg))
+    shed = load_shed(cfg)
+    add_cards(shed, bay_cards(shed))
     return cfg
 
 
@@ -49,7 +50,7 @@ def charge(sim: SimProcess) -> int:
     """Sessions on every bay (one tap at a time: the pile holds only its latest tap); returns
     the fail-safe mask the daemon settles on."""
     for bay in BAYS:
-        sim.api("/action", {"do": "tap", "bay": bay, "uid": CARD})
+        sim.api("/action", {"do": "tap", "bay": bay, "uid": bay_card(bay)})
         wait_until(lambda b=bay: sim.api(f"/bays/{b}")["closed"], 10, f"{bay} closed")
     wait_until(lambda: pile(sim)["failsafe_mask"] != 0, 5, "a fail-safe mask")
     time.sleep(1.0)  # a few ticks: the mask follows the charging sockets
