@@ -141,3 +141,14 @@ def test_exposure_stays_low(tmp_path: Path, name: str) -> None:
         check=False,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+
+
+def test_the_wait_for_a_synchronized_clock_is_bounded() -> None:
+    """chargectl waits for time sync, and systemd-time-wait-sync waits without a limit: the
+    drop-in bounds it, so a shed whose network is down is still controlled."""
+    daemon = directives(UNITS / "chargectl.service")
+    assert "systemd-time-wait-sync.service" in " ".join(daemon["Unit"]["Wants"])
+    assert "systemd-time-wait-sync.service" in " ".join(daemon["Unit"]["After"])
+    assert "Requires" not in daemon["Unit"]  # a failed wait must not keep the daemon off
+    dropin = directives(UNITS / "systemd-time-wait-sync.service.d" / "chargectl.conf")
+    assert 0 < int(one(dropin, "Service", "TimeoutStartSec")) <= 120
