@@ -257,6 +257,16 @@ METRICS: tuple[MetricSpec, ...] = (
         ("reason",),
     ),
     MetricSpec(
+        "chargectl_energy_readings_set_aside_total",
+        "counter",
+        "Energy counter readings a bay's power could not explain: set aside, never billed.",
+    ),
+    MetricSpec(
+        "chargectl_wall_clock_synced",
+        "gauge",
+        "1 while the wall clock is synchronized; 0: new sessions get provisional times.",
+    ),
+    MetricSpec(
         "chargectl_card_taps_total",
         "counter",
         "Card taps, by result.",
@@ -376,6 +386,8 @@ class TickReport:
     sessions_active: int | None = None
     session_ends: tuple[SessionEnd, ...] = ()
     taps: tuple[str, ...] = ()  # one tap result per tap
+    readings_set_aside: int | None = None  # since start-up (the session layer's count)
+    clock_synced: bool | None = None
 
     def __post_init__(self) -> None:
         for a in self.alarms:
@@ -509,6 +521,8 @@ class ShedMetrics:
         self._alarms: frozenset[str] = frozenset()
         self._tick = _Histogram(TICK_BUCKETS_S)
         self._sessions_active = 0
+        self._set_aside = 0
+        self._clock_synced = True
         self._sessions_total: dict[str, int] = dict.fromkeys(END_REASONS, 0)
         self._taps: dict[str, int] = dict.fromkeys(TAP_RESULTS, 0)
         self._session_energy = _Histogram(SESSION_ENERGY_BUCKETS_J)
@@ -566,6 +580,10 @@ class ShedMetrics:
                 self._tick.observe(report.tick_duration_s)
             if report.sessions_active is not None:
                 self._sessions_active = report.sessions_active
+            if report.readings_set_aside is not None:
+                self._set_aside = report.readings_set_aside
+            if report.clock_synced is not None:
+                self._clock_synced = report.clock_synced
             for s in report.session_ends:
                 self._sessions_total[s.reason] += 1
                 self._session_energy.observe(s.energy_wh * _WH)
@@ -603,6 +621,7 @@ class ShedMetrics:
             alarms = self._alarms
             tick = self._tick.snapshot()
             sessions_active = self._sessions_active
+            set_aside, clock_synced = self._set_aside, self._clock_synced
             sessions_total, taps = dict(self._sessions_total), dict(self._taps)
             session_energy = self._session_energy.snapshot()
 
@@ -646,6 +665,8 @@ class ShedMetrics:
         b = self.build
         fam["chargectl_build_info"].add_metric([s, b.version, b.python, b.numba], 1.0)
         fam["chargectl_sessions_active"].add_metric([s], sessions_active)
+        fam["chargectl_energy_readings_set_aside_total"].add_metric([s], set_aside)
+        fam["chargectl_wall_clock_synced"].add_metric([s], 1.0 if clock_synced else 0.0)
         _add(fam["chargectl_sessions_total"], s, sessions_total.items())
         _add(fam["chargectl_card_taps_total"], s, taps.items())
         fam["chargectl_tick_duration_seconds"].add_metric([s], *tick)
@@ -711,6 +732,8 @@ def tick_report(
     sessions_active: int | None = None,
     session_ends: Sequence[SessionEnd] = (),
     taps: Sequence[str] = (),
+    readings_set_aside: int | None = None,
+    clock_synced: bool | None = None,
 ) -> TickReport:
     """One tick of the control core as a TickReport.
 
@@ -791,6 +814,8 @@ def tick_report(
         sessions_active,
         tuple(session_ends),
         tuple(taps),
+        readings_set_aside,
+        clock_synced,
     )
 
 

@@ -34,6 +34,7 @@ class MetricsReporter:
         self.last_events = events
         ends = [SessionEnd(str(e.reason), float(e.energy_wh)) for e in events.settled]
         taps = [outcome for outcome, n in events.taps.items() for _ in range(n)]
+        readout = self.link.manager.readout()
         self.metrics.update(
             tick_report(
                 self.layout,
@@ -43,9 +44,11 @@ class MetricsReporter:
                 device_up=self.io.device_up(),
                 errors=tick.poll.errors,
                 energy_wh=tick.poll.counters_wh,
-                sessions_active=self.link.manager.readout().active,
+                sessions_active=readout.active,
                 session_ends=ends,
                 taps=taps,
+                readings_set_aside=readout.counter_anomalies,
+                clock_synced=readout.clock_synced,
             )
         )
 
