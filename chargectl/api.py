@@ -305,8 +305,11 @@ class ApiServer:
                 raw = self._body()
                 if raw is None:
                     return
+                if not raw.strip():
+                    self._refuse(400, "the body must be a JSON object, {} at the least")
+                    return
                 try:
-                    body = decode_json_object(raw.decode("utf-8") or "{}", "the body")
+                    body = decode_json_object(raw.decode("utf-8"), "the body")
                     check_fields(path.removeprefix("/"), body)
                 except UnicodeDecodeError as exc:
                     self._refuse(400, f"the body is not UTF-8 text (byte {exc.start})")

@@ -10,6 +10,17 @@ daemon: it connects, says `online` (retained; the Will says `offline` if the con
 publishes what the outbox holds, answers commands, and reconnects forever with capped,
 jittered exponential backoff. aiomqtt has no reconnect of its own.
 
+Commands: every message on the command topics gets exactly one answer on `cmd/result`.
+
+    broker ──▶ aiomqtt's queue (unbounded) ──▶ reader: parse; a refusal, or `busy` when
+               `command_queue` commands already wait, is answered at once ──▶ pending (bounded)
+               ──▶ runner: one command at a time on the daemon ──▶ its answer
+
+Nothing in between drops a message: aiomqtt's own queue, when bounded, discards what does not
+fit with only a log line, after paho has already acknowledged it to the broker (QoS 1), so
+the sender gets neither an answer nor a redelivery. The reader never waits on a command, so
+that queue only holds what arrived since the reader last ran.
+
 Topics and payloads are tables in `chargectl.mqtt_topics`; docs/mqtt.md describes them.
 """
 
@@ -19,6 +30,7 @@ import asyncio
 import json
 import logging
 import random
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -41,8 +53,10 @@ from chargectl.mqtt_topics import (
     RESULT_SUFFIX,
     TOPICS,
     CommandError,
+    Request,
     alarm_event,
     answer,
+    busy,
     device_event,
     overload_event,
     parse_command,
@@ -57,6 +71,11 @@ from chargectl.sessions.manager import EndedSession, TapResult
 log = logging.getLogger("chargectl.mqtt")
 
 Payload = bytes | Mapping[str, Any]
+# Commands waiting for the daemon beyond the one it runs; more are answered `busy` at once.
+COMMAND_QUEUE = 32
+# Small writes (an answer, the acknowledgement of our own answer echoed on cmd/#) go out at
+# once: with Nagle's algorithm each answer waited ~40 ms for a delayed ACK.
+_NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 class MqttLinkError(Exception):
@@ -151,10 +170,12 @@ class MqttReporter:
         device_up: Callable[[], Mapping[str, bool]],
         taps: Callable[[], Sequence[TapResult]],
         settled: Callable[[], Sequence[EndedSession]],
+        commands_busy: Callable[[], int] = lambda: 0,
     ) -> None:
         self.shed = shed
         self.layout = layout
         self.outbox = outbox
+        self.commands_busy = commands_busy
         self.state_interval_s = state_interval_s
         self.device_up = device_up
         self.taps = taps
@@ -191,7 +212,13 @@ class MqttReporter:
             self._next_state = tick.now + self.state_interval_s
             down = [dev for dev, is_up in up.items() if not is_up]
             body = state_summary(
-                self.shed, self.layout, d, wall=wall, devices_down=down, dropped=self.outbox.dropped
+                self.shed,
+                self.layout,
+                d,
+                wall=wall,
+                devices_down=down,
+                dropped=self.outbox.dropped,
+                commands_busy=self.commands_busy(),
             )
             t = TOPICS["state"]
             self.outbox.put_state(Outgoing(topic(self.shed, t.suffix), body, t.qos, t.retain))
@@ -221,6 +248,23 @@ def _encode(payload: Payload) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
 
 
+def _encode_answer(reply: Mapping[str, Any]) -> bytes:
+    """An answer as bytes, whatever a command returned: one that cannot be encoded (a bug in a
+    command's body) is replaced by an error answer rather than dropping the link."""
+    try:
+        return _encode(reply)
+    except (TypeError, ValueError, RecursionError):
+        log.error("MQTT: an answer to %r cannot be encoded; sent as an error", reply.get("command"))
+    command_id = reply.get("id")
+    safe = {
+        "id": command_id if isinstance(command_id, str) else None,
+        "command": str(reply.get("command")),
+        "ok": False,
+        "error": "the answer could not be encoded",
+    }
+    return _encode(safe)
+
+
 def _expected(exc: BaseException) -> bool:
     """A network or broker problem (retry quietly), not a bug in the link (log a traceback)."""
     if isinstance(exc, BaseExceptionGroup):
@@ -243,6 +287,7 @@ class MqttLink:
         command_timeout_s: float = 10.0,
         flush_s: float = 2.0,
         reconnect_base_s: float = 1.0,
+        command_queue: int = COMMAND_QUEUE,
     ) -> None:
         if settings.host is None:
             raise MqttLinkError("mqtt.host is not set: the MQTT link is off")
@@ -259,15 +304,20 @@ class MqttLink:
         self.command_timeout_s = command_timeout_s
         self.flush_s = flush_s
         self.reconnect_base_s = reconnect_base_s
+        self.command_queue = command_queue
         self.status_topic = topic(shed, TOPICS["status"].suffix)
         self.result_topic = topic(shed, RESULT_SUFFIX)
         self._cmd_prefix = topic(shed, "cmd/")
         # What tests, logs and metrics look at.
         self.connected = False
+        self.subscribed = False  # commands reach it (connected, and the subscription acked)
         self.connects = 0
         self.failures = 0
         self.published = 0
-        self.answered = 0
+        self.answered = 0  # answers published (results, refusals and busy alike)
+        self.refused = 0  # messages that were no command (bad payload, unknown, retained)
+        self.busy = 0  # commands answered `busy`: `command_queue` were waiting already
+        self._pending: asyncio.Queue[Request] | None = None
         self._down_since_attempt: int | None = None
 
     # -- life ------------------------------------------------------------------------------
@@ -363,7 +413,10 @@ class MqttLink:
             clean_session=True,
             keepalive=self.settings.keepalive_s,
             timeout=self.io_timeout_s,
-            max_queued_incoming_messages=100,
+            # Unbounded: aiomqtt drops what does not fit after paho acknowledged it (see the
+            # module's docstring); the bound is `command_queue`, where the overflow is answered.
+            max_queued_incoming_messages=0,
+            socket_options=_NODELAY,
             **args,
         )
         async with client:
@@ -371,19 +424,22 @@ class MqttLink:
             try:
                 await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
                 await client.subscribe(topic(self.shed, COMMAND_FILTER), qos=1)
+                self.subscribed = True
                 await self._serve(client, stop)
                 await self._flush(client)
                 await client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             finally:
-                self.connected = False
+                self.connected = self.subscribed = False
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         """Publish and answer until `stop` is set (returns) or the connection fails (raises).
 
         Plain tasks rather than a TaskGroup: see `_cancel`."""
+        self._pending = asyncio.Queue()  # commands of an earlier connection are not run
         loops = {
             asyncio.create_task(self._publish_loop(client), name="mqtt-publish"),
             asyncio.create_task(self._command_loop(client), name="mqtt-commands"),
+            asyncio.create_task(self._run_loop(client, self._pending), name="mqtt-runner"),
         }
         stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
         try:
@@ -418,30 +474,65 @@ class MqttLink:
         except TimeoutError:
             log.warning("MQTT: %d messages not sent at shutdown", len(self.outbox))
 
+    async def _answer(self, client: aiomqtt.Client, reply: Mapping[str, Any]) -> None:
+        await client.publish(self.result_topic, _encode_answer(reply), qos=1)
+        self.answered += 1
+
     async def _command_loop(self, client: aiomqtt.Client) -> None:
+        """The reader: takes every message off aiomqtt's queue at once; a refusal and `busy`
+        are answered here, a command goes to the runner."""
+        pending = self._pending
+        assert pending is not None
         async for m in client.messages:
             path = m.topic.value.removeprefix(self._cmd_prefix)
             if path == RESULT_SUFFIX.removeprefix("cmd/"):
                 continue  # our own answers come back: we read all of cmd/#
             payload = m.payload if isinstance(m.payload, bytes | bytearray) else b""
-            reply = await self.execute(path, bytes(payload), retained=m.retain)
-            await client.publish(self.result_topic, _encode(reply), qos=1)
-            self.answered += 1
+            reply = self.take(path, bytes(payload), pending, retained=m.retain)
+            if reply is not None:
+                await self._answer(client, reply)
+
+    def take(
+        self, path: str, payload: bytes, pending: asyncio.Queue[Request], *, retained: bool
+    ) -> dict[str, Any] | None:
+        """Queue one command message for the runner, or return its answer (a refusal, busy)."""
+        try:
+            req = parse_command(path, payload, list(self.commands), retained=retained)
+        except CommandError as exc:
+            self.refused += 1
+            log.info("MQTT command %r refused: %s", path[:120], exc)
+            return refusal(path, exc)
+        if pending.qsize() >= self.command_queue:
+            self.busy += 1
+            if self.busy == 1 or self.busy % 100 == 0:
+                log.warning("MQTT: %d commands answered busy so far", self.busy)
+            return busy(req, pending.qsize())
+        pending.put_nowait(req)
+        return None
+
+    async def _run_loop(self, client: aiomqtt.Client, pending: asyncio.Queue[Request]) -> None:
+        """The runner: one command at a time on the daemon, each answered."""
+        while True:
+            req = await pending.get()
+            await self._answer(client, await self.run_command(req))
 
     async def execute(self, path: str, payload: bytes, *, retained: bool = False) -> dict[str, Any]:
         """Run one command message and return its answer; never raises for a bad message."""
         try:
             req = parse_command(path, payload, list(self.commands), retained=retained)
         except CommandError as exc:
-            log.info("MQTT command %r refused: %s", path, exc)
+            log.info("MQTT command %r refused: %s", path[:120], exc)
             return refusal(path, exc)
+        return await self.run_command(req)
+
+    async def run_command(self, req: Request) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.command_timeout_s):
                 code, body = await self.commands[req.command](req.body)
         except TimeoutError:
             return answer(req, 503, {"error": "the control loop did not answer in time"})
         except Exception as exc:  # the daemon's command failed: answer, keep the link
-            log.exception("MQTT command %r failed", path)
+            log.exception("MQTT command %r failed", req.command)
             return answer(req, 500, {"error": f"the command failed: {type(exc).__name__}"})
         return answer(req, code, body)
 
@@ -463,6 +554,7 @@ def build(
     m = shed.mqtt
     outbox = Outbox(m.queue_size)
     name = shed.shed.name
+    link = MqttLink(m, name, outbox, commands=commands, clock=clock, base_dir=shed.source.parent)
     reporter = MqttReporter(
         name,
         layout,
@@ -471,6 +563,6 @@ def build(
         device_up=device_up,
         taps=taps,
         settled=settled,
+        commands_busy=lambda: link.busy,
     )
-    link = MqttLink(m, name, outbox, commands=commands, clock=clock, base_dir=shed.source.parent)
     return reporter, link

@@ -27,7 +27,7 @@ def test_a_command_and_the_status(api: Api) -> None:
     assert (code, body) == (200, {"stopped": True})
     code, _, body = api.request("GET", "/status")
     assert (code, body) == (200, {"shed": "campus", "ticks": 1})
-    code, _, body = api.request("POST", "/alarm/clear", b"")  # no fields: an empty body is {}
+    code, _, body = api.request("POST", "/alarm/clear", b"{}")  # a command without fields
     assert (code, body) == (200, {"cleared": True})
     code, _, body = api.post(
         "/alarm/clear", {}, headers={"Content-Type": "application/json; charset=utf-8"}
@@ -75,6 +75,8 @@ REFUSED: list[tuple[str, bytes, int, str]] = [
     ("too large", post(CLEAR, b" " * (MAX_BODY + 1)), 413, "at most"),
     ("body cut short", framed(CLEAR, "Content-Length: 10\r\n"), 400, "ended after 2 of 10"),
     ("not JSON", post(CLEAR, b"clear"), 400, "not JSON"),
+    ("an empty body", post(CLEAR, b""), 400, "{} at the least"),
+    ("a blank body", post(CLEAR, b" \r\n"), 400, "{} at the least"),
     ("not UTF-8", post(STOP_PATH, b"\xc3\x28"), 400, "UTF-8"),
     ("a list", post(CLEAR, b"[]"), 400, "JSON object"),
     ("NaN", post(STOP_PATH, b'{"bay": "pile-a/1", "x": NaN}'), 400, "NaN"),

@@ -178,7 +178,7 @@ async def test_commands_are_run_and_answered(broker: Broker, tmp_path: Path) -> 
         running(settings(tmp_path, broker.port), tmp_path, daemon=daemon) as link,
     ):
         await op.next(STATUS)
-        await until(lambda: link.connected)
+        await until(lambda: link.subscribed)
         got = await command(op, "sessions/stop", '{"bay": "pile-a1/3", "id": "r1"}')
         assert got == {
             "id": "r1",
@@ -221,7 +221,7 @@ async def test_bad_payloads_are_answered_and_the_link_goes_on(
         running(settings(tmp_path, broker.port), tmp_path, daemon=daemon) as link,
     ):
         await op.next(STATUS)
-        await until(lambda: link.connected)
+        await until(lambda: link.subscribed)
         cases: list[tuple[str, bytes | str, str]] = [
             ("sessions/stop", b"\xc3\x28", "payload is not UTF-8 text"),
             ("sessions/stop", "stop it", "payload is not JSON"),
