@@ -576,21 +576,11 @@ async def test_the_drivers_alone_meet_a_thousand_hostile_replies() -> None:
     assert errors["DeviceTimeout"] and errors["ExceptionReply"] and errors["BadValue"]
 
 
-# chargectl/shedio.py still takes every field as present (`min(hot.hw_max_current_a, ...)`,
-# `float(hot.power_w)`, `float(s.power_w[k])`): a bad non-critical field is a TypeError there
-# until it takes None (issue 9). Only that error is expected; remove this mark once it does.
-SHEDIO_TAKES_NONE = pytest.mark.xfail(
-    raises=TypeError, strict=False, reason="shedio.py does not take a bad (None) field yet"
-)
-
-
-@SHEDIO_TAKES_NONE
 async def test_a_thousand_hostile_replies_crash_nothing_and_close_nothing() -> None:
     tally = await campaign(seed=9, min_hostile=1000, budget_s=45.0)
     assert_clean(tally, 1000)
 
 
-@SHEDIO_TAKES_NONE
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_fuzz_longer(seed: int) -> None:
