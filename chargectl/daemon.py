@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,8 @@ log = logging.getLogger("chargectl")
 # A meter sample this far above what the last plan expects is a surprise worth a plan between
 # ticks (a load step the meter's window shows only in part, so not yet over the limit).
 SURPRISE_A = 0.5
+# The pile page asks for its taps to be read at least twice a second (it holds only the latest).
+TAP_POLL_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class ShedIO(Protocol):
         self, decision: Decision, lamps: Mapping[str, int], *, shed_only: bool = False
     ) -> None: ...
     async def poll_meters(self) -> FloatArray | None: ...
+    async def poll_taps(self) -> None: ...
     async def failsafe(self) -> None: ...
     async def reset_fault(self, bay: str) -> None: ...
     def device_up(self) -> dict[str, bool]: ...
@@ -186,29 +189,56 @@ class Controller:
         period = self.shed.control.meter_poll_s
         if period <= 0:
             return
+        await self._every(period, stop, self._meter_watch, "meter watch")
+
+    async def _meter_watch(self) -> bool:
+        meter_a = await self.io.poll_meters()
+        if meter_a is None:
+            return False  # no meter can be read between ticks
+        await self.shed_on_sample(meter_a)
+        return True
+
+    async def watch_taps(self, stop: asyncio.Event) -> None:
+        """Between ticks longer than TAP_POLL_S: read the card readers, so that no tap is
+        lost to the next one (a pile holds only its latest tap)."""
+        if self.shed.control.tick_s <= TAP_POLL_S:
+            return
+        await self._every(TAP_POLL_S, stop, self._tap_watch, "tap watch")
+
+    async def _tap_watch(self) -> bool:
+        await self.io.poll_taps()
+        return True
+
+    async def _every(
+        self, period: float, stop: asyncio.Event, job: Callable[[], Awaitable[bool]], what: str
+    ) -> None:
+        """Run `job` every `period` until `stop` or until it returns False; it outlives its
+        own bugs (logged once a run of failures): the tick still does the work."""
         failing = False
         while not stop.is_set():
             try:
-                meter_a = await self.io.poll_meters()
-                if meter_a is None:
-                    return  # no meter can be read between ticks
-                await self.shed_on_sample(meter_a)
+                if not await job():
+                    return
                 failing = False
-            except Exception:  # the watch must outlive a bug: the tick still sheds
+            except Exception:
                 if not failing:
-                    log.exception("meter watch failed; it goes on (the tick still sheds)")
+                    log.exception("%s failed; it goes on (the tick still does its work)", what)
                 failing = True
             await self.clock.sleep(period)
 
     async def run(self, stop: asyncio.Event, on_tick: Any = None) -> None:
         """Tick every `tick_s` until `stop` is set; a late tick is not made up for. The meters
         are watched between ticks meanwhile."""
-        watcher = asyncio.ensure_future(self.watch_meters(stop))
+        watchers = [
+            asyncio.ensure_future(self.watch_meters(stop)),
+            asyncio.ensure_future(self.watch_taps(stop)),
+        ]
         try:
             await self._run(stop, on_tick)
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
 
     async def _run(self, stop: asyncio.Event, on_tick: Any = None) -> None:
         period = self.shed.control.tick_s

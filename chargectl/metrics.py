@@ -97,7 +97,15 @@ BAY_FAULTS: tuple[str, ...] = (
     "pilot_error",
     "evse_fault",
 )
-DEVICE_ERRORS: tuple[str, ...] = ("timeout", "exception_reply", "bad_value", "connection_lost")
+# bad_value: a reply that could not be a reading (the device counts as down); bad_field: one
+# non-critical field of a reading was bad (that field is ignored, the device stays up).
+DEVICE_ERRORS: tuple[str, ...] = (
+    "timeout",
+    "exception_reply",
+    "bad_value",
+    "bad_field",
+    "connection_lost",
+)
 
 _WH = 3600.0  # joules per watt-hour
 
@@ -715,6 +723,7 @@ ERROR_KINDS: dict[str, str] = {
     "DeviceTimeout": "timeout",
     "ExceptionReply": "exception_reply",
     "BadValue": "bad_value",
+    "BadField": "bad_field",
     "ConnectionLost": "connection_lost",
 }
 _NOT_A_REQUEST = frozenset({"DeviceDown"})

@@ -38,14 +38,15 @@ from chargectl.clock import Clock
 from chargectl.config import Shed, TcpBus
 from chargectl.control.layout import FloatArray, Layout
 from chargectl.control.observe import FAULT_WALLBOX, Decision, Observation
-from chargectl.daemon import Poll, Tap
+from chargectl.daemon import Poll
+from chargectl.daemon import Tap as CardTap
 from chargectl.drivers.bus import ClientFactory, ModbusBus
 from chargectl.drivers.errors import DeviceError
 from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.factory import Driver, make_driver
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
-from chargectl.drivers.readings import EvseHot, MeterReading, PileHot
+from chargectl.drivers.readings import EvseHot, MeterReading, PileHot, Tap
 
 log = logging.getLogger("chargectl.io")
 SETUP_RETRY_S = 2.0
@@ -129,6 +130,7 @@ class ModbusShedIO:
         self.busy: dict[str, asyncio.Future[None]] = {}  # line -> its unfinished task
         self._errors: list[tuple[str, str]] = []
         self._tick_start = -math.inf
+        self._pending_taps: list[CardTap] = []  # seen between ticks, for the next tick
         self._closing = asyncio.Lock()
         self._next_close_at = -math.inf
 
@@ -190,15 +192,10 @@ class ModbusShedIO:
                     self.latest[dev] = (taken(), await drv.read_hot())
                     self.up[dev] = True
                     if slow or now >= self.next_slow.get(dev, -math.inf):
-                        s = await drv.read_slow()
                         # After a read of all, each pile's next one is offset by its rank.
                         rank = piles.index(dev) + 1 if slow else len(piles)
                         self.next_slow[dev] = now + period * rank / len(piles)
-                        read_at = taken()
-                        for k, bay in enumerate(self.layout.bays[self.layout.pile_slices[dev]]):
-                            self.counters[bay.id] = s.energy_wh[k]  # None where it was bad
-                            w = s.power_w[k]
-                            self.power[bay.id] = (read_at, None if w is None else float(w))
+                        await self._read_slow(dev, drv, taken)
                 elif isinstance(drv, EvseDriver):
                     self.latest[dev] = (taken(), await drv.read_hot())
                 else:
@@ -216,6 +213,50 @@ class ModbusShedIO:
 
         await self._per_line(read, list(self.drivers), now + POLL_SHARE * self.tick_s)
         return self._observe(now)
+
+    async def _read_slow(self, dev: str, drv: PileDriver, taken: Callable[[], float]) -> None:
+        """A pile's slow blocks. Their failure is counted, and leaves the pile up: its hot
+        block, what control needs, has just answered."""
+        try:
+            s = await drv.read_slow()
+        except DeviceError as exc:
+            self._errors.append((dev, type(exc).__name__))
+            return
+        read_at = taken()
+        self._errors.extend((dev, "BadField") for _ in s.bad)
+        for k, bay in enumerate(self.layout.bays[self.layout.pile_slices[dev]]):
+            self.counters[bay.id] = s.energy_wh[k]  # None where it was bad
+            w = s.power_w[k]
+            self.power[bay.id] = (read_at, None if w is None else float(w))
+
+    async def poll_taps(self) -> None:
+        """Read the card readers now (between ticks): the pile page asks for two reads a
+        second to see every tap, whatever the tick. New taps wait for the next tick."""
+        readers = [
+            d
+            for d in self.drivers
+            if self.up[d]
+            and d in self.tap_seq
+            and isinstance(self.drivers[d], PileDriver | EvseDriver)
+            and self.shed.device(d).bus not in self.busy
+        ]
+
+        async def read(dev: str) -> None:
+            drv = self.drivers[dev]
+            assert isinstance(drv, PileDriver | EvseDriver)
+            try:
+                tap = await drv.read_tap()
+            except DeviceError as exc:
+                self._errors.append((dev, type(exc).__name__))
+                return
+            bay_of = _wallbox_bay(dev) if isinstance(drv, EvseDriver) else _pile_bay(dev)
+            new = self._new_tap(dev, tap, bay_of)
+            if new is not None:
+                self._pending_taps.append(new)
+
+        await asyncio.gather(
+            *(self._line(read, [d for d in self.on_bus[b] if d in readers]) for b in self.buses)
+        )
 
     async def poll_meters(self) -> FloatArray | None:
         """Read the circuits' meters now (between ticks); [C, 3] amps, NaN where not read.
@@ -258,6 +299,7 @@ class ModbusShedIO:
         obs.failsafe_on = np.zeros(lay.n_bays, dtype=np.bool_)
         poll = Poll(observation=obs)
         poll.errors, self._errors = self._errors, []
+        poll.taps, self._pending_taps = self._pending_taps, []
         for dev in self.drivers:
             self._unsure(dev, obs)
             t, reading = self.latest.get(dev, (-math.inf, None))
@@ -313,7 +355,9 @@ class ModbusShedIO:
             at, watts = self.power.get(bay.id, (-math.inf, None))
             poll.power_w[bay.id] = watts if self._tick_start - at <= fresh_for else None
             poll.va[bay.id] = hot.current_a[k] * volts
-        self._take_tap(dev, hot.tap, lambda port: f"{dev}/{port}", poll)
+        poll.errors.extend((dev, "BadField") for _ in hot.bad)
+        if not hot.tap_bad:  # a bad tap is no tap, and no new "seen before we looked" either
+            self._take_tap(dev, hot.tap, _pile_bay(dev), poll)
 
     def _take_evse(self, dev: str, hot: EvseHot, poll: Poll) -> None:
         obs = poll.observation
@@ -321,16 +365,19 @@ class ModbusShedIO:
         obs.bay_up[j] = True
         obs.bay_current_a[j] = max(hot.current_a)
         obs.wallbox_plugged[j] = hot.vehicle_connected
-        configured = self.shed.device(dev).max_current_a
-        hw_max = configured if hot.hw_max_current_a is None else hot.hw_max_current_a
-        obs.wallbox_hw_max_a[j] = min(hw_max, configured)
+        drv = self.drivers[dev]
+        assert isinstance(drv, EvseDriver)
+        # The config's maximum, lowered to the box's own (its last good one if this is bad).
+        obs.wallbox_hw_max_a[j] = drv.max_current_a
         obs.bay_fault[j] = FAULT_WALLBOX if hot.faulted else 0
         poll.relay_closed[dev] = hot.charging
         poll.power_w[dev] = None if hot.power_w is None else float(hot.power_w)
         poll.va[dev] = sum(hot.current_a) * self.shed.shed.voltage_v
         self.counters[dev] = hot.energy_wh
         poll.plugged[dev] = hot.vehicle_connected
-        self._take_tap(dev, hot.tap, lambda _port: dev, poll)
+        poll.errors.extend((dev, "BadField") for _ in hot.bad)
+        if not hot.tap_bad:
+            self._take_tap(dev, hot.tap, _wallbox_bay(dev), poll)
 
     def _take_meter(self, dev: str, r: MeterReading, meter_a: FloatArray) -> None:
         c = self.meter_circuit.get(dev)
@@ -339,14 +386,23 @@ class ModbusShedIO:
             for i, phase in enumerate(drv.device.phases):
                 meter_a[c, phase - 1] = r.amps[i]
 
-    def _take_tap(self, dev: str, tap: object, bay_of: Callable[[int], str], poll: Poll) -> None:
-        seq = getattr(tap, "seq", None)
+    def _take_tap(
+        self, dev: str, tap: Tap | None, bay_of: Callable[[int], str], poll: Poll
+    ) -> None:
+        new = self._new_tap(dev, tap, bay_of)
+        if new is not None:
+            poll.taps.append(new)
+
+    def _new_tap(self, dev: str, tap: Tap | None, bay_of: Callable[[int], str]) -> CardTap | None:
+        """The tap a reading shows, if it is one not seen yet."""
+        seq = None if tap is None else tap.seq
         if dev not in self.tap_seq:
             self.tap_seq[dev] = seq  # what was there before we looked is not a new tap
-            return
-        if seq is not None and seq != self.tap_seq[dev]:
-            self.tap_seq[dev] = seq
-            poll.taps.append(Tap(bay_of(tap.port), tap.uid))  # type: ignore[attr-defined]
+            return None
+        if tap is None or seq == self.tap_seq[dev]:
+            return None
+        self.tap_seq[dev] = seq
+        return CardTap(bay_of(tap.port), tap.uid)
 
     # -- writing -------------------------------------------------------------------------
     async def apply(
@@ -572,3 +628,11 @@ class ModbusShedIO:
                 await self._guard(dev, drv.set_current(0.0))
 
         await self._per_line(one, [d for d in self.drivers if self.up[d]])
+
+
+def _pile_bay(pile: str) -> Callable[[int], str]:
+    return lambda port: f"{pile}/{port}"
+
+
+def _wallbox_bay(wallbox: str) -> Callable[[int], str]:
+    return lambda _port: wallbox

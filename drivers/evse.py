@@ -14,7 +14,7 @@ from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.decode import Fields, expect, in_range, reported, tap, temperature
 from chargectl.drivers.errors import BadValue, ConfigError
 from chargectl.drivers.mapped import u32
-from chargectl.drivers.readings import CP_STATES, EvseHot
+from chargectl.drivers.readings import CP_STATES, EvseHot, Tap
 
 MODEL = 0x4556
 PROTOCOL = 1
@@ -138,6 +138,11 @@ class EvseDriver:
         if hot.hw_max_current_a is not None:  # a bad one keeps the last good maximum
             self._max_a = min(self.device.max_current_a, hot.hw_max_current_a)
         return hot
+
+    async def read_tap(self) -> Tap | None:
+        """The tap registers alone (input 14..19); see `PileDriver.read_tap`."""
+        regs = await self._bus.read_input(self.unit, R_TAP, 6)
+        return reported(self._bus, self.unit, lambda: tap(self.id, R_TAP, regs, 1))
 
     async def read_setpoint(self) -> float:
         """The current limit the box applies now (in failsafe: its failsafe current)."""

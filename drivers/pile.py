@@ -17,7 +17,7 @@ from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.decode import Fields, expect, in_range, reported, tap, temperature
 from chargectl.drivers.errors import BadValue, ConfigError
 from chargectl.drivers.mapped import u32
-from chargectl.drivers.readings import FAULT_NAMES, PileHot, PileSlow
+from chargectl.drivers.readings import FAULT_NAMES, PileHot, PileSlow, Tap
 
 MODEL = 0x4350
 PROTOCOL = 1
@@ -201,6 +201,13 @@ class PileDriver:
         hot = reported(self._bus, self.unit, lambda: decode_hot(self.id, self.ports, regs))
         self._bus.report_fields(self.unit, "hot", hot.bad)
         return hot
+
+    async def read_tap(self) -> Tap | None:
+        """The tap registers alone (input 6..11), for a controller that must see every tap
+        (the page asks for two reads a second) between its ticks. Raises `BadValue` for a bad
+        tap: here it is the whole reading."""
+        regs = await self._bus.read_input(self.unit, R_TAP, 6)
+        return reported(self._bus, self.unit, lambda: tap(self.id, R_TAP, regs, self.ports))
 
     async def read_slow(self) -> PileSlow:
         n = self.ports

@@ -420,6 +420,8 @@ def check_kept_up(io: ModbusShedIO, this_tick: list[Served], tally: Tally) -> se
     """The units whose only fault this tick was a bad non-critical field must be up now;
     returned, to be checked for a heartbeat by the end of the next tick (relays close 20 ms
     apart, so a tick that closes several may leave the line no time for heartbeats)."""
+    if io.busy:  # a late line: its readings of this tick are still on their way in
+        return set()
     critical = {s.unit for s in this_tick if s.cls == "bad-critical"}
     units = {s.unit for s in this_tick if s.cls == "bad-field"} - critical
     for unit in units:
