@@ -94,6 +94,12 @@ def read_token(shed: Shed) -> str | None:
     return token
 
 
+def client_headers(shed: Shed) -> dict[str, str]:
+    """What a staff command sends the daemon's API: the bearer token where there is one."""
+    token = read_token(shed)
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
 class ApiServer:
     def __init__(
         self,

@@ -101,6 +101,7 @@ def _stop(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    from chargectl.api import client_headers
     from chargectl.sessions.staff import load_config, shed_bays
 
     shed = load_config(args)
@@ -117,7 +118,7 @@ def _stop(args: argparse.Namespace) -> int:
         url,
         data=json.dumps({"bay": bay}).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **client_headers(shed)},
     )
     try:
         with urllib.request.urlopen(req, timeout=STOP_TIMEOUT_S) as resp:

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    from chargectl.api import client_headers
     from chargectl.commands.run import config_path_of
     from chargectl.configload import load_shed
     from chargectl.sessions.staff import config_path
@@ -27,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     shed = load_shed(config_path_of(args, config_path))
     url = f"http://{shed.api.host}:{shed.api.port}/status"
     try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
+        request = urllib.request.Request(url, headers=client_headers(shed))
+        with urllib.request.urlopen(request, timeout=5) as reply:
             snapshot = json.loads(reply.read())
     except (urllib.error.URLError, OSError) as exc:
         print(f"chargectl status: no daemon answers at {url} ({exc})", file=sys.stderr)

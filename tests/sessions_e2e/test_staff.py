@@ -100,3 +100,21 @@ async def test_daily_quota_of_a_card_added_while_running(tmp_path: Path) -> None
             (LIMITED, "started", row.id),
             (LIMITED, "quota", None),
         ]
+
+
+async def test_staff_commands_carry_the_api_token(tmp_path: Path) -> None:
+    """With api.token_file, `chargectl status` and `chargectl sessions stop` send the token;
+    a request without it is refused."""
+    cfg = e2e_config(tmp_path, chargers=[{"bay": BY_CLI, "profile": "li60", "soc": 0.3}])
+    (tmp_path / "api.token").write_text("a-token-of-more-than-16-chars\n")
+    cfg.write_text(cfg.read_text().replace("api:", "api:\n  token_file: api.token", 1))
+    async with running_shed(cfg, speed=SPEED) as rig:
+        code, _ = await rig.api("/status", None)
+        assert code == 401  # the rig's own request carries no token
+        rig.tap(BY_CLI, OTHER_CARD)
+        await until_running(rig, BY_CLI)
+        done = await chargectl("status", "--json", "-c", str(cfg))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["shed"] == rig.shed.shed.name
+        done = await chargectl("sessions", "stop", BY_CLI, "-c", str(cfg))
+        assert (done.returncode, done.stdout.strip()) == (0, f"stopped the session at {BY_CLI}")
