@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from chargectl.config import Breaker, Circuit, ControlSettings, Device, Shed, ShedInfo, TcpBus
+from chargectl.control.allocation import make_allocator
+from chargectl.control.core import ControlCore
+from chargectl.control.layout import Layout, build_layout
+from chargectl.control.observe import Demand, Observation
 
 
 def two_row_shed(
@@ -36,3 +43,23 @@ def two_row_shed(
         ),
         control=control or ControlSettings(),
     )
+
+
+def core_rig(**kw: Any) -> tuple[Layout, ControlCore, Observation]:
+    """The two-row shed's layout, a core with the real kernel, and an observation where every
+    device answers and main's single-phase meter reads 0 A."""
+    shed = two_row_shed(**kw)
+    lay = build_layout(shed)
+    core = ControlCore(shed, lay, make_allocator(lay))
+    obs = Observation.empty(lay)
+    obs.bay_up[:] = True
+    obs.meter_a[0] = [0.0, np.nan, np.nan]
+    return lay, core, obs
+
+
+def want(lay: Layout, bays: list[str]) -> Demand:
+    """Sessions that want current at `bays`."""
+    d = Demand.none(lay)
+    for b in bays:
+        d.wants[lay.bay_index[b]] = True
+    return d

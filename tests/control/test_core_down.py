@@ -3,41 +3,19 @@ simulator: tests/integration/test_faults.py)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from chargectl.control.allocation import make_allocator
-from chargectl.control.core import ControlCore
 from chargectl.control.failsafe import failsafe_masks, worst_case_failsafe_a
-from chargectl.control.layout import Layout, build_layout, circuit_load
-from chargectl.control.observe import Demand, Observation
-from tests.control.sheds import two_row_shed
+from chargectl.control.layout import circuit_load
+from tests.control.sheds import core_rig, want
 
 # A socket in fail-safe: the 1000 W cut-off at 198 V (220 V - 10 %) and power factor 0.5.
 PORT_A = 1000 / (198.0 * 0.5)
 
 
-def setup(**kw: Any) -> tuple[Layout, ControlCore, Observation]:
-    shed = two_row_shed(**kw)
-    lay = build_layout(shed)
-    core = ControlCore(shed, lay, make_allocator(lay))
-    obs = Observation.empty(lay)
-    obs.bay_up[:] = True
-    obs.meter_a[0] = [0.0, np.nan, np.nan]
-    return lay, core, obs
-
-
-def want(lay: Layout, bays: list[str]) -> Demand:
-    d = Demand.none(lay)
-    for b in bays:
-        d.wants[lay.bay_index[b]] = True
-    return d
-
-
 def test_a_silent_pile_counts_at_its_worst_case_for_as_long_as_it_is_silent() -> None:
     # Row B is unmetered: nothing but the worst case stands for pile b while it is silent.
-    lay, core, obs = setup(
+    lay, core, obs = core_rig(
         ports=4, row_limit=30.0, main_limit=30.0, worst=2.0, port_power_limit_w=1000
     )
     assert core.failsafe_cost_a[0] == PORT_A
@@ -69,7 +47,7 @@ def test_a_silent_pile_counts_at_its_worst_case_for_as_long_as_it_is_silent() ->
 
 
 def test_held_masks_are_charged_to_the_budget_first() -> None:
-    lay, core, _ = setup(
+    lay, core, _ = core_rig(
         ports=4, row_limit=30.0, main_limit=20.0, worst=2.0, port_power_limit_w=1000
     )
     on = np.zeros(lay.n_bays, dtype=np.bool_)
@@ -83,7 +61,7 @@ def test_held_masks_are_charged_to_the_budget_first() -> None:
 
 
 def test_an_alarm_keeps_its_kind_and_names_its_pile() -> None:
-    lay, core, obs = setup()
+    lay, core, obs = core_rig()
     obs.alarm, obs.alarm_at = "smoke", "pb"
     d = core.step(0.0, obs, want(lay, ["pa/1"]))
     assert (d.alarm, d.alarm_at) == ("smoke", "pb")  # the kind is what metrics label

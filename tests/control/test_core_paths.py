@@ -5,35 +5,15 @@ TRUE current would be (the physical sum), not only the core's own estimate."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
 from chargectl.config import ControlSettings
-from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.failsafe import WORST_POWER_FACTOR, worst_case_failsafe_a
-from chargectl.control.layout import Layout, build_layout, circuit_load
-from chargectl.control.observe import Demand, Observation
-from tests.control.sheds import two_row_shed
-
-
-def make(**kw: Any) -> tuple[Layout, ControlCore, Observation]:
-    shed = two_row_shed(**kw)
-    lay = build_layout(shed)
-    core = ControlCore(shed, lay, make_allocator(lay))
-    obs = Observation.empty(lay)
-    obs.bay_up[:] = True
-    obs.meter_a[0] = [0.0, np.nan, np.nan]
-    return lay, core, obs
-
-
-def want(lay: Layout, bays: list[str]) -> Demand:
-    d = Demand.none(lay)
-    for b in bays:
-        d.wants[lay.bay_index[b]] = True
-    return d
+from chargectl.control.layout import Layout, circuit_load
+from chargectl.control.observe import Observation
+from tests.control.sheds import core_rig, want
 
 
 def sockets(lay: Layout, pile: str) -> list[str]:
@@ -54,7 +34,7 @@ def draw(lay: Layout, core: ControlCore, obs: Observation, each: float, unmanage
 
 @pytest.mark.parametrize("watts", [1000, 2000, 3500])
 def test_failsafe_budget_holds_at_the_lowest_voltage_and_worst_power_factor(watts: int) -> None:
-    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=40.0, port_power_limit_w=watts)
+    lay, core, obs = core_rig(ports=8, row_limit=30.0, main_limit=40.0, port_power_limit_w=watts)
     demand = want(lay, sockets(lay, "pa") + sockets(lay, "pb"))
     for t in range(4):
         d = core.step(float(t), obs, demand)
@@ -69,7 +49,7 @@ def test_failsafe_budget_holds_at_the_lowest_voltage_and_worst_power_factor(watt
 
 
 def test_failsafe_budget_counts_the_unmanaged_load_the_meter_shows_above_its_worst_case() -> None:
-    lay, core, obs = make(
+    lay, core, obs = core_rig(
         ports=8, row_limit=40.0, main_limit=40.0, worst=2.0, port_power_limit_w=1000
     )
     demand = want(lay, sockets(lay, "pa"))
@@ -88,7 +68,7 @@ def test_failsafe_budget_counts_the_unmanaged_load_the_meter_shows_above_its_wor
 
 @pytest.mark.parametrize("how", ["lost", "frozen"])
 def test_a_lost_meter_keeps_what_it_measured_above_the_worst_case(how: str) -> None:
-    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
+    lay, core, obs = core_rig(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
     demand = want(lay, sockets(lay, "pa"))
     unmanaged = 10.0
     for t in range(10):
@@ -106,7 +86,7 @@ def test_a_lost_meter_keeps_what_it_measured_above_the_worst_case(how: str) -> N
 
 
 def test_a_lost_meter_keeps_a_steady_measurement_not_a_one_sample_spike() -> None:
-    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
+    lay, core, obs = core_rig(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
     demand = want(lay, sockets(lay, "pa")[:2])
     for t in range(6):
         core.step(float(t), obs, demand)
@@ -117,7 +97,7 @@ def test_a_lost_meter_keeps_a_steady_measurement_not_a_one_sample_spike() -> Non
     d = core.step(7.0, obs, demand)
     assert d.unmanaged_a[0, 0] == pytest.approx(2.0)  # the worst case, not 13 A
     # The same 12 A in two samples running is load: a meter lost after it keeps it.
-    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
+    lay, core, obs = core_rig(ports=8, row_limit=30.0, main_limit=30.0, worst=2.0)
     for t in range(6):
         core.step(float(t), obs, demand)
         draw(lay, core, obs, 2.0, 1.0 + (12.0 + 0.1 * t if t >= 4 else 0.0))
@@ -132,7 +112,7 @@ def test_a_lost_meter_keeps_a_steady_measurement_not_a_one_sample_spike() -> Non
 
 def test_a_lowered_wallbox_is_counted_at_its_draw_until_the_car_follows() -> None:
     settings = ControlSettings(min_on_s=0.0, min_off_s=0.0)
-    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=30.0, worst=0.0, control=settings)
+    lay, core, obs = core_rig(ports=8, row_limit=30.0, main_limit=30.0, worst=0.0, control=settings)
     w = lay.evse_index["wb"]
     obs.wallbox_plugged[w] = True
     obs.wallbox_hw_max_a[w] = 16.0
@@ -161,7 +141,7 @@ def test_a_lowered_wallbox_is_counted_at_its_draw_until_the_car_follows() -> Non
 
 
 def test_a_device_never_read_counts_at_its_worst_case() -> None:
-    lay, core, obs = make(
+    lay, core, obs = core_rig(
         ports=4, row_limit=30.0, main_limit=40.0, worst=0.0, port_power_limit_w=1000
     )
     sl = lay.pile_slices["pb"]
@@ -177,7 +157,7 @@ def test_a_silent_pile_under_a_meter_counts_once() -> None:
     """The meter still sees the silent pile's draw: it must not count again on top of its worst
     case, or a row goes 'infeasible' and every healthy socket goes off."""
     settings = ControlSettings(min_on_s=0.0, min_off_s=0.0)
-    lay, core, obs = make(
+    lay, core, obs = core_rig(
         ports=4,
         row_limit=30.0,
         main_limit=40.0,
@@ -206,7 +186,7 @@ def test_a_silent_pile_under_a_meter_counts_once() -> None:
 
 def test_a_relay_whose_open_failed_counts_its_draw_and_is_not_called_welded() -> None:
     settings = ControlSettings(min_on_s=0.0, min_off_s=0.0)
-    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=20.0, worst=0.0, control=settings)
+    lay, core, obs = core_rig(ports=8, row_limit=30.0, main_limit=20.0, worst=0.0, control=settings)
     demand = want(lay, sockets(lay, "pa"))
     for t in range(3):
         core.step(float(t), obs, demand)
@@ -229,7 +209,7 @@ def test_a_relay_whose_open_failed_counts_its_draw_and_is_not_called_welded() ->
 
 
 def test_an_unconfirmed_mask_is_charged_first_and_only_shrinks() -> None:
-    lay, core, obs = make(
+    lay, core, obs = core_rig(
         ports=4, row_limit=30.0, main_limit=30.0, worst=2.0, port_power_limit_w=1000
     )
     demand = want(lay, sockets(lay, "pa") + sockets(lay, "pb"))
@@ -252,7 +232,7 @@ def test_an_unconfirmed_mask_is_charged_first_and_only_shrinks() -> None:
 
 def test_a_supply_fault_cuts_the_pile_and_an_overheated_cabinet_takes_no_more() -> None:
     settings = ControlSettings(min_on_s=900.0, min_off_s=0.0)
-    lay, core, obs = make(ports=4, row_limit=30.0, main_limit=30.0, control=settings)
+    lay, core, obs = core_rig(ports=4, row_limit=30.0, main_limit=30.0, control=settings)
     demand = want(lay, sockets(lay, "pa")[:2] + sockets(lay, "pb")[:2])
     for t in range(3):
         core.step(float(t), obs, demand)
@@ -277,7 +257,7 @@ def test_a_supply_fault_cuts_the_pile_and_an_overheated_cabinet_takes_no_more() 
 
 def test_a_shed_between_ticks_only_lowers() -> None:
     settings = ControlSettings(min_on_s=900.0, min_off_s=0.0)
-    lay, core, obs = make(ports=8, row_limit=30.0, main_limit=20.0, worst=0.0, control=settings)
+    lay, core, obs = core_rig(ports=8, row_limit=30.0, main_limit=20.0, worst=0.0, control=settings)
     demand = want(lay, sockets(lay, "pa")[:4])
     for t in range(3):
         core.step(float(t), obs, demand)
