@@ -129,6 +129,10 @@ class SessionSettings:
     no_load_first_w: float = 30.0  # no sustained load of this much ...
     no_load_first_s: float = 1800.0  # ... in this much relay-closed time: no_load (0: off)
     counter_confirm_s: float = 60.0  # a counter set aside on a series of its own this long: reset
+    # A counter step is believed up to this multiple of the bay's maximum power (a pile's
+    # port_power_limit_w, a wallbox's maximum current): a pile cuts after 2 s over its limit.
+    # Raise it only for a simulator running faster than real time (speed x 1.25).
+    counter_power_margin: float = 1.25
     max_per_card: int = 1  # socket sessions one card may run at once (0: no limit)
     max_per_card_wallbox: int = 1  # wallbox sessions one card may run at once (0: no limit)
     tap_debounce_s: float = 5.0  # the same card at the same bay within this is one tap

@@ -152,6 +152,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "checkpoint_s": _POSITIVE,
         "load_w": _NON_NEGATIVE,
         "settle_s": _NON_NEGATIVE,
+        "counter_power_margin": _Range(1, 1000),
         "tap_lamp_s": _NON_NEGATIVE,
         "complete_lamp_s": _NON_NEGATIVE,
         "load_sustain_s": _NON_NEGATIVE,

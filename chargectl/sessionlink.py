@@ -30,15 +30,11 @@ from chargectl.sessions.manager import SessionManager, TapResult
 
 _FAULT_NAMES = {FAULT_OVER_POWER: "over_power", FAULT_OVER_TEMP: "over_temp"}
 
-# A pile's cut-off trips after 2 s over its limit (pile.md), and a meter's power reads high at
-# times: a counter step is believed up to this much over the bay's limit.
-POWER_MARGIN = 1.25
-
-
 def max_power_w(shed: Shed, layout: Layout) -> dict[str, float]:
     """The most power each bay can plausibly draw (W), from the config: a pile socket its
     pile's `port_power_limit_w`, a wallbox `max_current_a` x phases x the supply voltage, each
-    with POWER_MARGIN on top."""
+    times `sessions.counter_power_margin` (a pile cuts after 2 s over its limit, and a meter's
+    power reads high at times)."""
     out: dict[str, float] = {}
     high_v = shed.shed.voltage_v * 1.1  # the supply may sit 7-10 % above nominal
     for bay in layout.bays:
@@ -47,7 +43,7 @@ def max_power_w(shed: Shed, layout: Layout) -> dict[str, float]:
             watts = float(dev.port_power_limit_w)
         else:
             watts = float(dev.max_current_a) * max(1, len(bay.phases)) * high_v
-        out[bay.id] = watts * POWER_MARGIN
+        out[bay.id] = watts * shed.sessions.counter_power_margin
     return out
 
 

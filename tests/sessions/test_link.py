@@ -11,7 +11,7 @@ from chargectl.control.core import ControlCore
 from chargectl.control.layout import build_layout
 from chargectl.control.observe import Observation
 from chargectl.daemon import Poll, Tap
-from chargectl.sessionlink import POWER_MARGIN, SessionLink, max_power_w
+from chargectl.sessionlink import SessionLink, max_power_w
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sessions.machine import BayObservation
 from chargectl.sessions.manager import SessionManager
@@ -44,8 +44,9 @@ def _link(synced: list[bool | None] | None = None) -> tuple[SessionLink, Recordi
 def test_max_power_from_the_config() -> None:
     shed = two_row_shed(ports=2, port_power_limit_w=1500, phases=3)
     got = max_power_w(shed, build_layout(shed))
-    assert got["pa/1"] == got["pb/2"] == 1500 * POWER_MARGIN
-    assert got["wb"] == pytest.approx(16.0 * 3 * 220.0 * 1.1 * POWER_MARGIN)
+    margin = 1.25  # sessions.counter_power_margin's default
+    assert got["pa/1"] == got["pb/2"] == 1500 * margin
+    assert got["wb"] == pytest.approx(16.0 * 3 * 220.0 * 1.1 * margin)
 
 
 def test_the_device_power_and_the_va_reach_the_session_layer() -> None:
