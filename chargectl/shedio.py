@@ -53,6 +53,7 @@ SETUP_RETRY_S = 2.0
 POLL_SHARE = 0.6  # of tick_s: how long a tick waits for the lines' reads
 WRITES_END = 0.95  # of tick_s after the tick's start: when its write waves stop waiting
 WAVE_MIN = 0.05  # of tick_s: the least any one wave is given
+TAP_STALE_S = 30.0  # a device away longer than this: the tap it shows on return is not new
 CLOSE_SPACING_S = 0.02  # between two relay closes, shed-wide: inrush peaks never meet
 FRESH_TICKS = 1.0 + POLL_SHARE  # ticks a reading may be old and still serve (at least)
 Reading = PileHot | EvseHot | MeterReading | DeviceError
@@ -114,6 +115,7 @@ class ModbusShedIO:
             for d in shed.devices
         }
         self.up: dict[str, bool] = {d: False for d in self.drivers}
+        self.down_since: dict[str, float] = {}
         self.needs_setup: set[str] = set(self.drivers)
         self.written: dict[str, _Written] = {d: _Written() for d in self.drivers}
         self.decided_relays: dict[str, dict[int, bool]] = {}
@@ -207,9 +209,14 @@ class ModbusShedIO:
                 self._errors.append((dev, type(exc).__name__))
                 if was_up:
                     self.needs_setup.add(dev)
+                    self.down_since[dev] = now
             if self.up[dev] and not was_up:
                 self.needs_setup.add(dev)
-                self.tap_seq.pop(dev, None)  # a device back from power-off restarts its taps
+                # A device back after a blip (a timeout or two) keeps its taps: a resident
+                # who tapped meanwhile is still served. One away for long may have rebooted
+                # and holds a tap nobody can vouch for: what it shows now is not a new tap.
+                if now - self.down_since.get(dev, now) > TAP_STALE_S:
+                    self.tap_seq.pop(dev, None)
 
         await self._per_line(read, list(self.drivers), now + POLL_SHARE * self.tick_s)
         return self._observe(now)

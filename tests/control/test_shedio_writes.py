@@ -218,3 +218,18 @@ async def test_a_slow_line_is_a_late_line_not_a_late_tick() -> None:
     # the late reading (started a tick ago) serves this tick
     assert poll.observation.bay_up[io.layout.pile_slices["pb"]].all()
     assert io.up["pb"]  # late is not down: no set-up again, no error
+
+
+async def test_a_tap_made_while_a_pile_blipped_is_still_served() -> None:
+    io, lines, piles, clock = rig(two_lines())
+    await run_virtual(clock, io.setup())
+    await tick(io, clock, decision(io, {"pa": 0, "pb": 0}))  # taps seen: the baseline
+    lines["line"].delay_s[1] = 0.8  # pile a misses one read (0.5 s timeout)
+    poll = await run_virtual(clock, io.poll(clock.now(), slow=False))
+    assert not io.up["pa"]
+    lines["line"].delay_s.clear()
+    piles["pa"].tap(3, bytes.fromhex("04A1B2C3"))  # someone taps meanwhile
+    clock.advance(1.0)
+    poll = await run_virtual(clock, io.poll(clock.now(), slow=False))
+    assert io.up["pa"]
+    assert [(t.bay, t.uid_hex) for t in poll.taps] == [("pa/3", "04A1B2C3")]
