@@ -30,6 +30,7 @@ from chargectl.sessions.manager import SessionManager, TapResult
 
 _FAULT_NAMES = {FAULT_OVER_POWER: "over_power", FAULT_OVER_TEMP: "over_temp"}
 
+
 def max_power_w(shed: Shed, layout: Layout) -> dict[str, float]:
     """The most power each bay can plausibly draw (W), from the config: a pile socket its
     pile's `port_power_limit_w`, a wallbox `max_current_a` x phases x the supply voltage, each
