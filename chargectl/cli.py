@@ -94,7 +94,9 @@ def _odd_path(args: argparse.Namespace) -> str | None:
     for name in _PATH_ARGS:
         value = getattr(args, name, None)
         for path in value if isinstance(value, list) else [value]:
-            if isinstance(path, str) and any(ord(c) < 32 or ord(c) == 127 for c in path):
+            # Control characters (C0, DEL, C1 such as NEL), line and paragraph separators
+            # and bidi controls: none is printable, and each would break the one-line message.
+            if isinstance(path, str) and not all(c.isprintable() or c == " " for c in path):
                 return path
     return None
 
