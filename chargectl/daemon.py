@@ -2,9 +2,10 @@
 
     poll (every bus in parallel) -> sessions -> ControlCore.step -> writes -> metrics, API
 
-Between ticks the meters are read every `control.meter_poll_s`; a sample that shows a circuit
-over its limit runs a shed-only plan at once (it may only open relays, lower offers and
-shrink masks), so a shed follows the meter's sample, not the tick.
+Between ticks the meters are read every `control.meter_poll_s`; a new sample that shows a
+circuit over its limit, or above what the last plan expects, runs a shed-only plan at once (it
+may only open relays, lower offers and shrink masks), so a shed follows the meter's sample,
+not the tick. With a tick longer than TAP_POLL_S the card readers are read between ticks too.
 
 The loop owns no device knowledge: `ShedIO` (chargectl.shedio) turns driver readings into an
 `Observation` and a `Decision` into writes. The clock is injected, so the same loop runs on
