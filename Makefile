@@ -35,7 +35,7 @@ lint: $(STAMP)
 # mypy checks the package as it installs (drivers/ and sim/ become chargectl.drivers and
 # chargectl.sim), so it type-checks a throwaway install tree.
 typecheck: $(STAMP)
-	rm -rf .build/typecheck
+	rm -rf .build/typecheck build
 	$(PY) -m pip install -q --no-deps --no-build-isolation --target .build/typecheck . >/dev/null
 	cd .build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p chargectl
 

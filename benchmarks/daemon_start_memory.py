@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
 from tests.integration.helpers import CHARGECTL, SimProcess, wait_until
 from tests.rig import CARD, REPO, add_cards, write_config
 

@@ -27,14 +27,14 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from chargectl.clock import RealClock
-from chargectl.config import Device, RtuBus, TcpBus
+from chargectl.config.schema import Device, RtuBus, TcpBus
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import DeviceError
 from chargectl.drivers.factory import Driver, make_driver
 from chargectl.drivers.memory import MemoryClient
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
+from chargectl.runtime.clock import RealClock
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.server import BusServer

@@ -21,10 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from chargectl.config import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
+from chargectl.config.schema import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
 from chargectl.control.layout import Layout, build_layout
 from chargectl.control.observe import Decision, Observation
-from chargectl.metrics import BAY_STATES, BuildInfo, ShedMetrics, TickReport, stop, tick_report
+from chargectl.outputs.metrics import (
+    BAY_STATES,
+    BuildInfo,
+    ShedMetrics,
+    TickReport,
+    stop,
+    tick_report,
+)
 
 ROUNDS = 2000
 

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from chargectl.clock import RealClock
-from chargectl.config import MqttSettings
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
+from chargectl.config.schema import MqttSettings
 from chargectl.control.layout import Layout, build_layout
 from chargectl.control.observe import Decision, Demand, Observation
-from chargectl.daemon import Poll, TickOutcome
-from chargectl.mqtt import MqttLink, MqttReporter, Outbox, Outgoing
+from chargectl.outputs.mqtt import MqttLink, MqttReporter, Outbox, Outgoing
+from chargectl.runtime.clock import RealClock
+from chargectl.runtime.controller import Poll, TickOutcome
 from chargectl.sessions.machine import Reason
 from chargectl.sessions.manager import EndedSession, TapOutcome, TapResult
 

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chargectl.app import Options
+from chargectl.runtime.daemon import Options
 from tests.integration.helpers import TruthTrace, open_sessions, trace_truth
 from tests.rig import Rig, running_shed, write_config
 

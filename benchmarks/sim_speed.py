@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
 from chargectl.sim.physics.chargers import PROFILE_NAMES
 from chargectl.sim.world import World
 

@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chargectl.app import Daemon, Options
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
+from chargectl.runtime.daemon import Daemon, Options
 from tests.integration.helpers import SimProcess, open_sessions
 from tests.rig import CARD, add_cards, running_shed, write_config
 

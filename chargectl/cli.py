@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from chargectl.configload import ConfigError
+from chargectl.config.load import ConfigError
 
 # name -> (module under chargectl.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -29,8 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from chargectl.clock import Clock, RealClock
-from chargectl.config import RtuBus, TcpBus
+from chargectl.config.schema import RtuBus, TcpBus
 from chargectl.drivers.errors import (
     BadValue,
     ConfigError,
@@ -41,6 +40,7 @@ from chargectl.drivers.errors import (
     ExceptionReply,
 )
 from chargectl.drivers.readings import BadField
+from chargectl.runtime.clock import Clock, RealClock
 
 log = logging.getLogger("chargectl.drivers.bus")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from chargectl.config import Device
+from chargectl.config.schema import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import ConfigError
 from chargectl.drivers.evse import EvseDriver

@@ -8,7 +8,7 @@ channels). Adding a meter is adding a map file.
 
 from __future__ import annotations
 
-from chargectl.config import Device
+from chargectl.config.schema import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.decode import Fields, in_range, reported

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from chargectl.config import Device
+from chargectl.config.schema import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.decode import Fields, expect, in_range, reported, tap, temperature

@@ -23,7 +23,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from chargectl.config import RtuBus, TcpBus
+from chargectl.config.schema import RtuBus, TcpBus
 
 _READS = {3: "read_holding_registers", 4: "read_input_registers"}
 

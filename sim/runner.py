@@ -21,8 +21,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from chargectl.clock import Clock, RealClock, VirtualClock
-from chargectl.config import RtuBus, Shed, TcpBus
+from chargectl.config.schema import RtuBus, Shed, TcpBus
+from chargectl.runtime.clock import Clock, RealClock, VirtualClock
 from chargectl.sim.actions import ActionError, apply
 from chargectl.sim.physics.breakers import Trip
 from chargectl.sim.scenario import Scenario, ScenarioPlayer

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from chargectl.config import Shed
+from chargectl.config.schema import Shed
 from chargectl.sim.actions import ActionError, check
 
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from chargectl.config import Endpoint, Shed
+from chargectl.config.schema import Endpoint, Shed
 from chargectl.sim.control_api import ControlApi
 from chargectl.sim.runner import Simulator
 from chargectl.sim.scenario import Scenario

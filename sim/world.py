@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from chargectl.config import Device, Shed
+from chargectl.config.schema import Device, Shed
 from chargectl.drivers.registry import role_of
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel

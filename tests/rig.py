@@ -24,10 +24,10 @@ from typing import Any
 
 import yaml
 
-from chargectl.app import Daemon, Options
-from chargectl.config import Shed
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
+from chargectl.config.schema import Shed
 from chargectl.control.layout import build_layout
+from chargectl.runtime.daemon import Daemon, Options
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sim.runner import Simulator

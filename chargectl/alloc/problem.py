@@ -5,7 +5,7 @@ Two views of one problem:
   plain-Python reference solves and what tests build;
 - `Topology` (built once per shed) plus per-tick value arrays is what the kernel solves.
 
-Phases are numbered 1..3 as people number them (as in `chargectl.config`); arrays put them on
+Phases are numbered 1..3 as people number them (as in `chargectl.config.schema`); arrays put them on
 a last axis of 3 (L1..L3). Every structural mistake raises `ProblemError`, whose message names
 the circuit or bay at fault.
 """

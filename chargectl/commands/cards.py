@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chargectl.cli import UsageError
-from chargectl.sessions.staff import add_config_argument, open_ledger, staff_command, table
+from chargectl.commands.staff import add_config_argument, open_ledger, staff_command, table
 
 if TYPE_CHECKING:
     from chargectl.sessions.cards import Card

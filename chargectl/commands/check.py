@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chargectl.configload import ConfigError, load_checked
+from chargectl.config.load import ConfigError, load_checked
 from chargectl.drivers.registry import ROLES
 
 

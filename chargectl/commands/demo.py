@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from chargectl.cli import UsageError
-    from chargectl.configload import load_shed
-    from chargectl.demo import run_demo
+    from chargectl.config.load import load_shed
+    from chargectl.runtime.demo import run_demo
 
     if args.every <= 0:
         raise UsageError(f"--every must be > 0, got {args.every}")

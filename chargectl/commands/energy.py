@@ -12,7 +12,7 @@ import argparse
 import csv
 import sys
 
-from chargectl.sessions.staff import add_config_argument, staff_command
+from chargectl.commands.staff import add_config_argument, staff_command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @staff_command
 def run(args: argparse.Namespace) -> int:
     from chargectl.cli import UsageError, check_year
+    from chargectl.commands.staff import csv_row, kwh, month_range, open_ledger
     from chargectl.sessions import ledger
     from chargectl.sessions.errors import InvalidInput
-    from chargectl.sessions.staff import csv_row, kwh, month_range, open_ledger
 
     check_year("--month", args.month)
     try:

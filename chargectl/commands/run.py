@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from chargectl.sessions.staff import CONFIG_HELP, add_config_argument
+    from chargectl.commands.staff import CONFIG_HELP, add_config_argument
 
     # The config as every command takes it: CONFIG, -c CONFIG, $CHARGECTL_CONFIG or the default.
     parser.add_argument("config_file", nargs="?", metavar="CONFIG", help=CONFIG_HELP)
@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from chargectl.app import AlreadyRunning, Daemon, Options
-    from chargectl.configload import load_shed
+    from chargectl.commands.staff import config_path
+    from chargectl.config.load import load_shed
+    from chargectl.runtime.daemon import AlreadyRunning, Daemon, Options
     from chargectl.sessions.errors import InvalidInput, LedgerError
-    from chargectl.sessions.staff import config_path
 
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -8,7 +8,7 @@ import json
 import sys
 
 from chargectl.cli import UsageError, check_year
-from chargectl.sessions.staff import add_config_argument, staff_command
+from chargectl.commands.staff import add_config_argument, staff_command
 
 STOP_TIMEOUT_S = 5.0
 
@@ -33,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "stop":
         return _stop(args)
-    from chargectl.sessions import ledger
-    from chargectl.sessions.errors import InvalidInput
-    from chargectl.sessions.staff import (
+    from chargectl.commands.staff import (
         csv_row,
         days_range,
         iso,
@@ -44,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         short,
         table,
     )
+    from chargectl.sessions import ledger
+    from chargectl.sessions.errors import InvalidInput
 
     if args.action == "list":
         with open_ledger(args, create=False) as conn:
@@ -101,8 +101,8 @@ def _stop(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    from chargectl.api import client_headers
-    from chargectl.sessions.staff import load_config, shed_bays
+    from chargectl.commands.staff import load_config, shed_bays
+    from chargectl.outputs.api import client_headers
 
     shed = load_config(args)
     bay = args.bay.strip()

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from chargectl.cli import UsageError
-from chargectl.config import Endpoint
+from chargectl.config.schema import Endpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # The simulator pulls in numpy and numba: imported only when the command runs.
-    from chargectl.configload import ConfigError, load_shed
+    from chargectl.config.load import ConfigError, load_shed
     from chargectl.sim.physics.topology import TopologyError
     from chargectl.sim.scenario import ScenarioError, load_scenario
     from chargectl.sim.serve import print_ready, serve

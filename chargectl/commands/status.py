@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from chargectl.sessions.staff import CONFIG_HELP, add_config_argument
+    from chargectl.commands.staff import CONFIG_HELP, add_config_argument
 
     parser.add_argument("config_file", nargs="?", metavar="CONFIG", help=CONFIG_HELP)
     add_config_argument(parser)
@@ -19,11 +19,11 @@ def run(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    from chargectl.api import client_headers
     from chargectl.commands.run import config_path_of
-    from chargectl.configload import load_shed
-    from chargectl.sessions.staff import config_path
-    from chargectl.view import render_status
+    from chargectl.commands.staff import config_path
+    from chargectl.config.load import load_shed
+    from chargectl.outputs.api import client_headers
+    from chargectl.outputs.view import render_status
 
     shed = load_shed(config_path_of(args, config_path))
     url = f"http://{shed.api.host}:{shed.api.port}/status"

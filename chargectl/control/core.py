@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from chargectl.config import ControlSettings, Shed
+from chargectl.config.schema import ControlSettings, Shed
 from chargectl.control.failsafe import failsafe_cost_a, failsafe_masks, mask_bits
 from chargectl.control.layout import BoolArray, FloatArray, IntArray, Layout, circuit_load
 from chargectl.control.observe import (

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chargectl.config import Shed
+from chargectl.config.schema import Shed
 from chargectl.control.layout import BoolArray, FloatArray, Layout
 
 # The lowest power factor of an e-bike charger we budget for: chargers without power-factor

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from chargectl.config import Shed, bay_id
+from chargectl.config.schema import Shed, bay_id
 from chargectl.drivers.registry import role_of
 
 FloatArray = npt.NDArray[np.float64]

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
-from chargectl.config import SessionSettings
+from chargectl.config.schema import SessionSettings
 from chargectl.sessions.counterguard import CounterGuard, Verdict
 from chargectl.sessions.records import U32, EndedRecord, OpenSession, counter_delta
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from enum import StrEnum
 
-from chargectl.config import SessionSettings
+from chargectl.config.schema import SessionSettings
 from chargectl.sessions.cards import Verdict, judge, parse_uid
 from chargectl.sessions.errors import InvalidUid, SessionsError, UnknownBay
 from chargectl.sessions.machine import (

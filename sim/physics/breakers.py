@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chargectl.config import Breaker
+from chargectl.config.schema import Breaker
 from chargectl.sim.physics.kernels import SQRT2, breaker_step
 
 MAGNETIC_LOW_END = {"B": 3.0, "C": 5.0, "D": 10.0}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chargectl.config import Circuit, Device, Shed
+from chargectl.config.schema import Circuit, Device, Shed
 from chargectl.drivers.registry import role_of
 
 

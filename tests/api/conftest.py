@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from chargectl.api import ApiServer, Command
 from chargectl.drivers.errors import DeviceDown
+from chargectl.outputs.api import ApiServer, Command
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -155,8 +155,8 @@ def serve(
         server.publish({"shed": "campus", "ticks": 1})
     api = Api(server, commands, token)
     handler = Records(api.log)
-    logging.getLogger("chargectl.api").addHandler(handler)
-    logging.getLogger("chargectl.api").setLevel(logging.DEBUG)
+    logging.getLogger("chargectl.outputs.api").addHandler(handler)
+    logging.getLogger("chargectl.outputs.api").setLevel(logging.DEBUG)
     server.start()
     return api
 
@@ -173,7 +173,7 @@ def make_api(loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., Api]]:
     try:
         yield make
     finally:
-        logger = logging.getLogger("chargectl.api")
+        logger = logging.getLogger("chargectl.outputs.api")
         for a in made:
             a.server.close()
         for h in list(logger.handlers):

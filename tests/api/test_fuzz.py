@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargectl.api import MAX_BODY
+from chargectl.outputs.api import MAX_BODY
 from tests.api.conftest import Api, parse, tracebacks
 
 METHODS = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "", "G\x00T", "POST POST"]

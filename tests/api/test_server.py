@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.api import MAX_BODY, MAX_CLIENTS, ApiRefused, ApiServer, read_token
-from chargectl.configload import ConfigError, load_shed
+from chargectl.config.load import ConfigError, load_shed
+from chargectl.outputs.api import MAX_BODY, MAX_CLIENTS, ApiRefused, ApiServer, read_token
 from tests.api.conftest import TOKEN, Api, parse, tracebacks
 
 pytestmark = pytest.mark.timeout(60)
@@ -286,4 +286,4 @@ def test_nothing_reaches_stderr(api: Api, capfd: pytest.CaptureFixture[str]) -> 
         api.raw(raw)
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err
-    assert logging.getLogger("chargectl.api").level == logging.DEBUG
+    assert logging.getLogger("chargectl.outputs.api").level == logging.DEBUG

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from chargectl.config import Shed
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
+from chargectl.config.schema import Shed
 from chargectl.control.failsafe import WORST_POWER_FACTOR
 from chargectl.sessions.records import counter_delta
 from chargectl.sim.runner import Simulator

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chargectl.configload import Problem
+from chargectl.config.load import Problem
 
 # A valid 3-phase shed that exercises every section: a sub-circuit on two phases, a TCP and an
 # RTU bus, two meters, a pile (with the `phase:` shorthand), a wallbox and the simulator lists.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.configload import ConfigError, Problem, load_checked
+from chargectl.config.load import ConfigError, Problem, load_checked
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.config import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
-from chargectl.configload import Problem, check_shed, load_checked
+from chargectl.config.load import Problem, check_shed, load_checked
+from chargectl.config.schema import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
 from tests.config.cfgtext import BASE, edit, line_of, only
 
 Found = Callable[[str], list[Problem]]

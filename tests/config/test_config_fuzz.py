@@ -6,7 +6,8 @@ mutations: a value replaced by another type, an extreme, NaN, a huge or negative
 exponent written YAML 1.1 reads as a string, unicode and control characters; a key dropped; a
 list entry duplicated (duplicate ids); a list reordered; a reference swapped for another id
 (or that id with `/1`, the shape of a bay). `check` must answer problems or OK; for OK,
-`chargectl.app.build_offline` (everything `run` does before its first I/O) must not raise.
+`chargectl.runtime.daemon.build_offline`
+(everything `run` does before its first I/O) must not raise.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargectl.app import build_offline
-from chargectl.configload import ConfigError, parse_shed
+from chargectl.config.load import ConfigError, parse_shed
+from chargectl.runtime.daemon import build_offline
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ("small.yaml", "campus.yaml")

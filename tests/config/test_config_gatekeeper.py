@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.app import build_offline
-from chargectl.configload import Problem, load_checked
+from chargectl.config.load import Problem, load_checked
+from chargectl.runtime.daemon import build_offline
 from tests.config.cfgtext import BASE, edit, line_of, only
 
 Found = Callable[[str], list[Problem]]

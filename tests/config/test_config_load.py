@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.config import Breaker, Circuit, ControlSettings, RtuBus, Shed, TcpBus
-from chargectl.configload import ConfigError, Problem, load_checked, load_shed, parse_shed
+from chargectl.config.load import ConfigError, Problem, load_checked, load_shed, parse_shed
+from chargectl.config.schema import Breaker, Circuit, ControlSettings, RtuBus, Shed, TcpBus
 from tests.config.cfgtext import BASE, edit, line_of, only
 
 Errors = Callable[[str], list[Problem]]

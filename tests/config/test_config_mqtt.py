@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from chargectl.config import MqttSettings
-from chargectl.configload import Problem, load_shed
+from chargectl.config.load import Problem, load_shed
+from chargectl.config.schema import MqttSettings
 from tests.config.cfgtext import BASE, edit
 
 MQTT = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chargectl.configload import load_checked
+from chargectl.config.load import load_checked
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 

@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from chargectl.config import Breaker, Circuit, ControlSettings, Device, Shed, ShedInfo, TcpBus
+from chargectl.config.schema import (
+    Breaker,
+    Circuit,
+    ControlSettings,
+    Device,
+    Shed,
+    ShedInfo,
+    TcpBus,
+)
 from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import Layout, build_layout

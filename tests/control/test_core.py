@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chargectl.config import ControlSettings
+from chargectl.config.schema import ControlSettings
 from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.failsafe import worst_case_failsafe_a

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chargectl.config import ControlSettings
+from chargectl.config.schema import ControlSettings
 from chargectl.control.core import ControlCore
 from chargectl.control.failsafe import WORST_POWER_FACTOR, worst_case_failsafe_a
 from chargectl.control.layout import Layout, circuit_load

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from chargectl.config import SessionSettings
+from chargectl.adapters.sessions import SessionLink
+from chargectl.config.schema import SessionSettings
 from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import build_layout
 from chargectl.control.observe import FAULT_OVER_POWER, Observation
-from chargectl.daemon import Poll, Tap
-from chargectl.sessionlink import SessionLink
+from chargectl.runtime.controller import Poll, Tap
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sessions.machine import Lamp
 from chargectl.sessions.manager import SessionManager

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from chargectl.clock import VirtualClock
+from chargectl.adapters.modbus import ModbusShedIO
 from chargectl.control.layout import build_layout
 from chargectl.drivers.memory import MemoryClient
 from chargectl.drivers.pile import PileDriver
-from chargectl.shedio import ModbusShedIO
+from chargectl.runtime.clock import VirtualClock
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel

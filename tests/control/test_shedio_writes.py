@@ -10,12 +10,12 @@ from typing import TypeVar
 
 import numpy as np
 
-from chargectl.clock import VirtualClock
-from chargectl.config import ControlSettings, Shed, TcpBus
+from chargectl.adapters.modbus import ModbusShedIO
+from chargectl.config.schema import ControlSettings, Shed, TcpBus
 from chargectl.control.layout import build_layout
 from chargectl.control.observe import Decision
 from chargectl.drivers.memory import MemoryClient, RegisterModel
-from chargectl.shedio import ModbusShedIO
+from chargectl.runtime.clock import VirtualClock
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chargectl.config import Shed
-from chargectl.metrics import ShedMetrics
+from chargectl.config.schema import Shed
+from chargectl.outputs.metrics import ShedMetrics
 from tests.deploy.sheds import BUILD, make_shed
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from chargectl.config import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
-from chargectl.metrics import BuildInfo
+from chargectl.config.schema import Breaker, Circuit, Device, Shed, ShedInfo, TcpBus
+from chargectl.outputs.metrics import BuildInfo
 
 
 def make_shed(name: str = "campus") -> Shed:

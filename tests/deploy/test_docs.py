@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from chargectl.metrics import (
+from chargectl.outputs.metrics import (
     ALARM_KINDS,
     BAY_FAULTS,
     DEVICE_ERRORS,

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from chargectl.config import Shed
-from chargectl.metrics import (
+from chargectl.config.schema import Shed
+from chargectl.outputs.metrics import (
     ALARM_KINDS,
     BAY_STATES,
     DEVICE_ERRORS,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from chargectl.metrics import METRICS, all_series_names
+from chargectl.outputs.metrics import METRICS, all_series_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -134,7 +134,7 @@ def test_scrape_target_is_the_daemons_default_endpoint() -> None:
     cfg = yaml.safe_load((PROM / "prometheus.yml").read_text())
     (job,) = [j for j in cfg["scrape_configs"] if j["job_name"] == "chargectl"]
     targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-    assert targets == ["127.0.0.1:9464"]  # chargectl.config.Shed.metrics default
+    assert targets == ["127.0.0.1:9464"]  # chargectl.config.schema.Shed.metrics default
     assert job["honor_labels"] is True
     assert all("shed" in sc["labels"] for sc in job["static_configs"])
 

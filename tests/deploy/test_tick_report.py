@@ -9,7 +9,7 @@ import pytest
 
 from chargectl.control.layout import Layout, build_layout
 from chargectl.control.observe import FAULT_NONE, FAULT_OVER_TEMP, Decision, Observation
-from chargectl.metrics import MetricsError, SessionEnd, ShedMetrics, tick_report
+from chargectl.outputs.metrics import MetricsError, SessionEnd, ShedMetrics, tick_report
 from tests.deploy.sheds import BUILD, make_shed, samples, value
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from chargectl.clock import VirtualClock
+from chargectl.runtime.clock import VirtualClock
 
 T = TypeVar("T")
 

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargectl.clock import VirtualClock
-from chargectl.config import RtuBus, TcpBus
+from chargectl.config.schema import RtuBus, TcpBus
 from chargectl.drivers.bus import BusPolicy, ModbusBus, backoff_s
 from chargectl.drivers.errors import (
     BadValue,
@@ -23,6 +22,7 @@ from chargectl.drivers.errors import (
     DeviceTimeout,
     ExceptionReply,
 )
+from chargectl.runtime.clock import VirtualClock
 from tests.drivers.fakes import Image, ScriptedClient, place, run_virtual
 
 TIMEOUT = 0.5
@@ -272,7 +272,7 @@ async def test_bad_arguments_are_refused_before_the_line() -> None:
 
 async def test_real_clock_small_timeout() -> None:
     """The same path on the real clock: a silent unit costs its timeout, no more."""
-    from chargectl.clock import RealClock
+    from chargectl.runtime.clock import RealClock
 
     client = ScriptedClient({1: Image(input=place([1]))})
     client.silent.add(1)

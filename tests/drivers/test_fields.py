@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from chargectl.clock import VirtualClock
-from chargectl.config import Device, TcpBus
+from chargectl.config.schema import Device, TcpBus
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import BadValue
 from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.pile import PileDriver
+from chargectl.runtime.clock import VirtualClock
 from tests.drivers.fakes import Image, ScriptedClient, place, run_virtual
 from tests.drivers.images import evse_hot, pile_hot, with_tap
 

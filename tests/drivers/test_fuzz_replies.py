@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from chargectl.clock import RealClock
-from chargectl.config import ControlSettings, Shed, TcpBus
+from chargectl.adapters.modbus import ModbusShedIO
+from chargectl.config.schema import ControlSettings, Shed, TcpBus
 from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import build_layout
@@ -48,7 +48,7 @@ from chargectl.drivers.memory import RegisterModel
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.readings import EvseHot, MeterReading, PileHot
-from chargectl.shedio import ModbusShedIO
+from chargectl.runtime.clock import RealClock
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargectl.clock import VirtualClock
-from chargectl.config import Device, TcpBus
+from chargectl.config.schema import Device, TcpBus
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import BadValue, ConfigError
 from chargectl.drivers.evse import EvseDriver
@@ -29,6 +28,7 @@ from chargectl.drivers.mapped import (
 from chargectl.drivers.meter import MeterDriver, to_reading
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.registry import role_of
+from chargectl.runtime.clock import VirtualClock
 from tests.drivers.fakes import Image, ScriptedClient, f32_words, run_virtual
 from tests.drivers.images import sdm_image
 

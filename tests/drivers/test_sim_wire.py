@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chargectl.clock import RealClock
-from chargectl.config import Device, RtuBus, TcpBus
+from chargectl.config.schema import Device, RtuBus, TcpBus
 from chargectl.drivers.bus import BusPolicy, ModbusBus
 from chargectl.drivers.errors import (
     BadValue,
@@ -28,6 +27,7 @@ from chargectl.drivers.factory import make_driver
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.readings import FAULT_SHORT, Tap
+from chargectl.runtime.clock import RealClock
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel

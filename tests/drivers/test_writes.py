@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from chargectl.clock import VirtualClock
-from chargectl.config import Device, TcpBus
+from chargectl.config.schema import Device, TcpBus
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.pile import PileDriver, runs
+from chargectl.runtime.clock import VirtualClock
 from tests.drivers.fakes import Image, ScriptedClient, Sent, place, run_virtual
 from tests.drivers.images import evse_hot
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from chargectl.cli import main
-from chargectl.config import ApiSettings, Endpoint
-from chargectl.configload import load_shed
-from chargectl.demo import run_demo
+from chargectl.config.load import load_shed
+from chargectl.config.schema import ApiSettings, Endpoint
+from chargectl.runtime.demo import run_demo
 from tests.rig import CARD, EXAMPLES, free_port, running_shed, write_config
 
 

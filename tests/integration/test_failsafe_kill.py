@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
 from tests.integration.helpers import DaemonProcess, SimProcess, wait_until
 from tests.rig import add_cards, bay_card, bay_cards, write_config
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chargectl.config import Shed
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
+from chargectl.config.schema import Shed
 from chargectl.control.layout import Layout, build_layout
 from chargectl.control.observe import Decision, Demand, Observation
-from chargectl.daemon import Poll, TickOutcome
+from chargectl.runtime.controller import Poll, TickOutcome
 from tests.mqtt.broker import ROOT, Broker
 
 

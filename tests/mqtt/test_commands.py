@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chargectl.mqtt_topics import COMMANDS, CommandError, answer, parse_command, refusal
+from chargectl.outputs.mqtt_topics import COMMANDS, CommandError, answer, parse_command, refusal
 
 KNOWN = list(COMMANDS)
 

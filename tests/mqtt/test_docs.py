@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chargectl.mqtt_topics import COMMANDS, TOPICS
+from chargectl.outputs.mqtt_topics import COMMANDS, TOPICS
 from chargectl.sessions.manager import TapOutcome
 from tests.mqtt.broker import ACL, ROOT
 

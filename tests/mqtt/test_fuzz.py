@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargectl.api import Command
-from chargectl.mqtt import MqttLink
+from chargectl.outputs.api import Command
+from chargectl.outputs.mqtt import MqttLink
 from tests.mqtt.broker import SHED, Broker, Operator, operator
 from tests.mqtt.test_link import RESULT, Daemonish, running, until
 from tests.mqtt.test_link import settings as link_settings

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from chargectl.api import Command
-from chargectl.mqtt import COMMAND_QUEUE
+from chargectl.outputs.api import Command
+from chargectl.outputs.mqtt import COMMAND_QUEUE
 from tests.mqtt.broker import SHED, Broker, Operator, operator
 from tests.mqtt.test_link import RESULT, STATUS, Daemonish, running, settings, until
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from chargectl.api import Command
-from chargectl.clock import RealClock
-from chargectl.config import MqttSettings
+from chargectl.config.schema import MqttSettings
 from chargectl.control.layout import Layout
-from chargectl.mqtt import MqttLink, MqttReporter, Outbox
+from chargectl.outputs.api import Command
+from chargectl.outputs.mqtt import MqttLink, MqttReporter, Outbox
+from chargectl.runtime.clock import RealClock
 from chargectl.sessions.manager import TapOutcome, TapResult
 from tests.mqtt.broker import PASSWORDS, SHED, Broker, Operator, Proxy, free_port, operator
 from tests.mqtt.conftest import decision, tick

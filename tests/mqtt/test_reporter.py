@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chargectl.control.layout import Layout
-from chargectl.mqtt import MqttReporter, Outbox, Outgoing, _encode, reconnect_delay
+from chargectl.outputs.mqtt import MqttReporter, Outbox, Outgoing, _encode, reconnect_delay
 from chargectl.sessions.machine import Reason
 from chargectl.sessions.manager import EndedSession, TapOutcome, TapResult
 from tests.mqtt.conftest import decision, tick

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from chargectl.config import SessionSettings
+from chargectl.config.schema import SessionSettings
 from chargectl.sessions.cards import Card, CardBook
 from chargectl.sessions.machine import BayObservation
 from chargectl.sessions.manager import SessionManager, TapResult

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC
 from pathlib import Path
 
-from chargectl.config import SessionSettings
+from chargectl.config.schema import SessionSettings
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import Card
 from chargectl.sessions.machine import BayObservation

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from chargectl.commands.staff import csv_text, plain_text, table
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import parse_name
 from chargectl.sessions.errors import InvalidInput
 from chargectl.sessions.records import SessionEnd, SessionStart, SessionTimes
-from chargectl.sessions.staff import csv_text, plain_text, table
 from tests.sessions.rig import ALICE, BOB, CAROL
 from tests.sessions.test_cli import cli, make_config, utc, wall
 

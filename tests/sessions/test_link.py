@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from chargectl.config import SessionSettings
+from chargectl.adapters.sessions import SessionLink, max_power_w
+from chargectl.config.schema import SessionSettings
 from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import build_layout
 from chargectl.control.observe import Observation
-from chargectl.daemon import Poll, Tap
-from chargectl.sessionlink import SessionLink, max_power_w
+from chargectl.runtime.controller import Poll, Tap
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sessions.machine import BayObservation
 from chargectl.sessions.manager import SessionManager

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.config import SessionSettings
+from chargectl.config.schema import SessionSettings
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import Card
 from chargectl.sessions.machine import BayObservation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chargectl.config import SessionSettings
+from chargectl.config.schema import SessionSettings
 from chargectl.sessions.cards import Card
 from chargectl.sessions.errors import SessionsError, UnknownBay
 from chargectl.sessions.machine import BayObservation, Lamp

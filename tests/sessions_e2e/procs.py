@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chargectl.config import Shed
+from chargectl.config.schema import Shed
 from chargectl.sim.devices.registers import wh_counter
 from tests.sessions_e2e.shed import CHARGECTL
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from chargectl import app
-from chargectl.configload import load_shed
+from chargectl.adapters.sessions import max_power_w
+from chargectl.config.load import load_shed
 from chargectl.control.layout import build_layout
-from chargectl.sessionlink import max_power_w
+from chargectl.runtime import daemon as app
 from tests.rig import CARD, running_shed
 from tests.sessions_e2e.shed import (
     SPEED,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
 from chargectl.sessions.records import counter_delta
 from tests.rig import add_cards
 from tests.sessions_e2e.procs import DaemonProc, SimProc

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
-from chargectl.clock import Clock
+from chargectl.runtime.clock import Clock
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from chargectl.clock import VirtualClock
+from chargectl.runtime.clock import VirtualClock
 from chargectl.sim.actions import ActionError, apply
 from chargectl.sim.modbus_frame import exception_pdu
 from chargectl.sim.runner import Simulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from chargectl.config import (
+from chargectl.config.schema import (
     BaseLoad,
     Breaker,
     Circuit,

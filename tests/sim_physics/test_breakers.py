@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chargectl.config import Breaker
+from chargectl.config.schema import Breaker
 from chargectl.sim.physics.breakers import BreakerBank
 
 

@@ -15,7 +15,7 @@ import pytest
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
-from chargectl.config import RtuBus
+from chargectl.config.schema import RtuBus
 from chargectl.sim.runner import Simulator
 from chargectl.sim.serve import serve
 from tests.sim_physics.sheds import small_shed

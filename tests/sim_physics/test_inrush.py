@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from chargectl.config import Breaker
+from chargectl.config.schema import Breaker
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.physics.breakers import BreakerBank

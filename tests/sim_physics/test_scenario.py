@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chargectl.cli import main
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
 from chargectl.sim.runner import Simulator
 from chargectl.sim.scenario import ScenarioError, load_scenario, parse_scenario, parse_time
 from tests.sim_physics.sheds import REPO, small_shed

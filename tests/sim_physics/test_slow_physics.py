@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from chargectl.config import PluggedCar, PluggedCharger
+from chargectl.config.schema import PluggedCar, PluggedCharger
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.physics.chargers import PROFILES

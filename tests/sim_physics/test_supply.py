@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from chargectl.config import PluggedCar, PluggedCharger
-from chargectl.configcheck import check_shed
+from chargectl.config.check import check_shed
+from chargectl.config.schema import PluggedCar, PluggedCharger
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.physics.chargers import PROFILES

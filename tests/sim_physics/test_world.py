@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chargectl.configload import load_shed
+from chargectl.config.load import load_shed
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel

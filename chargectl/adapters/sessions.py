@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from chargectl.config import Shed
+from chargectl.config.schema import Shed
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import Layout
 from chargectl.control.observe import (
@@ -24,7 +24,7 @@ from chargectl.control.observe import (
     Decision,
     Demand,
 )
-from chargectl.daemon import Poll, Tap
+from chargectl.runtime.controller import Poll, Tap
 from chargectl.sessions.machine import BayObservation, Lamp
 from chargectl.sessions.manager import SessionManager, TapResult
 

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from chargectl.app import Daemon, Options
-from chargectl.config import Shed, TcpBus
+from chargectl.config.schema import Shed, TcpBus
+from chargectl.outputs.view import render_status
+from chargectl.runtime.daemon import Daemon, Options
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sim.physics.chargers import PROFILE_NAMES
 from chargectl.sim.runner import Simulator
-from chargectl.view import render_status
 
 RESIDENTS = 240
 STRANGER = "DEADBEEF"  # a card nobody registered

@@ -7,8 +7,8 @@ circuit over its limit, or above what the last plan expects, runs a shed-only pl
 may only open relays, lower offers and shrink masks), so a shed follows the meter's sample,
 not the tick. With a tick longer than TAP_POLL_S the card readers are read between ticks too.
 
-The loop owns no device knowledge: `ShedIO` (chargectl.shedio) turns driver readings into an
-`Observation` and a `Decision` into writes. The clock is injected, so the same loop runs on
+The loop owns no device knowledge: `ShedIO` (chargectl.adapters.modbus) turns driver readings into
+an `Observation` and a `Decision` into writes. The clock is injected, so the same loop runs on
 the edge box and on a virtual clock in replays and tests.
 
 Start-up order is the safety order: buses connect; the kernel is compiled or loaded from its
@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from chargectl.clock import Clock
-from chargectl.config import Shed
+from chargectl.config.schema import Shed
 from chargectl.control.core import OVERLOAD_TOLERANCE_A, Allocate, ControlCore
 from chargectl.control.layout import FloatArray, Layout
 from chargectl.control.observe import Decision, Demand, Observation
+from chargectl.runtime.clock import Clock
 
 log = logging.getLogger("chargectl")
 # A meter sample this far above what the last plan expects is a surprise worth a plan between

@@ -21,7 +21,7 @@ fit with only a log line, after paho has already acknowledged it to the broker (
 the sender gets neither an answer nor a redelivery. The reader never waits on a command, so
 that queue only holds what arrived since the reader last ran.
 
-Topics and payloads are tables in `chargectl.mqtt_topics`; docs/mqtt.md describes them.
+Topics and payloads are tables in `chargectl.outputs.mqtt_topics`; docs/mqtt.md describes them.
 """
 
 from __future__ import annotations
@@ -41,12 +41,10 @@ from typing import Any
 import aiomqtt
 import numpy as np
 
-from chargectl.api import Command
-from chargectl.clock import Clock
-from chargectl.config import MqttSettings, Shed
+from chargectl.config.schema import MqttSettings, Shed
 from chargectl.control.layout import Layout
-from chargectl.daemon import TickOutcome
-from chargectl.mqtt_topics import (
+from chargectl.outputs.api import Command
+from chargectl.outputs.mqtt_topics import (
     COMMAND_FILTER,
     OFFLINE,
     ONLINE,
@@ -66,9 +64,11 @@ from chargectl.mqtt_topics import (
     tap_event,
     topic,
 )
+from chargectl.runtime.clock import Clock
+from chargectl.runtime.controller import TickOutcome
 from chargectl.sessions.manager import EndedSession, TapResult
 
-log = logging.getLogger("chargectl.mqtt")
+log = logging.getLogger("chargectl.outputs.mqtt")
 
 Payload = bytes | Mapping[str, Any]
 # Commands waiting for the daemon beyond the one it runs; more are answered `busy` at once.

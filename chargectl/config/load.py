@@ -1,8 +1,8 @@
-"""YAML shed config -> `chargectl.config.Shed`, with every problem found at once.
+"""YAML shed config -> `chargectl.config.schema.Shed`, with every problem found at once.
 
 Two passes. The first walks the composed YAML nodes (they keep their line numbers) and converts
-them into the frozen dataclasses of `chargectl.config`, driven by the field types: unknown keys,
-wrong types, missing keys and duplicate keys are found generically, each with its path
+them into the frozen dataclasses of `chargectl.config.schema`, driven by the field types:
+unknown keys, wrong types, missing keys and duplicate keys are found generically, each with its path
 (`circuits[1].limit_a`) and line. It is best effort: a broken list entry is left out and a broken
 field with a default takes the default, so that the second pass, the semantic checks
 (`check_shed`), still runs on everything that did convert and reports its problems too. Whatever
@@ -11,7 +11,7 @@ was left out is remembered so that references to it are not reported a second ti
 Errors make `load_shed` raise `ConfigError`; warnings (a sub-circuit limit above its parent's, a
 limit above the breaker rating, ...) do not, and are returned by `load_checked`.
 
-The semantic checks live in `chargectl.configcheck`. Reading the file is the only I/O here:
+The semantic checks live in `chargectl.config.check`. Reading the file is the only I/O here:
 `parse_shed(text, source)` and `check_shed(shed)` are pure.
 """
 
@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 import yaml
 
-from chargectl.config import Bus, Circuit, Device, RtuBus, Shed, TcpBus
-from chargectl.configcheck import Problem, Severity, check_shed
+from chargectl.config.check import Problem, Severity, check_shed
+from chargectl.config.schema import Bus, Circuit, Device, RtuBus, Shed, TcpBus
 
 __all__ = [
     "Checked",

@@ -18,25 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from chargectl.adapters.modbus import ModbusShedIO
+from chargectl.adapters.sessions import SessionLink, max_power_w
 from chargectl.alloc.allocator import warm
-from chargectl.api import ApiServer, Command, read_token
-from chargectl.clock import Clock, RealClock
-from chargectl.config import Shed
+from chargectl.config.schema import Shed
 from chargectl.control.allocation import make_allocator
 from chargectl.control.layout import build_layout
-from chargectl.daemon import Controller, Reporter
 from chargectl.drivers.bus import ClientFactory
-from chargectl.metrics import ShedMetrics, stop
-from chargectl.reporting import EventLog, MetricsReporter, StatusReporter
-from chargectl.sdnotify import Notifier
-from chargectl.sessionlink import SessionLink, max_power_w
+from chargectl.outputs.api import ApiServer, Command, read_token
+from chargectl.outputs.metrics import ShedMetrics, stop
+from chargectl.outputs.reporters import EventLog, MetricsReporter, StatusReporter
+from chargectl.runtime.clock import Clock, RealClock
+from chargectl.runtime.controller import Controller, Reporter
+from chargectl.runtime.sdnotify import Notifier
 from chargectl.sessions.errors import UnknownBay
 from chargectl.sessions.manager import SessionManager
 from chargectl.sessions.writer import LedgerWriter
-from chargectl.shedio import ModbusShedIO
 
 if TYPE_CHECKING:
-    from chargectl.mqtt import MqttLink
+    from chargectl.outputs.mqtt import MqttLink
 
 log = logging.getLogger("chargectl")
 T = TypeVar("T")
@@ -154,7 +154,7 @@ class Daemon:
         reporters: list[Reporter] = [metrics_reporter, self.status, self.events]
         self.mqtt: MqttLink | None = None
         if shed.mqtt.host is not None:
-            from chargectl import mqtt  # aiomqtt and paho only when MQTT is on
+            from chargectl.outputs import mqtt  # aiomqtt and paho only when MQTT is on
 
             reporter, self.mqtt = mqtt.build(
                 shed,

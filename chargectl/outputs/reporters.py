@@ -10,13 +10,13 @@ import logging
 from collections import deque
 from typing import Any
 
-from chargectl.api import ApiServer
+from chargectl.adapters.sessions import SessionLink
 from chargectl.control.layout import Layout
-from chargectl.daemon import ShedIO, TickOutcome
-from chargectl.metrics import SessionEnd, ShedMetrics, tick_report
-from chargectl.sessionlink import SessionLink
+from chargectl.outputs.api import ApiServer
+from chargectl.outputs.metrics import SessionEnd, ShedMetrics, tick_report
+from chargectl.outputs.status import snapshot
+from chargectl.runtime.controller import ShedIO, TickOutcome
 from chargectl.sessions.manager import SessionEvents, TapResult
-from chargectl.status import snapshot
 
 log = logging.getLogger("chargectl")
 

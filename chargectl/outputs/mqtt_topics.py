@@ -1,6 +1,6 @@
 """What a shed says on the central MQTT broker, and what it answers to: tables and payloads.
 
-Pure: plain data in, plain data (JSON-able dicts) out; no I/O, no clock. `chargectl.mqtt`
+Pure: plain data in, plain data (JSON-able dicts) out; no I/O, no clock. `chargectl.outputs.mqtt`
 does the talking. The topic layout follows deploy/mosquitto/chargectl.acl: a shed publishes
 under `chargectl/<shed>/` and reads only `chargectl/<shed>/cmd/`.
 

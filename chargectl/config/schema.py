@@ -1,7 +1,7 @@
 """The shed config: one YAML file, loaded once into frozen, typed objects.
 
 The same `Shed` describes the shed to the simulator and to the controller. This module holds
-the types; `chargectl.configload` turns YAML into them and collects every problem with its
+the types; `chargectl.config.load` turns YAML into them and collects every problem with its
 file, line and path (`circuits[1].limit_a: must be > 0, got -5`).
 
 Phases are numbered 1..3 as people number them. A bay id is `<device>/<port>` for a pile's
@@ -146,7 +146,8 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    """The daemon's local HTTP API (chargectl.api). Beyond loopback only with a bearer token."""
+    """The daemon's local HTTP API (chargectl.outputs.api). Beyond loopback only with a
+    bearer token."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -171,7 +172,7 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
-    """The link to the central MQTT broker (chargectl.mqtt); off while `host` is None."""
+    """The link to the central MQTT broker (chargectl.outputs.mqtt); off while `host` is None."""
 
     host: str | None = None
     port: int | None = None  # None: 8883 with TLS, 1883 without

@@ -34,12 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chargectl.clock import Clock
-from chargectl.config import Shed, TcpBus
+from chargectl.config.schema import Shed, TcpBus
 from chargectl.control.layout import FloatArray, Layout
 from chargectl.control.observe import FAULT_WALLBOX, Decision, Observation
-from chargectl.daemon import Poll
-from chargectl.daemon import Tap as CardTap
 from chargectl.drivers.bus import ClientFactory, ModbusBus
 from chargectl.drivers.errors import DeviceError
 from chargectl.drivers.evse import EvseDriver
@@ -47,6 +44,9 @@ from chargectl.drivers.factory import Driver, make_driver
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.readings import EvseHot, MeterReading, PileHot, Tap
+from chargectl.runtime.clock import Clock
+from chargectl.runtime.controller import Poll
+from chargectl.runtime.controller import Tap as CardTap
 
 log = logging.getLogger("chargectl.io")
 SETUP_RETRY_S = 2.0

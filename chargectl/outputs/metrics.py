@@ -36,7 +36,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from chargectl.config import Shed, bay_id
+from chargectl.config.schema import Shed, bay_id
 from chargectl.control.layout import Layout
 from chargectl.control.observe import (
     FAULT_NONE,

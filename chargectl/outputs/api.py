@@ -19,7 +19,7 @@ Who may ask (checked in this order, for every request):
 A command is a POST with `Content-Type: application/json` (415 otherwise: a form post and
 `text/plain`, which a page may send without asking, never run), a `Content-Length` (411) of at
 most `MAX_BODY` bytes (413), and a JSON object whose fields are those of the command
-(`chargectl.mqtt_topics.COMMANDS`, 400). Until the first tick has run, commands get 503.
+(`chargectl.outputs.mqtt_topics.COMMANDS`, 400). Until the first tick has run, commands get 503.
 
 Every refusal is a JSON `{"error": ...}` with a 4xx or 5xx code, the connection closed after
 it; nothing a client sends reaches a traceback. A client that goes away mid-request is
@@ -43,11 +43,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from chargectl.config import Shed, is_loopback
+from chargectl.config.schema import Shed, is_loopback
 from chargectl.drivers.errors import DeviceError
-from chargectl.mqtt_topics import CommandError, check_fields, decode_json_object
+from chargectl.outputs.mqtt_topics import CommandError, check_fields, decode_json_object
 
-log = logging.getLogger("chargectl.api")
+log = logging.getLogger("chargectl.outputs.api")
 
 Headers = Mapping[str, str] | None
 Command = Callable[[Mapping[str, Any]], Coroutine[Any, Any, tuple[int, dict[str, Any]]]]
@@ -70,7 +70,7 @@ def read_token(shed: Shed) -> str | None:
     name = shed.api.token_file
     if name is None:
         return None
-    from chargectl.configload import ConfigError, Problem
+    from chargectl.config.load import ConfigError, Problem
 
     path = Path(name) if Path(name).is_absolute() else shed.source.parent / name
     try:

@@ -1,4 +1,4 @@
-"""The semantic checks of a shed config: pass 2 of `chargectl.configload`.
+"""The semantic checks of a shed config: pass 2 of `chargectl.config.load`.
 
 They run on a `Shed`, loaded or built in code: references (parent, meter, bus, circuit, the
 simulator's bays and wallboxes), the circuit tree (one root, no cycles), duplicate ids, Modbus
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chargectl.config import (
+from chargectl.config.schema import (
     ApiSettings,
     BaseLoad,
     Bus,

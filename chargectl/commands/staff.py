@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 
 from chargectl.cli import UsageError
-from chargectl.config import Shed, bay_id
+from chargectl.config.schema import Shed, bay_id
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import BIDI_CONTROLS, parse_day
 from chargectl.sessions.errors import InvalidInput, LedgerError, UnknownCard
@@ -45,7 +45,7 @@ def config_path(args: argparse.Namespace) -> str:
 
 
 def load_config(args: argparse.Namespace) -> Shed:
-    from chargectl.configload import ConfigError, load_shed
+    from chargectl.config.load import ConfigError, load_shed
 
     path = config_path(args)
     try:
