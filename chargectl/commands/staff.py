@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 
 from chargectl.cli import UsageError
-from chargectl.config.schema import Shed, bay_id
+from chargectl.config.schema import Shed
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import BIDI_CONTROLS, parse_day
 from chargectl.sessions.errors import InvalidInput, LedgerError, UnknownCard
@@ -83,16 +83,9 @@ def staff_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 
 def shed_bays(shed: Shed) -> list[str]:
-    from chargectl.drivers.registry import role_of
+    from chargectl.topology import topology_of
 
-    bays: list[str] = []
-    for d in shed.devices:
-        role = role_of(d.kind)
-        if role == "pile":
-            bays.extend(bay_id(d.id, p) for p in range(1, d.ports + 1))
-        elif role == "evse":
-            bays.append(bay_id(d.id, None))
-    return bays
+    return list(topology_of(shed).bay_ids)
 
 
 # ----- dates and times, in the edge box's local time -----
