@@ -60,9 +60,9 @@ def build_layout(shed: Shed, topology: Topology | None = None) -> Layout:
     limit = np.zeros((n, 3))
     worst = np.zeros((n, 3))
     breaker = np.zeros(n)
-    for i, node in enumerate(topo.circuits):
-        c = node.config
-        for p in node.phases:
+    for i, circuit in enumerate(topo.circuits):
+        c = circuit.config
+        for p in circuit.phases:
             phases[i, p - 1] = True
         limit[i] = np.where(phases[i], c.limit_a, 0.0)
         default_worst = 0.25 * c.limit_a if c.meter else 0.0
