@@ -53,6 +53,8 @@ UNANSWERED: tuple[type[DeviceError], ...] = (DeviceTimeout, ConnectionLost)
 
 MAX_READ = 125  # registers per read (Modbus)
 MAX_WRITE = 123  # registers per function-16 write
+MAX_COILS = 1968  # coils per function-15 write
+READ_FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 
 
 class ModbusClient(Protocol):
@@ -254,6 +256,41 @@ class ModbusBus:
     ) -> list[int]:
         return await self._read(3, unit, addr, count, retry_for_s)
 
+    async def read_coils(
+        self, unit: int, addr: int, count: int, *, retry_for_s: float = 0.0
+    ) -> list[int]:
+        """Coils (function 01), one 0/1 per coil."""
+        return await self._read(1, unit, addr, count, retry_for_s)
+
+    async def read_discrete(
+        self, unit: int, addr: int, count: int, *, retry_for_s: float = 0.0
+    ) -> list[int]:
+        """Discrete inputs (function 02), one 0/1 per input."""
+        return await self._read(2, unit, addr, count, retry_for_s)
+
+    async def read(
+        self, table: str, unit: int, addr: int, count: int, *, retry_for_s: float = 0.0
+    ) -> list[int]:
+        """A read of `table` (input, holding, coil, discrete): a template's way in."""
+        return await self._read(READ_FUNCTION[table], unit, addr, count, retry_for_s)
+
+    async def write_coil(
+        self, unit: int, addr: int, value: bool, *, retry_for_s: float = 0.0
+    ) -> None:
+        """One coil (function 05)."""
+        _check_words(self._unit(unit).name, addr, [0])
+        await self._write(5, unit, addr, [int(bool(value))], retry_for_s)
+
+    async def write_coils(
+        self, unit: int, addr: int, values: Sequence[bool], *, retry_for_s: float = 0.0
+    ) -> None:
+        """Contiguous coils in one frame (function 15)."""
+        name = self._unit(unit).name
+        if not 1 <= len(values) <= MAX_COILS:
+            raise ValueError(f"{name}: a write carries 1..{MAX_COILS} coils, got {len(values)}")
+        _check_words(name, addr, [0])
+        await self._write(15, unit, addr, [int(bool(v)) for v in values], retry_for_s)
+
     async def write_register(
         self, unit: int, addr: int, value: int, *, retry_for_s: float = 0.0
     ) -> None:
@@ -273,7 +310,8 @@ class ModbusBus:
         self, function: int, unit: int, addr: int, count: int, retry_for_s: float
     ) -> list[int]:
         u = self._unit(unit)
-        if not 1 <= count <= MAX_READ or not 0 <= addr <= 0xFFFF - count + 1:
+        most = MAX_READ if function in (3, 4) else 2000
+        if not 1 <= count <= most or not 0 <= addr <= 0xFFFF - count + 1:
             raise ValueError(f"{u.name}: cannot read {count} registers at {addr}")
 
         async def attempt(client: ModbusClient) -> list[int]:

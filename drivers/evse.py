@@ -110,7 +110,7 @@ def deci_amps(amps: float) -> int:
 class EvseDriver:
     role = "evse"
 
-    def __init__(self, device: Device, bus: ModbusBus) -> None:
+    def __init__(self, device: Device, bus: ModbusBus, template: object = None) -> None:
         if device.max_current_a < MIN_CURRENT_A:
             raise ConfigError(device.id, f"max_current_a must be >= 6, got {device.max_current_a}")
         self.device = device

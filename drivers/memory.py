@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 
 class RegisterModel(Protocol):
+    """A unit's tables. A model serving coils or discrete inputs (a template that puts its
+    relays there) also has `read_coils`, `read_discrete` and `write_coils`; one without
+    answers those functions with exception 01 (illegal function)."""
+
     def read_input(self, addr: int, count: int) -> list[int] | int: ...
     def read_holding(self, addr: int, count: int) -> list[int] | int: ...
     def write_holding(self, addr: int, values: list[int]) -> int | None: ...
+
+
+ILLEGAL_FUNCTION = 1
+_READERS = {1: "read_coils", 2: "read_discrete", 3: "read_holding", 4: "read_input"}
 
 
 def _always(unit: int) -> bool:
@@ -48,12 +56,19 @@ class MemoryClient:
 
     async def read(self, function: int, unit: int, addr: int, count: int) -> list[int] | int:
         model = await self._model(unit)
-        read = model.read_input if function == 4 else model.read_holding
+        read = getattr(model, _READERS[function], None)
+        if read is None:
+            return ILLEGAL_FUNCTION
         reply = read(addr, count)
         return reply if isinstance(reply, int) else [int(v) for v in reply]
 
     async def write(self, function: int, unit: int, addr: int, values: Sequence[int]) -> int | None:
         model = await self._model(unit)
+        if function in (5, 15):
+            write_coils = getattr(model, "write_coils", None)
+            if write_coils is None:
+                return ILLEGAL_FUNCTION
+            return cast(int | None, write_coils(addr, [int(bool(v)) for v in values]))
         return model.write_holding(addr, list(values))
 
     async def _model(self, unit: int) -> RegisterModel:

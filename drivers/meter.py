@@ -1,9 +1,9 @@
-"""The generic energy meter: any kind whose register map has `role: meter`.
+"""The generic energy meter: any kind whose template has `role: meter`.
 
-No meter model appears in this code. A map names its quantities from a fixed vocabulary:
-`voltage_lN`, `current_lN`, `power_lN` for each of its `phases` channels (N = 1..3),
-`frequency`, `import_energy` (kWh) and, optionally, `power_total` (else: the sum of the
-channels). Adding a meter is adding a map file.
+No meter model appears in this code. A template names its fields from a fixed vocabulary
+(template_fields.METER): `voltage_lN`, `current_lN`, `power_lN` for each of its `phases`
+channels (N = 1..3), `frequency`, `import_energy` (kWh) and, optionally, `power_total`
+(else: the sum of the channels). Adding a meter is adding a template file.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.decode import Fields, in_range, reported
 from chargectl.drivers.errors import ConfigError
-from chargectl.drivers.mapped import RegisterMap, decode_blocks, read_blocks
+from chargectl.drivers.mapped import decode_blocks, meter_blocks, read_blocks
 from chargectl.drivers.readings import MeterReading
+from chargectl.drivers.template import Template
+from chargectl.drivers.template_fields import meter_required
 
 VOLTS_MAX = 1000.0
 AMPS_MAX = 2000.0
@@ -22,28 +24,20 @@ WATTS_MAX = 1_000_000.0  # per channel, either direction
 HZ_MAX = 100.0
 
 
-def required_quantities(phases: int) -> list[str]:
-    names = [f"{q}_l{n}" for n in range(1, phases + 1) for q in ("voltage", "current", "power")]
-    return [*names, "frequency", "import_energy"]
-
-
-def check_map(reg_map: RegisterMap) -> None:
-    """A meter map must carry the whole vocabulary for its phases."""
-    where = f"register map {reg_map.kind}"
-    if reg_map.role != "meter":
-        raise ConfigError(where, f"role is {reg_map.role!r}, not meter")
-    missing = [q for q in required_quantities(reg_map.phases) if q not in reg_map.quantities]
+def check_template(template: Template) -> None:
+    """A meter template carries the whole vocabulary for its phases (the parser made sure;
+    a template built in code is checked here)."""
+    where = f"template {template.kind}"
+    if template.role != "meter":
+        raise ConfigError(where, f"role is {template.role!r}, not meter")
+    missing = [q for q in meter_required(template.phases) if q not in template.fields]
     if missing:
-        raise ConfigError(where, f"missing quantities: {', '.join(missing)}")
-    allowed = {*required_quantities(3), "power_total"}
-    unknown = sorted(set(reg_map.quantities) - allowed)
-    if unknown:
-        raise ConfigError(where, f"unknown quantities {', '.join(unknown)}")
+        raise ConfigError(where, f"missing fields: {', '.join(missing)}")
 
 
 def to_reading(
     device: str,
-    reg_map: RegisterMap,
+    reg_map: Template,
     channels: int,
     values: dict[str, float],
     counters: CounterMemory | None = None,
@@ -54,7 +48,7 @@ def to_reading(
     energy also when it went backwards, with `counters`)."""
 
     def check(name: str, bounds: tuple[float, float]) -> float:
-        q = reg_map.quantities[name]
+        q = reg_map.fields[name]
         return in_range(device, q.address, values[name], bounds, name)
 
     soft = Fields()
@@ -67,7 +61,7 @@ def to_reading(
     volts = tuple(get(f"voltage_l{n}", f"volts[{n}]", (0.0, VOLTS_MAX)) for n in ch)
     watts = tuple(get(f"power_l{n}", f"watts[{n}]", (-WATTS_MAX, WATTS_MAX)) for n in ch)
     total: float | None
-    if "power_total" in reg_map.quantities:
+    if "power_total" in reg_map.fields:
         total = get("power_total", "total_w", (-3 * WATTS_MAX, 3 * WATTS_MAX))
     else:
         every = range(1, 1 + reg_map.phases)  # the device's total, not only the channels used
@@ -76,7 +70,7 @@ def to_reading(
             return sum(check(f"power_l{n}", (-WATTS_MAX, WATTS_MAX)) for n in every)
 
         total = soft.soft("total_w", channel_sum)
-    energy = reg_map.quantities["import_energy"]
+    energy = reg_map.fields["import_energy"]
 
     def import_kwh() -> float:
         kwh = check("import_energy", (0.0, float("inf")))
@@ -98,8 +92,8 @@ def to_reading(
 class MeterDriver:
     role = "meter"
 
-    def __init__(self, device: Device, bus: ModbusBus, reg_map: RegisterMap) -> None:
-        check_map(reg_map)
+    def __init__(self, device: Device, bus: ModbusBus, reg_map: Template) -> None:
+        check_template(reg_map)
         channels = len(device.phases) or reg_map.phases
         if channels > reg_map.phases:
             raise ConfigError(
@@ -109,18 +103,19 @@ class MeterDriver:
         self.device = device
         self.id = device.id
         self.unit = device.unit
-        self.map = reg_map
+        self.map = self.template = reg_map
+        self.blocks = meter_blocks(reg_map)
         self.channels = channels
         self._bus = bus
         self._counters = CounterMemory(device.id)
         bus.attach(device.unit, device.id)
 
     async def read(self) -> MeterReading:
-        """Every block of the map, in turn (an SDM630 takes 3 reads, an SDM120 4)."""
-        replies = await read_blocks(self._bus, self.unit, self.map)
+        """Every block of the template, in turn (an SDM630 takes 3 reads, an SDM120 4)."""
+        replies = await read_blocks(self._bus, self.unit, self.blocks)
 
         def decode() -> MeterReading:
-            values = decode_blocks(self.map, self.id, replies)
+            values = decode_blocks(self.blocks, self.id, replies)
             return to_reading(self.id, self.map, self.channels, values, self._counters)
 
         reading = reported(self._bus, self.unit, decode)

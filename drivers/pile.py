@@ -183,7 +183,7 @@ def runs(values: Mapping[int, int]) -> list[tuple[int, list[int]]]:
 class PileDriver:
     role = "pile"
 
-    def __init__(self, device: Device, bus: ModbusBus) -> None:
+    def __init__(self, device: Device, bus: ModbusBus, template: object = None) -> None:
         if not 1 <= device.ports <= MAX_PORTS:
             raise ConfigError(device.id, f"ports must be 1..{MAX_PORTS}, got {device.ports}")
         self.device = device

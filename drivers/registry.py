@@ -1,50 +1,34 @@
-"""kind -> role. The config names a device's `kind`; its role (pile, evse, meter) decides
-what the controller does with it.
+"""kind -> role. The config names a device's `kind`; its template's `role` (pile, evse,
+meter) decides what the controller does with it.
 
-The drivers module registers its drivers and data-only register maps here (a map file in
-`maps/` adds a kind without code). Registering a kind twice fails at import.
+Every kind is a template (drivers/templates/<kind>.yaml, or one in a directory the config
+or the command line names): `role_of` answers for the shipped ones, `role_in` for a set of
+templates that includes extra directories.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Literal
 
-import yaml
+from chargectl.drivers.template import Template, shipped
 
 Role = Literal["pile", "evse", "meter"]
 
-ROLES: dict[str, Role] = {}
+
+def roles(found: Mapping[str, Template] | None = None) -> dict[str, Role]:
+    """kind -> role of the shipped templates (or of `found`)."""
+    return {k: t.role for k, t in (shipped() if found is None else found).items()}
 
 
-def register_kind(kind: str, role: Role) -> None:
-    if kind in ROLES:
-        raise ValueError(f"device kind {kind!r} registered twice")
-    ROLES[kind] = role
-
-
-def role_of(kind: str) -> Role:
+def role_of(kind: str, found: Mapping[str, Template] | None = None) -> Role:
     """The role of a kind; KeyError names the valid kinds."""
+    known = roles(found)
     try:
-        return ROLES[kind]
+        return known[kind]
     except KeyError:
-        raise KeyError(f"unknown device kind {kind!r}; known: {', '.join(sorted(ROLES))}") from None
+        raise KeyError(f"unknown device kind {kind!r}; known: {', '.join(sorted(known))}") from None
 
 
-for _kind, _role in (("pile", "pile"), ("evse", "evse"), ("sdm630", "meter"), ("sdm120", "meter")):
-    register_kind(_kind, _role)  # type: ignore[arg-type]
-
-
-def register_maps(directory: Path) -> None:
-    """A register map adds a kind without code: `<directory>/<kind>.yaml` naming its `role`.
-    A map for a kind registered above must agree on the role (else: registered twice)."""
-    for path in sorted(directory.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        role = data.get("role") if isinstance(data, dict) else None
-        if role not in ("pile", "evse", "meter"):
-            raise ValueError(f"{path}: role must be pile, evse or meter, got {role!r}")
-        if ROLES.get(path.stem) != role:
-            register_kind(path.stem, role)
-
-
-register_maps(Path(__file__).parent / "maps")
+# The shipped kinds, for callers that only know those (a snapshot taken at import).
+ROLES: Mapping[str, Role] = roles()

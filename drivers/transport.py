@@ -25,7 +25,12 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from chargectl.config.schema import RtuBus, TcpBus
 
-_READS = {3: "read_holding_registers", 4: "read_input_registers"}
+_READS = {
+    1: "read_coils",
+    2: "read_discrete_inputs",
+    3: "read_holding_registers",
+    4: "read_input_registers",
+}
 
 # Our deadline fires first; pymodbus's is there only if ours were ever broken.
 _BACKSTOP_S = 2.0
@@ -78,10 +83,18 @@ class PymodbusClient:
         code = _exception_code(reply, function)
         if code is not None:
             return code
+        if function in (1, 2):
+            return [int(bool(b)) for b in reply.bits[:count]]
         return [int(r) for r in reply.registers]
 
     async def write(self, function: int, unit: int, addr: int, values: Sequence[int]) -> int | None:
-        if function == 6:
+        if function == 5:
+            call = self._client.write_coil(addr, bool(values[0]), device_id=unit)
+            echo = (addr, len(values))
+        elif function == 15:
+            call = self._client.write_coils(addr, [bool(v) for v in values], device_id=unit)
+            echo = (addr, len(values))
+        elif function == 6:
             call = self._client.write_register(addr, values[0], device_id=unit)
             echo = (addr, values[0])
         else:
@@ -92,7 +105,11 @@ class PymodbusClient:
         if code is not None:
             return code
         try:
-            got = (int(reply.address), int(reply.registers[0] if function == 6 else reply.count))
+            if function == 5:
+                got = (int(reply.address), 1 if bool(reply.bits[0]) == bool(values[0]) else -1)
+            else:
+                echoed = reply.registers[0] if function == 6 else reply.count
+                got = (int(reply.address), int(echoed))
         except (AttributeError, IndexError, TypeError, ValueError):
             raise TimeoutError(f"a write reply without its echo: {reply!r}") from None
         if got != echo:
