@@ -1,78 +1,55 @@
-"""The edge box's link to the central MQTT broker (aiomqtt 2.5).
+"""The edge box's link to the central MQTT broker (aiomqtt 2.5): connect, publish, reconnect.
 
     tick ──report()──▶ MqttReporter ──▶ Outbox ──▶ MqttLink.run() ──▶ broker
                                                         ◀── chargectl/<shed>/cmd/#  (commands)
 
-The tick never waits on the network: `MqttReporter.report` only builds small dicts and puts
-them in the `Outbox`, which never blocks (events are bounded, the oldest dropped and counted;
-the state summary is one slot, each replacing the last). `MqttLink.run` is one task of the
-daemon: it connects, says `online` (retained; the Will says `offline` if the connection dies),
-publishes what the outbox holds, answers commands, and reconnects forever with capped,
-jittered exponential backoff. aiomqtt has no reconnect of its own.
-
-Commands: every message on the command topics gets exactly one answer on `cmd/result`.
-
-    broker ──▶ aiomqtt's queue (unbounded) ──▶ reader: parse; a refusal, or `busy` when
-               `command_queue` commands already wait, is answered at once ──▶ pending (bounded)
-               ──▶ runner: one command at a time on the daemon ──▶ its answer
-
-Nothing in between drops a message: aiomqtt's own queue, when bounded, discards what does not
-fit with only a log line, after paho has already acknowledged it to the broker (QoS 1), so
-the sender gets neither an answer nor a redelivery. The reader never waits on a command, so
-that queue only holds what arrived since the reader last ran.
+The tick never waits on the network: `MqttReporter.report` (`mqtt_reporter`) only builds small
+dicts and puts them in the `Outbox` (`mqtt_outbox`), which never blocks. `MqttLink.run` (here)
+is one task of the daemon: it connects, says `online` (retained; the Will says `offline` if the
+connection dies), publishes what the outbox holds, has its `CommandDesk` (`mqtt_commands`)
+answer commands, and reconnects forever with capped, jittered exponential backoff. aiomqtt has
+no reconnect of its own. `build` assembles the reporter and the link.
 
 Topics and payloads are tables in `chargectl.outputs.mqtt_topics`; docs/mqtt.md describes them.
+Callers import the names of the other `mqtt_*` modules listed in `__all__` from here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import socket
 import ssl
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import numpy as np
 
 from chargectl.config.schema import MqttSettings, Shed
 from chargectl.control.layout import Layout
 from chargectl.outputs.api import Command
-from chargectl.outputs.mqtt_topics import (
-    COMMAND_FILTER,
-    OFFLINE,
-    ONLINE,
-    RESULT_SUFFIX,
-    TOPICS,
-    CommandError,
-    Request,
-    alarm_event,
-    answer,
-    busy,
-    device_event,
-    overload_event,
-    parse_command,
-    refusal,
-    session_end_event,
-    state_summary,
-    tap_event,
-    topic,
-)
+from chargectl.outputs.mqtt_commands import COMMAND_QUEUE, CommandDesk
+from chargectl.outputs.mqtt_outbox import Outbox, Outgoing, encode
+from chargectl.outputs.mqtt_reporter import MqttReporter
+from chargectl.outputs.mqtt_topics import COMMAND_FILTER, OFFLINE, ONLINE, TOPICS, Request, topic
 from chargectl.runtime.clock import Clock
-from chargectl.runtime.controller import TickOutcome
 from chargectl.sessions.manager import EndedSession, TapResult
+
+__all__ = [
+    "COMMAND_QUEUE",
+    "MqttLink",
+    "MqttLinkError",
+    "MqttReporter",
+    "Outbox",
+    "Outgoing",
+    "build",
+    "reconnect_delay",
+]
 
 log = logging.getLogger("chargectl.outputs.mqtt")
 
-Payload = bytes | Mapping[str, Any]
-# Commands waiting for the daemon beyond the one it runs; more are answered `busy` at once.
-COMMAND_QUEUE = 32
 # Small writes (an answer, the acknowledgement of our own answer echoed on cmd/#) go out at
 # once: with Nagle's algorithm each answer waited ~40 ms for a delayed ACK.
 _NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
@@ -92,141 +69,6 @@ def reconnect_delay(attempt: int, cap_s: float, u: float, base_s: float = 1.0) -
     return ceiling * (0.5 + 0.5 * u)
 
 
-# -- the outbox: between the tick and the link -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, eq=False)  # identity matters: see Outbox.done
-class Outgoing:
-    topic: str
-    payload: Payload
-    qos: int
-    retain: bool
-
-
-class Outbox:
-    """Never blocks the producer. Events wait in order, at most `size` of them: when full, the
-    oldest goes (counted in `dropped`). The state is one slot: only the newest matters."""
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError(f"outbox size must be >= 1, got {size}")
-        self.size = size
-        self.dropped = 0
-        self._events: deque[Outgoing] = deque()
-        self._state: Outgoing | None = None
-        self._ready = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._events) + (self._state is not None)
-
-    def put(self, msg: Outgoing) -> None:
-        if len(self._events) >= self.size:
-            self._events.popleft()
-            self.dropped += 1
-        self._events.append(msg)
-        self._ready.set()
-
-    def put_state(self, msg: Outgoing) -> None:
-        self._state = msg
-        self._ready.set()
-
-    def peek(self) -> Outgoing | None:
-        if self._events:
-            return self._events[0]
-        return self._state
-
-    def done(self, msg: Outgoing) -> None:
-        """`msg` (from `peek`) is out. It may have been dropped or replaced meanwhile."""
-        if self._events and self._events[0] is msg:
-            self._events.popleft()
-        elif self._state is msg:
-            self._state = None
-
-    async def next(self) -> Outgoing:
-        while (msg := self.peek()) is None:
-            self._ready.clear()
-            await self._ready.wait()
-        return msg
-
-
-# -- the reporter: each tick's outcome into the outbox ----------------------------------------
-
-
-class MqttReporter:
-    """A `Reporter` of the control loop: events as they happen, the state every interval.
-
-    `taps` and `settled` return this tick's taps and settled sessions (the loop's other
-    reporters drain them; the wiring hands over what they drained); `device_up` is the bus
-    health.
-    """
-
-    def __init__(
-        self,
-        shed: str,
-        layout: Layout,
-        outbox: Outbox,
-        *,
-        state_interval_s: float,
-        device_up: Callable[[], Mapping[str, bool]],
-        taps: Callable[[], Sequence[TapResult]],
-        settled: Callable[[], Sequence[EndedSession]],
-        commands_busy: Callable[[], int] = lambda: 0,
-    ) -> None:
-        self.shed = shed
-        self.layout = layout
-        self.outbox = outbox
-        self.commands_busy = commands_busy
-        self.state_interval_s = state_interval_s
-        self.device_up = device_up
-        self.taps = taps
-        self.settled = settled
-        self._next_state = -np.inf
-        self._overloaded = np.zeros(layout.n_circuits, dtype=np.bool_)
-        self._alarm: str | None = None
-        self._up: dict[str, bool] = {}
-
-    def _event(self, key: str, body: Mapping[str, Any]) -> None:
-        t = TOPICS[key]
-        self.outbox.put(Outgoing(topic(self.shed, t.suffix), body, t.qos, t.retain))
-
-    def report(self, tick: TickOutcome) -> None:
-        wall, d = tick.wall, tick.decision
-        for tap in self.taps():
-            self._event("tap", tap_event(tap, wall))
-        for s in self.settled():
-            self._event("session_end", session_end_event(s, wall))
-        over = np.asarray(d.overloaded, dtype=np.bool_)
-        for c in np.flatnonzero(over != self._overloaded):
-            self._event("overload", overload_event(self.layout, d, int(c), bool(over[c]), wall))
-        self._overloaded = over.copy()
-        if d.alarm != self._alarm:
-            self._event("alarm", alarm_event(d.alarm, self._alarm, wall))
-            self._alarm = d.alarm
-        up = dict(self.device_up())
-        for dev, is_up in up.items():
-            was = self._up.get(dev)
-            if was is not None and was != is_up:  # the first tick sets the baseline
-                self._event("device", device_event(dev, is_up, wall))
-        self._up = up
-        if tick.now >= self._next_state:
-            self._next_state = tick.now + self.state_interval_s
-            down = [dev for dev, is_up in up.items() if not is_up]
-            body = state_summary(
-                self.shed,
-                self.layout,
-                d,
-                wall=wall,
-                devices_down=down,
-                dropped=self.outbox.dropped,
-                commands_busy=self.commands_busy(),
-            )
-            t = TOPICS["state"]
-            self.outbox.put_state(Outgoing(topic(self.shed, t.suffix), body, t.qos, t.retain))
-
-
-# -- the link: one task of the daemon ---------------------------------------------------------
-
-
 async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
     """Cancel `tasks` and wait until each has ended.
 
@@ -240,29 +82,6 @@ async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
         for t in pending:
             t.cancel()
         _, pending = await asyncio.wait(pending, timeout=0.1)
-
-
-def _encode(payload: Payload) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _encode_answer(reply: Mapping[str, Any]) -> bytes:
-    """An answer as bytes, whatever a command returned: one that cannot be encoded (a bug in a
-    command's body) is replaced by an error answer rather than dropping the link."""
-    try:
-        return _encode(reply)
-    except (TypeError, ValueError, RecursionError):
-        log.error("MQTT: an answer to %r cannot be encoded; sent as an error", reply.get("command"))
-    command_id = reply.get("id")
-    safe = {
-        "id": command_id if isinstance(command_id, str) else None,
-        "command": str(reply.get("command")),
-        "ok": False,
-        "error": "the answer could not be encoded",
-    }
-    return _encode(safe)
 
 
 def _expected(exc: BaseException) -> bool:
@@ -296,29 +115,38 @@ class MqttLink:
         self.port = settings.port or (8883 if settings.tls else 1883)
         self.shed = shed
         self.outbox = outbox
-        self.commands = dict(commands)
+        self.desk = CommandDesk(
+            shed, commands, command_timeout_s=command_timeout_s, command_queue=command_queue
+        )
         self.clock = clock
         self.base_dir = base_dir
         self.rng = rng or random.Random()
         self.io_timeout_s = io_timeout_s
-        self.command_timeout_s = command_timeout_s
         self.flush_s = flush_s
         self.reconnect_base_s = reconnect_base_s
-        self.command_queue = command_queue
         self.status_topic = topic(shed, TOPICS["status"].suffix)
-        self.result_topic = topic(shed, RESULT_SUFFIX)
-        self._cmd_prefix = topic(shed, "cmd/")
-        # What tests, logs and metrics look at.
+        # What tests, logs and metrics look at (and the desk's counts, below).
         self.connected = False
         self.subscribed = False  # commands reach it (connected, and the subscription acked)
         self.connects = 0
         self.failures = 0
         self.published = 0
-        self.answered = 0  # answers published (results, refusals and busy alike)
-        self.refused = 0  # messages that were no command (bad payload, unknown, retained)
-        self.busy = 0  # commands answered `busy`: `command_queue` were waiting already
-        self._pending: asyncio.Queue[Request] | None = None
         self._down_since_attempt: int | None = None
+
+    @property
+    def answered(self) -> int:
+        """Answers published (results, refusals and busy alike)."""
+        return self.desk.answered
+
+    @property
+    def refused(self) -> int:
+        """Messages that were no command (bad payload, unknown, retained)."""
+        return self.desk.refused
+
+    @property
+    def busy(self) -> int:
+        """Commands answered `busy`: `command_queue` were waiting already."""
+        return self.desk.busy
 
     # -- life ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -413,8 +241,8 @@ class MqttLink:
             clean_session=True,
             keepalive=self.settings.keepalive_s,
             timeout=self.io_timeout_s,
-            # Unbounded: aiomqtt drops what does not fit after paho acknowledged it (see the
-            # module's docstring); the bound is `command_queue`, where the overflow is answered.
+            # Unbounded: aiomqtt drops what does not fit after paho acknowledged it (see
+            # mqtt_commands); the bound is `command_queue`, where the overflow is answered.
             max_queued_incoming_messages=0,
             socket_options=_NODELAY,
             **args,
@@ -435,11 +263,12 @@ class MqttLink:
         """Publish and answer until `stop` is set (returns) or the connection fails (raises).
 
         Plain tasks rather than a TaskGroup: see `_cancel`."""
-        self._pending = asyncio.Queue()  # commands of an earlier connection are not run
+        # A new queue per connection: commands of an earlier connection are not run.
+        pending: asyncio.Queue[Request] = asyncio.Queue()
         loops = {
             asyncio.create_task(self._publish_loop(client), name="mqtt-publish"),
-            asyncio.create_task(self._command_loop(client), name="mqtt-commands"),
-            asyncio.create_task(self._run_loop(client, self._pending), name="mqtt-runner"),
+            asyncio.create_task(self.desk.read_loop(client, pending), name="mqtt-commands"),
+            asyncio.create_task(self.desk.run_loop(client, pending), name="mqtt-runner"),
         }
         stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
         try:
@@ -452,7 +281,7 @@ class MqttLink:
 
     async def _publish_one(self, client: aiomqtt.Client, msg: Outgoing) -> None:
         try:
-            payload = _encode(msg.payload)
+            payload = encode(msg.payload)
         except (TypeError, ValueError):  # a bug in a payload builder: never retry it forever
             log.exception("MQTT: cannot encode a message for %s; dropped", msg.topic)
             self.outbox.done(msg)
@@ -473,71 +302,6 @@ class MqttLink:
                     await self._publish_one(client, msg)
         except TimeoutError:
             log.warning("MQTT: %d messages not sent at shutdown", len(self.outbox))
-
-    async def _answer(self, client: aiomqtt.Client, reply: Mapping[str, Any]) -> None:
-        await client.publish(self.result_topic, _encode_answer(reply), qos=1)
-        self.answered += 1
-
-    async def _command_loop(self, client: aiomqtt.Client) -> None:
-        """The reader: takes every message off aiomqtt's queue at once; a refusal and `busy`
-        are answered here, a command goes to the runner."""
-        pending = self._pending
-        assert pending is not None
-        async for m in client.messages:
-            path = m.topic.value.removeprefix(self._cmd_prefix)
-            if path == RESULT_SUFFIX.removeprefix("cmd/"):
-                continue  # our own answers come back: we read all of cmd/#
-            payload = m.payload if isinstance(m.payload, bytes | bytearray) else b""
-            reply = self.take(path, bytes(payload), pending, retained=m.retain)
-            if reply is not None:
-                await self._answer(client, reply)
-
-    def take(
-        self, path: str, payload: bytes, pending: asyncio.Queue[Request], *, retained: bool
-    ) -> dict[str, Any] | None:
-        """Queue one command message for the runner, or return its answer (a refusal, busy)."""
-        try:
-            req = parse_command(path, payload, list(self.commands), retained=retained)
-        except CommandError as exc:
-            self.refused += 1
-            log.info("MQTT command %r refused: %s", path[:120], exc)
-            return refusal(path, exc)
-        if pending.qsize() >= self.command_queue:
-            self.busy += 1
-            if self.busy == 1 or self.busy % 100 == 0:
-                log.warning("MQTT: %d commands answered busy so far", self.busy)
-            return busy(req, pending.qsize())
-        pending.put_nowait(req)
-        return None
-
-    async def _run_loop(self, client: aiomqtt.Client, pending: asyncio.Queue[Request]) -> None:
-        """The runner: one command at a time on the daemon, each answered."""
-        while True:
-            req = await pending.get()
-            await self._answer(client, await self.run_command(req))
-
-    async def execute(self, path: str, payload: bytes, *, retained: bool = False) -> dict[str, Any]:
-        """Run one command message and return its answer; never raises for a bad message."""
-        try:
-            req = parse_command(path, payload, list(self.commands), retained=retained)
-        except CommandError as exc:
-            log.info("MQTT command %r refused: %s", path[:120], exc)
-            return refusal(path, exc)
-        return await self.run_command(req)
-
-    async def run_command(self, req: Request) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self.command_timeout_s):
-                code, body = await self.commands[req.command](req.body)
-        except TimeoutError:
-            return answer(req, 503, {"error": "the control loop did not answer in time"})
-        except Exception as exc:  # the daemon's command failed: answer, keep the link
-            log.exception("MQTT command %r failed", req.command)
-            return answer(req, 500, {"error": f"the command failed: {type(exc).__name__}"})
-        return answer(req, code, body)
-
-
-# -- assembly --------------------------------------------------------------------------------
 
 
 def build(

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from chargectl.control.layout import Layout
-from chargectl.outputs.mqtt import MqttReporter, Outbox, Outgoing, _encode, reconnect_delay
+from chargectl.outputs.mqtt import MqttReporter, Outbox, Outgoing, reconnect_delay
+from chargectl.outputs.mqtt_outbox import encode as _encode
 from chargectl.sessions.machine import Reason
 from chargectl.sessions.manager import EndedSession, TapOutcome, TapResult
 from tests.mqtt.conftest import decision, tick
