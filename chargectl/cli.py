@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cards": ("cards", "register, block and list cards"),
     "sessions": ("sessions", "list, export and stop charging sessions"),
     "energy": ("energy", "energy per card for a month, as CSV"),
+    "warm": ("warm", "compile the numba kernels into their cache, before the first start"),
 }
 
 

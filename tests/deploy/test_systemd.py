@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import shutil
 import subprocess
 import sys
@@ -152,3 +153,48 @@ def test_the_wait_for_a_synchronized_clock_is_bounded() -> None:
     assert "Requires" not in daemon["Unit"]  # a failed wait must not keep the daemon off
     dropin = directives(UNITS / "systemd-time-wait-sync.service.d" / "chargectl.conf")
     assert 0 < int(one(dropin, "Service", "TimeoutStartSec")) <= 120
+
+
+# What the pre-start step of each unit warms: `chargectl warm --only GROUP`.
+PRESTART = {"chargectl.service": "controller", "chargectl-sim.service": "simulator"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESTART))
+def test_units_warm_numba_into_a_persistent_writable_cache_before_starting(name: str) -> None:
+    """ProtectSystem=strict makes the package's own __pycache__ read-only, and the sim's
+    DynamicUser has no home: without a CacheDirectory= numba has nowhere to write (the
+    simulator would not even import its kernels), and with one outside it every start would
+    compile again."""
+    s = directives(UNITS / name)["Service"]
+    assert s["ExecStartPre"] == [f"{INSTALLED} warm --only {PRESTART[name]}"]
+    (cache_dir,) = s["CacheDirectory"]
+    env = dict(e.split("=", 1) for e in s["Environment"])
+    # systemd makes /var/cache/<CacheDirectory> writable by the unit's user, and keeps it.
+    assert Path(env["NUMBA_CACHE_DIR"]).is_relative_to(Path("/var/cache") / cache_dir)
+    assert int(s.get("TimeoutStartSec", ["90"])[0]) >= 90  # a cold compile fits in the start
+
+
+def test_the_sim_units_pre_start_fills_its_cache(tmp_path: Path) -> None:
+    """The sim unit's ExecStartPre= with the unit's environment (its cache directory moved
+    under tmp_path): numba's files land there, and the step exits 0."""
+    s = directives(UNITS / "chargectl-sim.service")["Service"]
+    (cache_dir,) = s["CacheDirectory"]
+    root = tmp_path / "var-cache"
+    env = dict(os.environ)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    for e in s["Environment"]:
+        key, value = e.split("=", 1)
+        env[key] = value.replace("/var/cache/", f"{root}/")
+    here = str(Path(sys.executable).parent / "chargectl")
+    (cmd,) = s["ExecStartPre"]
+    res = subprocess.run(
+        cmd.replace(INSTALLED, here).split(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "simulator: " in res.stdout and "compiled 6 functions" in res.stdout
+    assert len(list((root / cache_dir).rglob("*.nbi"))) == 6
