@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chargectl.sim.server import GARBAGE_TABLES, WRITE_TABLES
 from chargectl.sim.world import WorldError
 
 if TYPE_CHECKING:
@@ -95,30 +96,37 @@ def _exception(sim: Simulator, p: dict[str, Any]) -> None:
 
 def _garbage(sim: Simulator, p: dict[str, Any]) -> None:
     f = _faults(sim, p["device"])
-    addr, value = p["addr"], p["value"]
+    addr, value, table = p["addr"], p["value"], p["table"]
+    if table not in GARBAGE_TABLES:
+        raise ActionError(f"garbage.table: one of {', '.join(GARBAGE_TABLES)}, got {table!r}")
     if not 0 <= addr <= 0xFFFF:
         raise ActionError(f"garbage.addr: 0..65535, got {addr}")
+    top = 1 if table in ("coil", "discrete") else 0xFFFF
+    served = f.garbage_of(table)
     if value is None:
-        f.garbage.pop(addr, None)
-    elif not 0 <= value <= 0xFFFF:
-        raise ActionError(f"garbage.value: a register holds 0..65535, got {value}")
+        served.pop(addr, None)
+    elif not 0 <= value <= top:
+        raise ActionError(f"garbage.value: a {table} entry holds 0..{top}, got {value}")
     else:
-        f.garbage[addr] = value
+        served[addr] = value
 
 
 def _refuse_writes(sim: Simulator, p: dict[str, Any]) -> None:
     f = _faults(sim, p["device"])
-    addr, count = p["addr"], p["count"]
+    addr, count, table = p["addr"], p["count"], p["table"]
+    if table not in WRITE_TABLES:
+        raise ActionError(f"refuse_writes.table: one of {', '.join(WRITE_TABLES)}, got {table!r}")
     if not 0 <= addr <= 0xFFFF:
         raise ActionError(f"refuse_writes.addr: 0..65535, got {addr}")
     if not 1 <= count <= 0x10000:
         raise ActionError(f"refuse_writes.count: 1..65536, got {count}")
     rng = (addr, count)
+    ranges = f.refused_ranges(table)
     if p["active"]:
-        if rng not in f.refuse_writes:
-            f.refuse_writes.append(rng)
-    elif rng in f.refuse_writes:
-        f.refuse_writes.remove(rng)
+        if rng not in ranges:
+            ranges.append(rng)
+    elif rng in ranges:
+        ranges.remove(rng)
 
 
 def _evse_rcd(sim: Simulator, p: dict[str, Any]) -> None:
@@ -249,9 +257,14 @@ ROWS: tuple[Action, ...] = (
     ),
     Action(
         "garbage",
-        (Param("device", str), Param("addr", int), Param("value", _OPT_INT)),
+        (
+            Param("device", str),
+            Param("addr", int),
+            Param("value", _OPT_INT),
+            Param("table", str, "input", "input, holding, coil or discrete"),
+        ),
         _garbage,
-        "serve a raw value at an input-register address (null ends it)",
+        "serve a raw value at an address of a table (null ends it)",
     ),
     Action(
         "supply_v",
@@ -273,12 +286,13 @@ ROWS: tuple[Action, ...] = (
         "refuse_writes",
         (
             Param("device", str),
-            Param("addr", int, 0, "first holding address refused"),
+            Param("addr", int, 0, "first address refused"),
             Param("count", int, 0x10000, "how many (default: every address)"),
             Param("active", bool, True),
+            Param("table", str, "holding", "holding (06/16) or coil (05/15)"),
         ),
         _refuse_writes,
-        "writes (06/16) touching addr..addr+count-1 answer exception 04; reads still work",
+        "writes touching addr..addr+count-1 of the table answer exception 04; reads still work",
     ),
     Action(
         "breaker_reset",

@@ -19,10 +19,18 @@ from chargectl.sim.devices.registers import (
     MAX_WRITE,
 )
 
+READ_COILS = 0x01
+READ_DISCRETE = 0x02
 READ_HOLDING = 0x03
 READ_INPUT = 0x04
+WRITE_COIL = 0x05
 WRITE_SINGLE = 0x06
+WRITE_COILS = 0x0F
 WRITE_MULTIPLE = 0x10
+
+MAX_BITS_READ = 2000  # coils or discrete inputs per read (01/02)
+MAX_BITS_WRITE = 1968  # coils per write (15)
+COIL_ON, COIL_OFF = 0xFF00, 0x0000  # the only values a single-coil write (05) may carry
 
 MBAP = struct.Struct(">HHHB")  # transaction id, protocol id (0), length (unit + PDU), unit
 MAX_PDU = 253
@@ -34,16 +42,41 @@ class RegisterDevice(Protocol):
     def write_holding(self, addr: int, values: list[int]) -> int | None: ...
 
 
+class CoilDevice(Protocol):
+    """What a device with coils or discrete inputs adds (a device without them answers 01)."""
+
+    def read_coils(self, addr: int, count: int) -> list[int] | int: ...
+    def read_discrete(self, addr: int, count: int) -> list[int] | int: ...
+    def write_coils(self, addr: int, values: list[int]) -> int | None: ...
+
+
 def exception_pdu(function: int, code: int) -> bytes:
     return bytes([(function | 0x80) & 0xFF, code & 0xFF])
 
 
+def pack_bits(bits: list[int]) -> bytes:
+    """Coil or discrete values as the wire carries them: 8 a byte, the first in bit 0."""
+    out = bytearray((len(bits) + 7) // 8)
+    for i, bit in enumerate(bits):
+        if bit:
+            out[i // 8] |= 1 << (i % 8)
+    return bytes(out)
+
+
+def unpack_bits(data: bytes, count: int) -> list[int]:
+    return [(data[i // 8] >> (i % 8)) & 1 for i in range(count)]
+
+
 def handle_pdu(
-    device: RegisterDevice, pdu: bytes, garbage: Mapping[int, int] | None = None
+    device: RegisterDevice,
+    pdu: bytes,
+    garbage: Mapping[int, int] | None = None,
+    garbage_by_table: Mapping[str, Mapping[int, int]] | None = None,
 ) -> bytes:
     """The reply PDU to a request PDU. `garbage` replaces input-register values by address
-    (a device serving a corrupt reading). A PDU whose length does not match its function
-    answers 03; an unknown function 01."""
+    (a device serving a corrupt reading), `garbage_by_table` those of the holding, coil and
+    discrete tables. A PDU whose length does not match its function answers 03; an unknown
+    function, or a coil function to a device without coils, 01."""
     if not pdu:
         raise ValueError("empty Modbus PDU")
     fc = pdu[0]
@@ -59,8 +92,9 @@ def handle_pdu(
             return exception_pdu(fc, result)
         if len(result) != count:  # a model bug must show, not become a short reply
             return exception_pdu(fc, DEVICE_FAILURE)
-        if fc == READ_INPUT and garbage:
-            result = [garbage.get(addr + i, v) & 0xFFFF for i, v in enumerate(result)]
+        bad = garbage if fc == READ_INPUT else (garbage_by_table or {}).get("holding")
+        if bad:
+            result = [bad.get(addr + i, v) & 0xFFFF for i, v in enumerate(result)]
         return bytes([fc, 2 * count]) + struct.pack(f">{count}H", *result)
     if fc == WRITE_SINGLE:
         if len(pdu) != 5:
@@ -77,7 +111,54 @@ def handle_pdu(
         values = list(struct.unpack_from(f">{count}H", pdu, 6))
         error = device.write_holding(addr, values)
         return pdu[:5] if error is None else exception_pdu(fc, error)
+    if fc in (READ_COILS, READ_DISCRETE, WRITE_COIL, WRITE_COILS):
+        return _coil_pdu(device, pdu, garbage_by_table or {})
     return exception_pdu(fc, ILLEGAL_FUNCTION)
+
+
+def _coil_pdu(device: object, pdu: bytes, garbage: Mapping[str, Mapping[int, int]]) -> bytes:
+    """Functions 01, 02, 05 and 15 (Modbus application protocol 6.1, 6.2, 6.5, 6.11)."""
+    fc = pdu[0]
+    name = {
+        READ_COILS: "read_coils",
+        READ_DISCRETE: "read_discrete",
+        WRITE_COIL: "write_coils",
+        WRITE_COILS: "write_coils",
+    }[fc]
+    serve = getattr(device, name, None)
+    if serve is None:
+        return exception_pdu(fc, ILLEGAL_FUNCTION)
+    if fc in (READ_COILS, READ_DISCRETE):
+        if len(pdu) != 5:
+            return exception_pdu(fc, ILLEGAL_VALUE)
+        addr, count = struct.unpack_from(">HH", pdu, 1)
+        if not 1 <= count <= MAX_BITS_READ:
+            return exception_pdu(fc, ILLEGAL_VALUE)
+        result = serve(addr, count)
+        if isinstance(result, int):
+            return exception_pdu(fc, result)
+        if len(result) != count:
+            return exception_pdu(fc, DEVICE_FAILURE)
+        bad = garbage.get("coil" if fc == READ_COILS else "discrete")
+        if bad:
+            result = [bad.get(addr + i, v) for i, v in enumerate(result)]
+        data = pack_bits([int(v) & 1 for v in result])
+        return bytes([fc, len(data)]) + data
+    if fc == WRITE_COIL:
+        if len(pdu) != 5:
+            return exception_pdu(fc, ILLEGAL_VALUE)
+        addr, value = struct.unpack_from(">HH", pdu, 1)
+        if value not in (COIL_ON, COIL_OFF):
+            return exception_pdu(fc, ILLEGAL_VALUE)
+        error = serve(addr, [int(value == COIL_ON)])
+        return pdu if error is None else exception_pdu(fc, error)
+    if len(pdu) < 6:
+        return exception_pdu(fc, ILLEGAL_VALUE)
+    addr, count, nbytes = struct.unpack_from(">HHB", pdu, 1)
+    if not 1 <= count <= MAX_BITS_WRITE or nbytes != (count + 7) // 8 or len(pdu) != 6 + nbytes:
+        return exception_pdu(fc, ILLEGAL_VALUE)
+    error = serve(addr, unpack_bits(pdu[6:], count))
+    return pdu[:5] if error is None else exception_pdu(fc, error)
 
 
 def _crc_table() -> tuple[int, ...]:
@@ -120,9 +201,9 @@ def rtu_request_length(buf: bytes) -> int | None:
     if len(buf) < 2:
         return None
     fc = buf[1]
-    if fc in (READ_HOLDING, READ_INPUT, WRITE_SINGLE):
+    if fc in (READ_COILS, READ_DISCRETE, READ_HOLDING, READ_INPUT, WRITE_COIL, WRITE_SINGLE):
         return 8
-    if fc == WRITE_MULTIPLE:
+    if fc in (WRITE_MULTIPLE, WRITE_COILS):
         return None if len(buf) < 7 else 9 + buf[6]
     return 0
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chargectl.config.schema import RtuBus, Shed, TcpBus
+from chargectl.drivers.template import Template
 from chargectl.runtime.clock import Clock, RealClock, VirtualClock
 from chargectl.sim.actions import ActionError, apply
 from chargectl.sim.physics.breakers import Trip
@@ -43,7 +44,9 @@ class Simulator:
         scenario: Scenario | None = None,
         tick_s: float = 0.05,
         max_lag_s: float = 1.0,
+        templates: Mapping[str, Template] | None = None,
     ) -> None:
+        """`templates`: kind -> device template (default: the shipped ones)."""
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.shed = shed
@@ -55,7 +58,7 @@ class Simulator:
         self.tick_s = tick_s
         self.max_lag_s = max_lag_s
         self.lag_s = 0.0
-        self.world: World = World(shed)
+        self.world: World = World(shed, templates=templates)
         self.step_s = min(shed.sim.step_s, MAX_STEP_S)
         self.player = ScenarioPlayer(scenario) if scenario is not None else None
         self.faults: dict[str, UnitFaults] = {d.id: UnitFaults() for d in shed.devices}
@@ -207,6 +210,7 @@ class Simulator:
             f = self.faults[d.id]
             out[d.id] = {
                 "kind": d.kind,
+                "role": self.world.templates[d.kind].role,
                 "bus": d.bus,
                 "endpoint": self.endpoints.get(d.bus),
                 "unit": d.unit,
@@ -216,7 +220,13 @@ class Simulator:
                     "delay_s": f.delay_s,
                     "exception": f.exception,
                     "garbage": {str(k): v for k, v in f.garbage.items()},
+                    "garbage_by_table": {
+                        t: {str(k): v for k, v in g.items()}
+                        for t, g in f.garbage_by_table.items()
+                        if g
+                    },
                     "refuse_writes": [list(r) for r in f.refuse_writes],
+                    "refuse_coil_writes": [list(r) for r in f.refuse_coil_writes],
                 },
                 "requests": self.servers[d.bus].requests[d.unit],
                 "answered": self.servers[d.bus].answered[d.unit],

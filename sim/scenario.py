@@ -22,6 +22,7 @@ import yaml
 
 from chargectl.config.schema import Shed
 from chargectl.sim.actions import ActionError, check
+from chargectl.topology import topology_of
 
 
 class ScenarioError(ValueError):
@@ -143,15 +144,8 @@ def _check_names(item: dict[str, Any], shed: Shed, where: str) -> list[str]:
     devices = {d.id: d for d in shed.devices}
     circuits = {c.id for c in shed.circuits}
     bay = item.get("bay")
-    if isinstance(bay, str):
-        dev, _, port = bay.partition("/")
-        d = devices.get(dev)
-        ok = d is not None and (
-            (d.kind == "evse" and not port)
-            or (port.isdigit() and d.ports > 0 and 1 <= int(port) <= d.ports)
-        )
-        if not ok:
-            out.append(f"{where}.bay: no bay {bay!r} in the shed")
+    if isinstance(bay, str) and bay not in topology_of(shed).bay_index:
+        out.append(f"{where}.bay: no bay {bay!r} in the shed")
     dev_id = item.get("device")
     if isinstance(dev_id, str) and dev_id not in devices:
         out.append(f"{where}.device: no device {dev_id!r} in the shed")

@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from chargectl.config.schema import Endpoint, Shed
+from chargectl.drivers.template import Template
 from chargectl.sim.control_api import ControlApi
 from chargectl.sim.runner import Simulator
 from chargectl.sim.scenario import Scenario
@@ -32,11 +33,12 @@ async def serve(
     view_every_s: float = 1.0,
     control_api: Endpoint | None = None,
     on_ready: Callable[[dict[str, Any]], None] | None = None,
+    templates: Mapping[str, Template] | None = None,
 ) -> Simulator:
     """Run until `stop` is set, the scenario's end, or `duration_s` of simulated time.
 
     `on_ready` gets {"control_api": url, "buses": {id: endpoint}} once everything listens."""
-    sim = Simulator(shed, speed=speed, virtual=virtual, scenario=scenario)
+    sim = Simulator(shed, speed=speed, virtual=virtual, scenario=scenario, templates=templates)
     api = ControlApi(sim)
     ep = control_api or shed.sim.control_api
     try:

@@ -3,7 +3,8 @@ as unit ids) or RTU on a pty, with the line's pacing and the protocol faults of 
 
 What a real RS485 line does, the server does: an absent or unpowered unit never answers (no
 exception 04), one request at a time on the line, a garbled frame is dropped. Function codes
-03, 04, 06 and 16; any other answers exception 01.
+03, 04, 06 and 16, and 01, 02, 05 and 15 for a device whose template has coils or discrete
+inputs; any other answers exception 01.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.devices.registers import DEVICE_FAILURE
 from chargectl.sim.modbus_frame import (
+    COIL_ON,
     MAX_PDU,
     MBAP,
+    WRITE_COIL,
+    WRITE_COILS,
     WRITE_MULTIPLE,
     WRITE_SINGLE,
     exception_pdu,
@@ -33,6 +37,7 @@ from chargectl.sim.modbus_frame import (
     rtu_check,
     rtu_frame,
     rtu_request_length,
+    unpack_bits,
     wire_seconds,
 )
 from chargectl.sim.modbus_pty import PtyLink
@@ -47,6 +52,10 @@ RTU_SILENCE_S = 0.02
 RTU_OVERHEAD = 3  # unit id + CRC around the PDU on the wire
 
 
+GARBAGE_TABLES = ("input", "holding", "coil", "discrete")
+WRITE_TABLES = ("holding", "coil")
+
+
 @dataclass
 class UnitFaults:
     """Protocol-level faults of one unit, settable live (read at every request)."""
@@ -55,17 +64,40 @@ class UnitFaults:
     delay_s: float = 0.0  # answer late
     exception: int | None = None  # answer every request with this exception code
     garbage: dict[int, int] = field(default_factory=dict)  # input addr -> raw value served
+    # The same for the other tables: "holding", "coil", "discrete" -> {addr: raw value}.
+    garbage_by_table: dict[str, dict[int, int]] = field(default_factory=dict)
     # Holding ranges (addr, count): a write (06/16) touching one answers exception 04 and
     # changes nothing; reads still work (a device whose flash or relay driver fails).
     refuse_writes: list[tuple[int, int]] = field(default_factory=list)
+    refuse_coil_writes: list[tuple[int, int]] = field(default_factory=list)  # the same, 05/15
+
+    def garbage_of(self, table: str) -> dict[int, int]:
+        """The live garbage mapping of a table (created empty on first use)."""
+        if table not in GARBAGE_TABLES:
+            raise ValueError(f"table must be one of {', '.join(GARBAGE_TABLES)}, got {table!r}")
+        if table == "input":
+            return self.garbage
+        return self.garbage_by_table.setdefault(table, {})
+
+    def refused_ranges(self, table: str) -> list[tuple[int, int]]:
+        if table not in WRITE_TABLES:
+            raise ValueError(f"table must be one of {', '.join(WRITE_TABLES)}, got {table!r}")
+        return self.refuse_writes if table == "holding" else self.refuse_coil_writes
 
     def refuses(self, pdu: bytes) -> bool:
-        """True if `pdu` is a write that touches a refused range."""
-        if not self.refuse_writes or len(pdu) < 5 or pdu[0] not in (WRITE_SINGLE, WRITE_MULTIPLE):
+        """True if `pdu` is a write that touches a refused range of its table."""
+        if len(pdu) < 5 or pdu[0] not in (WRITE_SINGLE, WRITE_MULTIPLE, WRITE_COIL, WRITE_COILS):
+            return False
+        ranges = (
+            self.refuse_writes
+            if pdu[0] in (WRITE_SINGLE, WRITE_MULTIPLE)
+            else (self.refuse_coil_writes)
+        )
+        if not ranges:
             return False
         addr, n = struct.unpack_from(">HH", pdu, 1)
-        count = 1 if pdu[0] == WRITE_SINGLE else n
-        return any(a < addr + count and addr < a + c for a, c in self.refuse_writes)
+        count = 1 if pdu[0] in (WRITE_SINGLE, WRITE_COIL) else n
+        return any(a < addr + count and addr < a + c for a, c in ranges)
 
 
 def _always_powered(unit: int) -> bool:
@@ -126,7 +158,7 @@ class BusServer:
                 _log_refused(model, pdu)
             else:
                 try:
-                    reply = handle_pdu(model, pdu, faults.garbage)
+                    reply = handle_pdu(model, pdu, faults.garbage, faults.garbage_by_table)
                 except Exception:  # a model bug: answer as a failing device, keep serving
                     log.exception("unit %d failed on request %s", unit, pdu.hex())
                     reply = exception_pdu(pdu[0], DEVICE_FAILURE)
@@ -254,11 +286,16 @@ def _log_refused(model: Model, pdu: bytes) -> None:
     if writes is None:
         return
     addr, n = struct.unpack_from(">HH", pdu, 1)
+    table = "holding"
     if pdu[0] == WRITE_SINGLE:
         values = [n]
-    else:
+    elif pdu[0] == WRITE_MULTIPLE:
         values = list(struct.unpack_from(f">{len(pdu[6:]) // 2}H", pdu, 6))
-    writes.add(getattr(model, "_now", 0.0), addr, values, DEVICE_FAILURE)
+    elif pdu[0] == WRITE_COIL:
+        values, table = [int(n == COIL_ON)], "coil"
+    else:
+        values, table = unpack_bits(pdu[6:], min(n, 8 * len(pdu[6:]))), "coil"
+    writes.add(getattr(model, "_now", 0.0), addr, values, DEVICE_FAILURE, table)
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

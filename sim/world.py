@@ -16,55 +16,46 @@ Bays are named as in the config: `<pile>/<port>` for a socket, the device id for
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from chargectl.config.schema import Device, Shed
-from chargectl.drivers.registry import role_of
+from chargectl.drivers.template import Template
+from chargectl.sim.devices.build import BuildError, Model, build_model, find_templates
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.physics import topology
 from chargectl.sim.physics.breakers import BreakerBank, Trip
-from chargectl.sim.physics.cars import Car
-from chargectl.sim.physics.chargers import (
-    INRUSH_TAU_S,
-    PROFILE_NAMES,
-    STAGE_NAMES,
-    ChargerBank,
-)
+from chargectl.sim.physics.chargers import INRUSH_TAU_S, ChargerBank
 from chargectl.sim.physics.kernels import circuit_totals, inrush_peaks
 from chargectl.sim.physics.load import UnmanagedLoad
 from chargectl.sim.physics.supply import Supply
 from chargectl.sim.physics.thermal import SocketThermal
+from chargectl.sim.world_actions import Wallbox, WorldActions, WorldError
+from chargectl.sim.world_truth import bay_truth, world_truth
 
-Model: TypeAlias = PileModel | EvseModel | MeterModel
+__all__ = ["MAX_STEP_S", "Model", "Wallbox", "World", "WorldError"]
+
 MAX_STEP_S = 0.1
 SLOW_S = 1.0  # state of charge and socket temperatures move over minutes: updated each second
 FREQUENCY_HZ = 50.0
 
 
-class WorldError(ValueError):
-    """A request the world cannot carry out (unknown bay, device, circuit; bad value)."""
-
-
-@dataclass(slots=True)
-class Wallbox:
-    device: Device
-    model: EvseModel
-    circuit: int
-    phases: np.ndarray  # supply phase index 0..2 of the box's L1, L2, L3 (as wired)
-    car: Car | None = None
-    amps3: np.ndarray = field(default_factory=lambda: np.zeros(3))  # per L1..L3 of the box
-    last_a: float = -1.0
-
-
-class World:
-    def __init__(self, shed: Shed, *, ambient_c: float = 25.0, start: float = 0.0) -> None:
+class World(WorldActions):
+    def __init__(
+        self,
+        shed: Shed,
+        *,
+        templates: Mapping[str, Template] | None = None,
+        ambient_c: float = 25.0,
+        start: float = 0.0,
+    ) -> None:
+        """`templates`: kind -> template (default: the shipped ones)."""
         self.shed = shed
+        self.templates = find_templates() if templates is None else templates
         self.topo = topo = topology.build(shed)
         self.now = start
         self.nominal_v = float(shed.shed.voltage_v)
@@ -81,11 +72,15 @@ class World:
         n_s = topo.sockets
 
         self.models: dict[str, Model] = {}
+        for d in shed.devices:
+            try:
+                self.models[d.id] = build_model(d, self.templates)
+            except BuildError as exc:
+                raise WorldError(str(exc)) from None
         self.piles: list[tuple[PileModel, slice]] = []
         for slot in topo.piles:
-            pm = PileModel(slot.device.ports, slot.device.port_power_limit_w)
+            pm = self._pile(slot.device.id)
             pm.instant = self._instant_now
-            self.models[slot.device.id] = pm
             self.piles.append((pm, slice(slot.start, slot.stop)))
         self.pile_circuit = np.array(
             [topo.circuit_index[str(s.device.circuit)] for s in topo.piles], dtype=np.int64
@@ -93,19 +88,21 @@ class World:
         self.cabinet_extra_c = np.zeros(len(topo.piles))
         self.wallboxes: dict[str, Wallbox] = {}
         for d in topo.evses:
-            em = EvseModel(d.max_current_a, len(d.phases) or 3)
-            self.models[d.id] = em
+            em = self.models[d.id]
+            assert isinstance(em, EvseModel)
             c = topo.circuit_index[str(d.circuit)]
             ph = d.phases or topo.circuit_phases[c]
             self.wallboxes[d.id] = Wallbox(d, em, c, np.array([p - 1 for p in ph], dtype=np.int64))
         self.meters: list[tuple[Device, MeterModel, int | None, np.ndarray]] = []
+        self._meter_circuit: dict[str, int | None] = {}
         for d, c_idx in topo.meters:
-            mm = MeterModel(d.kind)
-            self.models[d.id] = mm
-            ph = d.phases or ((1,) if d.kind == "sdm120" else (1, 2, 3))
+            mm = self.models[d.id]
+            assert isinstance(mm, MeterModel)
+            ph = d.phases or tuple(range(1, mm.channels + 1))
             self.meters.append((d, mm, c_idx, np.array([p - 1 for p in ph], dtype=np.int64)))
+            self._meter_circuit[d.id] = c_idx
 
-        self.breakers = BreakerBank(list(topo.circuit_ids), [c.breaker for c in shed.circuits])
+        self.breakers = BreakerBank(list(topo.circuit_ids), [c.breaker for c in topo.circuits])
         self.chargers = ChargerBank(n_s, nominal_v=self.nominal_v)
         self.thermal = SocketThermal(n_s, ambient_c=ambient_c, rating_a=shed.sim.socket_rating_a)
         # Inrush: when each socket was last plugged or had its power return (the relay closes
@@ -144,7 +141,7 @@ class World:
         self.unmanaged_a = np.zeros((n_c, 3))
         self.circuit_amps = np.zeros((n_c, 3))  # through each breaker, per supply phase
         self.circuit_watts = np.zeros((n_c, 3))
-        self._energy_ws = np.zeros((n_c, 3))  # true energy through each breaker, W s
+        self.energy_ws = np.zeros((n_c, 3))  # true energy through each breaker, W s
         self._slow_s = 0.0
         self._meter_s = 0.0  # into the meters' current window
         self._meters_published = False  # the first step publishes (meters read something at once)
@@ -208,7 +205,7 @@ class World:
             self.topo.subtree,
             self.circuit_amps,
             self.circuit_watts,
-            self._energy_ws,
+            self.energy_ws,
             dt,
         )
 
@@ -367,7 +364,7 @@ class World:
                 amps[c, ph].copy(),
                 watts[c, ph].copy(),
                 FREQUENCY_HZ if fed else 0.0,
-                float(self._energy_ws[c].sum() / 3.6e6),
+                float(self.energy_ws[c].sum() / 3.6e6),
             )
 
     # ------------------------------------------------------------------ power of devices
@@ -376,241 +373,18 @@ class World:
         circuit it measures: it stays up (reading 0 A) when that breaker trips, and goes down
         with the breakers above it."""
         d = self._device(device_id)
-        if role_of(d.kind) == "meter":
-            for dev, _mm, c, _ph in self.meters:
-                if dev.id == device_id:
-                    if c is None:
-                        return True
-                    parent = int(self.topo.parent[c])
-                    return parent < 0 or bool(self.circuit_fed[parent])
+        if device_id in self._meter_circuit:
+            c = self._meter_circuit[device_id]
+            if c is None:
+                return True
+            parent = int(self.topo.parent[c])
+            return parent < 0 or bool(self.circuit_fed[parent])
         return bool(self.circuit_fed[self.topo.circuit_index[str(d.circuit)]])
-
-    # ------------------------------------------------------------------ actions
-    def plug_charger(
-        self, bay: str, profile: str, soc: float = 0.2, power_factor: float | None = None
-    ) -> None:
-        i = self._bay(bay)
-        try:
-            self.chargers.plug(i, profile, soc, power_factor)
-        except (KeyError, ValueError) as exc:
-            raise WorldError(f"plug {bay}: {exc.args[0]}") from None
-        self._event_t[i] = self.instant()  # into a live socket: the inrush at this instant
-
-    def unplug(self, bay: str) -> None:
-        if bay in self.wallboxes:
-            self.wallboxes[bay].car = None
-            return
-        i = self._bay(bay)
-        self.chargers.unplug(i)
-        self.chargers.set_appliance(i, 0.0)
-
-    def set_appliance(self, bay: str, watts: float) -> None:
-        try:
-            self.chargers.set_appliance(self._bay(bay), watts)
-        except ValueError as exc:
-            raise WorldError(f"appliance {bay}: {exc}") from None
-
-    def plug_car(  # noqa: PLR0917 (the car's fields, in the config's order)
-        self,
-        device: str,
-        max_a: float = 16.0,
-        phases: int = 3,
-        soc: float = 0.3,
-        capacity_kwh: float = 40.0,
-        drop_s: float = 2.0,
-    ) -> None:
-        wb = self._wallbox(device)
-        try:
-            wb.car = Car(
-                max_a=max_a, phases=phases, soc=soc, capacity_kwh=capacity_kwh, drop_s=drop_s
-            )
-        except ValueError as exc:
-            raise WorldError(f"car at {device}: {exc}") from None
-
-    def tap(self, bay: str, uid: bytes) -> None:
-        if len(uid) not in (4, 7, 8):
-            raise WorldError(f"tap {bay}: a UID has 4, 7 or 8 bytes, got {len(uid)}")
-        if bay in self.wallboxes:
-            self.wallboxes[bay].model.tap(uid)
-            return
-        pm, port = self._pile_port(bay)
-        pm.tap(port, uid)
-
-    def set_load_step(self, circuit: str, amps: list[float]) -> None:
-        c = self._circuit(circuit)
-        phs = self.topo.circuit_phases[c]
-        if len(amps) != len(phs):
-            raise WorldError(
-                f"load step {circuit}: one value per phase of the circuit {list(phs)}, "
-                f"got {len(amps)}"
-            )
-        row = np.zeros(3)
-        for p, a in zip(phs, amps, strict=True):
-            row[p - 1] = a
-        try:
-            self.load.set_step(c, row)
-        except ValueError as exc:
-            raise WorldError(f"load step {circuit}: {exc}") from None
-
-    def set_welded(self, bay: str, welded: bool) -> None:
-        pm, port = self._pile_port(bay)
-        pm.set_welded(port, welded)
-
-    def set_short(self, bay: str) -> None:
-        pm, port = self._pile_port(bay)
-        pm.set_short(port)
-
-    def set_socket_hot(self, bay: str, extra_c: float) -> None:
-        """A bad contact: the socket settles `extra_c` above what its current explains."""
-        self.thermal.extra_c[self._bay(bay)] = extra_c
-
-    def set_pile_inputs(
-        self, device: str, smoke: bool | None = None, estop: bool | None = None
-    ) -> None:
-        self._pile(device).set_inputs(smoke=smoke, estop=estop)
-
-    def set_cabinet_extra(self, device: str, extra_c: float) -> None:
-        self._pile(device)
-        idx = [s.device.id for s in self.topo.piles].index(device)
-        self.cabinet_extra_c[idx] = extra_c
-        self._refresh_power()
-
-    def set_meter_frozen(self, device: str, frozen: bool) -> None:
-        m = self.models.get(device)
-        if not isinstance(m, MeterModel):
-            raise WorldError(f"meter {device!r}: no such meter")
-        m.frozen = frozen
-
-    def set_supply_voltage(self, volts: float) -> None:
-        """The supply's level (the wander, if configured, rides on it within 198..242 V)."""
-        try:
-            self.supply.set_level(volts)
-        except ValueError as exc:
-            raise WorldError(str(exc)) from None
-        self._set_volts(self.supply.volts(self.now))
-
-    def sag(self, volts: float, seconds: float, ramp_s: float = 0.0) -> None:
-        """A sag of the supply to `volts` for `seconds`, ramping `ramp_s` down and back."""
-        try:
-            self.supply.start_sag(self.now, volts, seconds, ramp_s)
-        except ValueError as exc:
-            raise WorldError(str(exc)) from None
-        self._set_volts(self.supply.volts(self.now))
-
-    def reset_breaker(self, circuit: str) -> None:
-        self.breakers.reset(self._circuit(circuit))
-        self._event_t[:] = self.instant()  # whatever is closed below gets power at once
-        self._refresh_power()
 
     # ------------------------------------------------------------------ read-back
     def truth(self, bays: bool = True) -> dict[str, Any]:
         """The physical truth, as plain JSON-able data."""
-        topo = self.topo
-        ratio = self.breakers.ratio()
-        ttt = self.breakers.seconds_to_trip(self.circuit_amps)
-        circuits: dict[str, Any] = {}
-        for i, cid in enumerate(topo.circuit_ids):
-            c = self.shed.circuits[i]
-            phs = topo.circuit_phases[i]
-            circuits[cid] = {
-                "phases": list(phs),
-                "limit_a": c.limit_a,
-                "powered": bool(self.circuit_fed[i]),
-                "amps": [round(float(self.circuit_amps[i, p - 1]), 3) for p in phs],
-                "watts": [round(float(self.circuit_watts[i, p - 1]), 1) for p in phs],
-                "unmanaged_a": [round(float(self.unmanaged_a[i, p - 1]), 3) for p in phs],
-                "energy_wh": round(float(self._energy_ws[i].sum() / 3600.0), 3),
-                "max_inrush_a": [round(float(self.max_inrush_a[i, p - 1]), 1) for p in phs],
-                "breaker": {
-                    "rating_a": c.breaker.rating_a,
-                    "curve": c.breaker.curve,
-                    "closed": bool(self.breakers.closed[i]),
-                    "thermal_ratio": [round(float(ratio[i, p - 1]), 4) for p in phs],
-                    "seconds_to_trip": [_finite(ttt[i, p - 1]) for p in phs],
-                },
-            }
-        out: dict[str, Any] = {
-            "time": round(self.now, 6),
-            "supply_v": self.volts,
-            "circuits": circuits,
-            "trips": [t.as_dict() for t in self.breakers.trips],
-            "wallboxes": {wid: self._wallbox_truth(wb) for wid, wb in self.wallboxes.items()},
-            "bays_charging": int((self.chargers.watts > 1.0).sum()),
-        }
-        if bays:
-            out["bays"] = {b: self.bay_truth(b) for b in topo.socket_bays}
-        return out
+        return world_truth(self, bays)
 
     def bay_truth(self, bay: str) -> dict[str, Any]:
-        i = self._bay(bay)
-        ch = self.chargers
-        p = int(ch.profile_idx[i])
-        return {
-            "closed": bool(self.closed[i]),
-            "energized": bool(self.closed[i] and self.socket_fed[i] and self.volts > 0),
-            "amps": round(float(ch.amps[i]), 4),
-            "watts": round(float(ch.watts[i]), 2),
-            "temp_c": round(float(self.thermal.temp_c[i]), 2),
-            "plugged": bool(ch.plugged[i]),
-            "profile": PROFILE_NAMES[p] if p >= 0 else None,
-            "soc": round(float(ch.soc[i]), 5) if ch.plugged[i] else None,
-            "stage": STAGE_NAMES[int(ch.stage[i])],
-            "power_factor": round(1.0 / float(ch.inv_pf[i]), 3) if ch.plugged[i] else None,
-            "appliance_w": float(ch.appliance_w[i]),
-        }
-
-    def _wallbox_truth(self, wb: Wallbox) -> dict[str, Any]:
-        car = wb.car
-        return {
-            "powered": bool(self.circuit_fed[wb.circuit]),
-            "offered_a": float(wb.model.offered_a()),
-            "amps": [round(float(a), 3) for a in wb.amps3],
-            "car": None
-            if car is None
-            else {
-                "max_a": car.max_a,
-                "phases": car.phases,
-                "soc": round(car.soc, 5),
-                "capacity_kwh": car.capacity_kwh,
-            },
-        }
-
-    # ------------------------------------------------------------------ lookups
-    def _bay(self, bay: str) -> int:
-        try:
-            return self.bay_index[bay]
-        except KeyError:
-            raise WorldError(f"unknown socket bay {bay!r} (a bay is <pile>/<port>)") from None
-
-    def _pile_port(self, bay: str) -> tuple[PileModel, int]:
-        self._bay(bay)
-        dev, port = bay.rsplit("/", 1)
-        return self._pile(dev), int(port)
-
-    def _pile(self, device: str) -> PileModel:
-        m = self.models.get(device)
-        if not isinstance(m, PileModel):
-            raise WorldError(f"pile {device!r}: no such pile")
-        return m
-
-    def _wallbox(self, device: str) -> Wallbox:
-        try:
-            return self.wallboxes[device]
-        except KeyError:
-            raise WorldError(f"wallbox {device!r}: no such wallbox") from None
-
-    def _device(self, device: str) -> Device:
-        try:
-            return self.shed.device(device)
-        except KeyError:
-            raise WorldError(f"device {device!r}: no such device") from None
-
-    def _circuit(self, circuit: str) -> int:
-        try:
-            return self.topo.circuit_index[circuit]
-        except KeyError:
-            raise WorldError(f"circuit {circuit!r}: no such circuit") from None
-
-
-def _finite(x: float) -> float | None:
-    return None if not np.isfinite(x) else round(float(x), 2)
+        return bay_truth(self, self._bay(bay))

@@ -1,10 +1,12 @@
-"""`chargectl sim CONFIG [--scenario FILE] [--speed X] [--virtual] [--view] [--duration S]`
+"""`chargectl sim CONFIG [--scenario FILE] [--speed X] [--virtual] [--view] [--duration S]
+[--templates DIR]...`
 
 Serves every device of the shed config on its bus, the control API at `sim.control_api`,
 and steps the physics in real time (or `--speed` times faster; `--virtual`: only when the
 control API says `advance`). Prints one JSON "ready" line on stdout with the bound endpoints;
 `--view` (the default when stdout is a terminal) then redraws a compact live view there.
-Ctrl-C or SIGTERM ends it cleanly (exit 0).
+Ctrl-C or SIGTERM ends it cleanly (exit 0). `--templates DIR` (repeatable) adds the device
+templates of DIR to the shipped ones: a device of a new model is one YAML file there.
 """
 
 from __future__ import annotations
@@ -39,11 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--control-port", type=int, metavar="PORT", help="override sim.control_api's port"
     )
+    parser.add_argument(
+        "--templates",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of device templates (<kind>.yaml) besides the shipped ones",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     # The simulator pulls in numpy and numba: imported only when the command runs.
     from chargectl.config.load import ConfigError, load_shed
+    from chargectl.sim.devices.build import BuildError, find_templates
     from chargectl.sim.physics.topology import TopologyError
     from chargectl.sim.scenario import ScenarioError, load_scenario
     from chargectl.sim.serve import print_ready, serve
@@ -59,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         shed = load_shed(args.config)
     except ConfigError as exc:
         raise UsageError("\n".join(str(p) for p in exc.problems)) from None
+    try:
+        templates = find_templates(args.templates)
+    except BuildError as exc:
+        raise UsageError(f"--templates: {exc}") from None
     scenario = None
     if args.scenario:
         try:
@@ -87,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 view=sys.stdout if view else None,
                 control_api=endpoint,
                 on_ready=print_ready,
+                templates=templates,
             )
         except OSError as exc:
             print(f"chargectl sim: cannot listen: {exc}", file=sys.stderr)

@@ -1,7 +1,15 @@
-"""An AC wallbox (one connector, IEC 61851 pilot), exactly as ../shared/hardware/evse.md says.
+"""An AC wallbox (one connector, IEC 61851 pilot): the role's behaviour, served through any
+wallbox template (the contract's ../shared/hardware/evse.md, or a maker's map).
 
-Like the pile, its time is the `now` of the latest `step`. Decisions where the page is silent
-(docs/modbus.md lists them):
+The register image is the template's (`image.RegisterImage`); this module is what every
+wallbox does behind it: a current setpoint (0 pauses, else `min_current_a` up to the
+hardware maximum), a watchdog with a fail-safe current, the pilot state, taps and a lamp. A
+template whose timeout is set on the box (`watchdog_s`) has its watchdog running from
+power-up, and with `setpoint_heartbeat` every setpoint write is the heartbeat. An `enable`
+field (a coil) withdraws the offer while it reads 0.
+
+Like the pile, its time is the `now` of the latest `step`. Decisions where the page is
+silent (docs/modbus.md lists them):
 - current_limit starts at 0 (paused): the box offers nothing until a controller asks.
 - In failsafe the box applies failsafe_current and reports it in current_limit; current_limit
   writes are accepted and ignored until a heartbeat, a failsafe_current write re-applies.
@@ -13,66 +21,55 @@ Like the pile, its time is the `now` of the latest `step`. Decisions where the p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from chargectl.sim.devices.registers import (
-    ILLEGAL_ADDRESS,
-    ILLEGAL_VALUE,
-    MAX_WRITE,
-    Block,
-    RegisterDevice,
-    TapLatch,
-    Watchdog,
-    WriteLog,
-    i16,
-    u16,
-    u32_words,
-    wh_counter,
-)
+from chargectl.drivers.template import Template, shipped
+from chargectl.sim.devices.image import ImageDevice, RegisterImage
+from chargectl.sim.devices.registers import TapLatch, Watchdog, WriteLog
 
-MODEL = 0x4556
-PROTOCOL_VERSION = 1
-HOT_SIZE = 21
-
-WATCHDOG_TIMEOUT = 0
-HEARTBEAT = 1
-CURRENT_LIMIT = 2
-FAILSAFE_CURRENT = 3
-INDICATOR = 4
-HOLDING_SIZE = 5
-
-MIN_OFFER_DA = 60  # 6.0 A, in the register's 0.1 A
+CONTRACT = "evse"  # the template of ../shared/hardware/evse.md, the default
 MAX_INDICATOR = 7
 HOT_C = 80.0
+SETPOINT_EPS_A = 1e-6
+HW_MAX_RANGE_A = (6.0, 80.0)  # when the template does not say
 
-CP_A, CP_B, CP_C, CP_D, CP_E, CP_F = 1, 2, 3, 4, 5, 6
+CP_LETTERS = ("A", "B", "C", "D", "E", "F")
 VEHICLE_NONE, VEHICLE_CONNECTED, VEHICLE_CHARGING = 0, 1, 2
 
 
-class EvseModel(RegisterDevice):
+class EvseModel(ImageDevice):
+    zero_is_off = frozenset({"current_limit", "failsafe_current"})  # 0 pauses, whatever `min`
+
     def __init__(
         self,
         hw_max_current_a: float,
         phases: int,
         *,
+        template: Template | None = None,
         temp_c: float = 25.0,
         write_log_size: int = 1000,
     ) -> None:
-        if not 6.0 <= hw_max_current_a <= 80.0:
-            raise ValueError(f"evse hw_max_current_a must be 6..80 A, got {hw_max_current_a}")
-        if phases not in (1, 3):
-            raise ValueError(f"evse phases must be 1 or 3, got {phases}")
+        t = template or shipped()[CONTRACT]
+        if t.role != "evse":
+            raise ValueError(f"template {t.kind!r} is a {t.role} template, not a wallbox's")
+        lo, hi = t.max_current_a or HW_MAX_RANGE_A
+        if not lo <= hw_max_current_a <= hi:
+            raise ValueError(
+                f"{t.kind} hw_max_current_a must be {lo:g}..{hi:g} A, got {hw_max_current_a}"
+            )
+        if phases not in (1, 3) or phases > t.phases:
+            allowed = "1 or 3" if t.phases == 3 else "1"
+            raise ValueError(f"{t.kind} phases must be {allowed}, got {phases}")
+        self.kind = t.kind
+        self.template = t
         self.phases = phases
-        self.hw_max_da = round(hw_max_current_a * 10)
-        self._limit_da = 0
-        self._failsafe_da = 0
-        self._indicator = 0
-        self._heartbeat = 0
-        self._watchdog = Watchdog()
-        self._tap = TapLatch()
+        self.image = RegisterImage(t)
+        self.min_a = t.min_current_a if t.min_current_a is not None else HW_MAX_RANGE_A[0]
+        self.hw_max_a = float(hw_max_current_a)
+        self._now = 0.0
         self._amps = np.zeros(3)
         self._watts = 0.0
         self._energy_wh = 0.0
@@ -80,60 +77,102 @@ class EvseModel(RegisterDevice):
         self._vehicle = VEHICLE_NONE
         self._rcd = False
         self._welded = False
-        self._now = 0.0
         self.writes = WriteLog(write_log_size)
-        self._input_blocks = (Block(0, HOT_SIZE, self._hot_block),)
-        self._holding_blocks = (Block(0, HOLDING_SIZE, self._holding_block),)
+        self.power_cycle()
+        self._numbers: dict[str, Callable[[], Any]] = {
+            "current_l1": lambda: self._phase_amps(0),
+            "current_l2": lambda: self._phase_amps(1),
+            "current_l3": lambda: self._phase_amps(2),
+            "power": lambda: max(0.0, self._watts),
+            "energy": lambda: self._energy_wh,
+            "temperature": lambda: self._temp_c,
+            "phases": lambda: self.phases,
+            "hw_max_current": lambda: self.hw_max_a,
+            "watchdog_remaining": lambda: self._watchdog.remaining(self._now),
+            "watchdog_timeout": lambda: self._watchdog.timeout_s,
+            "heartbeat": lambda: self._heartbeat,
+            "current_limit": lambda: self._limit_a,
+            "failsafe_current": lambda: self._failsafe_a,
+            "indicator": lambda: self._indicator,
+            "enable": lambda: int(self._enabled),
+        }
 
-    # ------------------------------------------------------------------ Modbus side
     def power_cycle(self) -> None:
-        """Power came back after a loss: the box reboots paused, with its holding registers at
-        their defaults (watchdog off, failsafe current 0) and no tap; energy survives."""
-        self._limit_da = 0
-        self._failsafe_da = 0
+        """Power came back after a loss: the box reboots paused, with its settings at their
+        defaults (failsafe current 0, a watchdog set on the box running again) and no tap;
+        energy survives."""
+        self._limit_a = 0.0
+        self._failsafe_a = 0.0
         self._indicator = 0
         self._heartbeat = 0
+        self._enabled = True
         self._watchdog = Watchdog()
+        if self.template.watchdog_s:
+            self._watchdog.set_timeout(self._now, self.template.watchdog_s)
         self._tap = TapLatch()
 
-    def _offer_ok(self, value: int) -> bool:
-        return value == 0 or MIN_OFFER_DA <= value <= self.hw_max_da
+    # ------------------------------------------------------------------ the image's source
+    def number(self, name: str) -> Any:
+        return self._numbers[name]()
 
-    def _check_write(self, addr: int, values: Sequence[int]) -> int | None:
-        if not 1 <= len(values) <= MAX_WRITE:
-            return ILLEGAL_VALUE
-        if addr < 0 or addr + len(values) > HOLDING_SIZE:
-            return ILLEGAL_ADDRESS
-        for offset, value in enumerate(values):
-            a = addr + offset
-            if not 0 <= value <= 0xFFFF:
-                return ILLEGAL_VALUE
-            if a in (CURRENT_LIMIT, FAILSAFE_CURRENT) and not self._offer_ok(value):
-                return ILLEGAL_VALUE
-            if a == INDICATOR and value > MAX_INDICATOR:
-                return ILLEGAL_VALUE
-        return None
+    def flags(self, name: str) -> Mapping[str, Any]:
+        return {
+            "failsafe": self._watchdog.failsafe,
+            "over_temp": self._temp_c >= HOT_C,
+            "rcd_trip": self._rcd,
+            "contactor_welded": self._welded,
+        }
 
-    def _apply(self, addr: int, value: int) -> None:
-        if addr == WATCHDOG_TIMEOUT:
-            self._watchdog.set_timeout(self._now, value)
-        elif addr == HEARTBEAT:
-            self._heartbeat = value
+    def meanings(self, name: str) -> Any:
+        return CP_LETTERS[self.cp_state() - 1]
+
+    def words(self, name: str) -> list[int]:
+        return self._tap.words()
+
+    def _phase_amps(self, i: int) -> float:
+        if i >= self.phases:
+            return 0.0  # an unused phase reads 0
+        return max(0.0, float(self._amps[i]))
+
+    def _offer_ok(self, amps: float) -> bool:
+        return amps == 0 or (self.min_a - SETPOINT_EPS_A <= amps <= self.hw_max_a + SETPOINT_EPS_A)
+
+    def valid(self, name: str, port: int | None, value: float | str) -> bool:
+        if isinstance(value, str):
+            return False
+        if name in ("current_limit", "failsafe_current"):
+            return self._offer_ok(float(value))
+        if name == "indicator":
+            return value == int(value) and 0 <= value <= MAX_INDICATOR
+        if name == "enable":
+            return value in (0, 1)
+        return value == int(value) and value >= 0  # watchdog_timeout, heartbeat
+
+    def apply(self, name: str, port: int | None, value: float | str) -> None:
+        v = float(value)
+        if name == "watchdog_timeout":
+            self._watchdog.set_timeout(self._now, int(v))
+        elif name == "heartbeat":
+            self._heartbeat = int(v)
             self._watchdog.heartbeat(self._now)
-        elif addr == CURRENT_LIMIT:
+        elif name == "current_limit":
+            if self.template.setpoint_heartbeat:
+                self._watchdog.heartbeat(self._now)  # the setpoint is the heartbeat
             if not self._watchdog.failsafe:
-                self._limit_da = value
-        elif addr == FAILSAFE_CURRENT:
-            self._failsafe_da = value
+                self._limit_a = v
+        elif name == "failsafe_current":
+            self._failsafe_a = v
             if self._watchdog.failsafe:
-                self._limit_da = value
-        elif addr == INDICATOR:
-            self._indicator = value
+                self._limit_a = v
+        elif name == "indicator":
+            self._indicator = int(v)
+        elif name == "enable":
+            self._enabled = bool(v)
 
     # ------------------------------------------------------------------ physics side
     def offered_a(self) -> float:
         """The pilot's offer in A (0 = paused): current_limit, failsafe and trips applied."""
-        return 0.0 if self._rcd else self._limit_da / 10.0
+        return 0.0 if self._rcd or not self._enabled else self._limit_a
 
     def step(  # noqa: PLR0917 (the world's contract: positional, one call per step)
         self,
@@ -157,7 +196,7 @@ class EvseModel(RegisterDevice):
         self._temp_c = temp_c
         self._energy_wh += watts * dt / 3600.0
         if self._watchdog.expired(now):
-            self._limit_da = self._failsafe_da
+            self._limit_a = self._failsafe_a
 
     # ------------------------------------------------------------------ faults and people
     def tap(self, uid: bytes) -> None:
@@ -178,59 +217,26 @@ class EvseModel(RegisterDevice):
 
     # ------------------------------------------------------------------ registers
     def cp_state(self) -> int:
+        """1..6 for A..F."""
         if self._rcd:
-            return CP_F
+            return 6  # F: EVSE fault
         if self._vehicle == VEHICLE_NONE:
-            return CP_A
+            return 1  # A: no vehicle
         if self._vehicle == VEHICLE_CHARGING and self.offered_a() > 0:
-            return CP_C
-        return CP_B
-
-    def _status(self) -> int:
-        return (
-            int(self._watchdog.failsafe)
-            | int(self._temp_c >= HOT_C) << 1
-            | int(self._rcd) << 2
-            | int(self._welded) << 3
-        )
-
-    def _hot_block(self) -> list[int]:
-        currents = [u16(max(0.0, float(a)) * 100) for a in self._amps]
-        if self.phases == 1:
-            currents[1:] = [0, 0]  # an unused phase reads 0
-        return [
-            MODEL,
-            PROTOCOL_VERSION,
-            self.cp_state(),
-            self._status(),
-            *currents,
-            *u32_words(max(0, round(self._watts))),
-            *u32_words(wh_counter(self._energy_wh)),
-            i16(self._temp_c * 10),
-            self.phases,
-            self.hw_max_da,
-            *self._tap.words(),
-            self._watchdog.remaining(self._now),
-        ]
-
-    def _holding_block(self) -> list[int]:
-        return [
-            self._watchdog.timeout_s,
-            self._heartbeat,
-            self._limit_da,
-            self._failsafe_da,
-            self._indicator,
-        ]
+            return 3  # C: charging
+        return 2  # B: connected, not charging
 
     # ------------------------------------------------------------------ read-back
     def snapshot(self) -> dict[str, Any]:
         return {
             "kind": "evse",
+            "template": self.kind,
             "phases": self.phases,
             "now": self._now,
-            "hw_max_current_a": self.hw_max_da / 10.0,
-            "current_limit_a": self._limit_da / 10.0,
-            "failsafe_current_a": self._failsafe_da / 10.0,
+            "hw_max_current_a": self.hw_max_a,
+            "current_limit_a": self._limit_a,
+            "failsafe_current_a": self._failsafe_a,
+            "enabled": self._enabled,
             "offered_a": self.offered_a(),
             "failsafe": self._watchdog.failsafe,
             "watchdog_timeout_s": self._watchdog.timeout_s,

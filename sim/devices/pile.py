@@ -1,9 +1,15 @@
-"""A multi-port socket pile, exactly as ../shared/hardware/pile.md describes it.
+"""A multi-port socket pile: the role's behaviour, served through any pile template.
 
-The Modbus side (read_input, read_holding, write_holding) is the register image; the physics
-side (contact_closed, step) is what the world calls once per step with arrays of all ports.
-The pile has no clock: its time is the `now` of the latest `step`, so a write between two
-steps happens at the earlier one (0.1 s resolution is far below the 1 s watchdog unit).
+The register image (tables, addresses, types, scaling, bits and codes) is the template's,
+built by `image.RegisterImage`; this module is what every pile does behind it, as
+../shared/hardware/pile.md states it for the contract pile: a relay per port, a watchdog and
+a fail-safe mask, the pile's own per-port cut-off, latched faults, card taps and lamps. A
+template without some of it (no lamps, no smoke input) simply does not show that part.
+
+The physics side (contact_closed, step) is what the world calls once per step with arrays of
+all ports. The pile has no clock: its time is the `now` of the latest `step`, so a write
+between two steps happens at the earlier one (0.1 s resolution is far below the 1 s watchdog
+unit).
 
 Decisions where the page is silent (docs/modbus.md lists them):
 - A latched fault (1, 2, 4) or the emergency stop sets relay_cmd to 0; a close command while
@@ -16,74 +22,54 @@ Decisions where the page is silent (docs/modbus.md lists them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from chargectl.drivers.readings import FAULT_NAMES
+from chargectl.drivers.template import Template, shipped
 from chargectl.sim.devices import pile_kernel as k
-from chargectl.sim.devices.registers import (
-    ILLEGAL_ADDRESS,
-    ILLEGAL_VALUE,
-    MAX_WRITE,
-    Block,
-    RegisterDevice,
-    TapLatch,
-    Watchdog,
-    WriteLog,
-    i16,
-    u16,
-    u16_array,
-    u32_words,
-    wh_counter,
-)
+from chargectl.sim.devices.image import ImageDevice, RegisterImage
+from chargectl.sim.devices.registers import TapLatch, Watchdog, WriteLog
 
-MODEL = 0x4350
-PROTOCOL_VERSION = 1
-MAX_PORTS = 32
-HOT_SIZE = 80
-PORT_CURRENT = 16
-PORT_STATE = 48
-PORT_ENERGY = 100
-PORT_POWER = 200
-PORT_TEMPERATURE = 240
-
-# holding
-WATCHDOG_TIMEOUT = 0
-HEARTBEAT = 1
-FAILSAFE_MASK_HI = 2
-FAILSAFE_MASK_LO = 3
-PORT_POWER_LIMIT = 4
-FAULT_RESET = 5
-RELAY_CMD = 16
-INDICATOR = 48
-
-MAX_POWER_LIMIT_W = 3500
-MAX_INDICATOR = 7
-RESET_ALL = 0xFFFF
-
+CONTRACT = "pile"  # the template of ../shared/hardware/pile.md, the default
+MAX_INDICATOR = 7  # the lamp vocabulary: 0 off .. 7 charge complete (pile.md)
 CABINET_HOT_C = 70.0
 SUPPLY_MIN_V = 176.0
 SUPPLY_MAX_V = 264.0
+FAULT_MEANINGS = np.array([FAULT_NAMES[c] for c in range(len(FAULT_NAMES))], dtype=object)
 
 
-class PileModel(RegisterDevice):
+class PileModel(ImageDevice):
     def __init__(
         self,
         ports: int,
         port_power_limit_w: int = 2000,
         *,
+        template: Template | None = None,
         supply_v: float = 220.0,
         cabinet_c: float = 25.0,
         write_log_size: int = 1000,
     ) -> None:
-        if not 1 <= ports <= MAX_PORTS:
-            raise ValueError(f"pile ports must be 1..{MAX_PORTS}, got {ports}")
-        if not 0 <= port_power_limit_w <= MAX_POWER_LIMIT_W:
+        t = template or shipped()[CONTRACT]
+        if t.role != "pile":
+            raise ValueError(f"template {t.kind!r} is a {t.role} template, not a pile's")
+        lo, hi = t.ports
+        if not lo <= ports <= hi:
+            raise ValueError(f"{t.kind} pile ports must be {lo}..{hi}, got {ports}")
+        cutoff = t.fields.get("port_power_limit")
+        if cutoff is None:
+            port_power_limit_w = 0  # the model has no cut-off of its own
+        elif not (cutoff.min or 0) <= port_power_limit_w <= (cutoff.max or 0xFFFF):
             raise ValueError(
-                f"pile port_power_limit_w must be 0..{MAX_POWER_LIMIT_W}, got {port_power_limit_w}"
+                f"{t.kind} pile port_power_limit_w must be {cutoff.min or 0:g}.."
+                f"{cutoff.max or 0xFFFF:g}, got {port_power_limit_w}"
             )
+        self.kind = t.kind
         self.ports = ports
+        self.image = RegisterImage(t, ports)
+        self._mask_per_port = "failsafe_mask" in t.fields and t.fields["failsafe_mask"].per_port
         self._f = np.zeros((k.F_ROWS, ports), dtype=np.float64)
         self._b = np.zeros((k.B_ROWS, ports), dtype=np.uint8)
         # The world gets a read-only bool view that follows the contacts without a copy.
@@ -107,79 +93,108 @@ class PileModel(RegisterDevice):
         self.close_t = np.zeros(ports)
         self.instant: Callable[[], float] | None = None
         self.writes = WriteLog(write_log_size)
-        self._input_blocks = (
-            Block(0, HOT_SIZE, self._hot_block),
-            Block(PORT_ENERGY, 2 * ports, self._energy_block),
-            Block(PORT_POWER, ports, lambda: u16_array(self._f[k.WATTS])),
-            Block(PORT_TEMPERATURE, ports, self._temperature_block),
-        )
-        self._holding_blocks = (
-            Block(0, 6, self._config_block),
-            Block(RELAY_CMD, ports, lambda: self._b[k.CMD].astype(np.int64)),
-            Block(INDICATOR, ports, lambda: self._indicator),
-        )
+        self._numbers: dict[str, Callable[[], Any]] = {
+            "cabinet_temperature": lambda: self._cabinet_c,
+            "supply_voltage": lambda: self._supply_v,
+            "watchdog_remaining": lambda: self._watchdog.remaining(self._now),
+            "pile_current": lambda: float(self._amps().sum()),
+            "port_current": self._amps,
+            "relay_closed": lambda: self._b[k.CLOSED],
+            "load_present": self._load_present,
+            "port_energy": lambda: self._f[k.ENERGY],
+            "port_power": lambda: self._f[k.WATTS],
+            "port_temperature": lambda: self._f[k.TEMP],
+            "watchdog_timeout": lambda: self._watchdog.timeout_s,
+            "heartbeat": lambda: self._heartbeat,
+            "failsafe_mask": self._mask_value,
+            "port_power_limit": lambda: self._limit_w,
+            "fault_reset": lambda: 0,  # reads 0
+            "relay": lambda: self._b[k.CMD],
+            "indicator": lambda: self._indicator,
+        }
 
-    # ------------------------------------------------------------------ Modbus side
-    def _check_write(self, addr: int, values: Sequence[int]) -> int | None:
-        """Every address first (02), then every value (03): a rejected write changes nothing."""
-        if not 1 <= len(values) <= MAX_WRITE:
-            return ILLEGAL_VALUE
-        for a in range(addr, addr + len(values)):
-            if not any(b.start <= a < b.end for b in self._holding_blocks):
-                return ILLEGAL_ADDRESS
-        mask_hi, mask_lo = self._mask >> 16, self._mask & 0xFFFF
-        for offset, value in enumerate(values):
-            a = addr + offset
-            if not 0 <= value <= 0xFFFF:
-                return ILLEGAL_VALUE
-            if a == FAILSAFE_MASK_HI:
-                mask_hi = value
-            elif a == FAILSAFE_MASK_LO:
-                mask_lo = value
-            elif not self._value_ok(a, value):
-                return ILLEGAL_VALUE
-        if ((mask_hi << 16) | mask_lo) >> self.ports:
-            return ILLEGAL_VALUE  # a bit for a port the pile does not have
-        return None
+    # ------------------------------------------------------------------ the image's source
+    def number(self, name: str) -> Any:
+        return self._numbers[name]()
 
-    def _value_ok(self, addr: int, value: int) -> bool:
-        if addr == PORT_POWER_LIMIT:
-            return value <= MAX_POWER_LIMIT_W
-        if addr == FAULT_RESET:
-            return 1 <= value <= self.ports or value == RESET_ALL
-        if RELAY_CMD <= addr < RELAY_CMD + self.ports:
+    def flags(self, name: str) -> Mapping[str, Any]:
+        if name == "status":
+            return {
+                "failsafe": self._watchdog.failsafe,
+                "smoke": self._smoke,
+                "over_temp": self._cabinet_c >= CABINET_HOT_C - k.EPS,
+                "supply_fault": not SUPPLY_MIN_V <= self._supply_v <= SUPPLY_MAX_V,
+                "estop": self._estop,
+            }
+        if name == "port_state":
+            return {"relay_closed": self._b[k.CLOSED], "load_present": self._load_present()}
+        fault = self._b[k.FAULT]  # port_fault as bits: one per meaning
+        return {FAULT_NAMES[c]: fault == c for c in FAULT_NAMES if c}
+
+    def meanings(self, name: str) -> Any:
+        return FAULT_MEANINGS[self._b[k.FAULT]]
+
+    def words(self, name: str) -> list[int]:
+        return self._tap.words()
+
+    def _amps(self) -> np.ndarray:
+        return np.maximum(self._f[k.AMPS], 0.0)
+
+    def _load_present(self) -> np.ndarray:
+        return self._amps() >= k.LOAD_PRESENT_A - k.EPS
+
+    def _mask_value(self) -> Any:
+        if self._mask_per_port:
+            return (self._mask >> np.arange(self.ports)) & 1
+        return self._mask
+
+    def valid(self, name: str, port: int | None, value: float | str) -> bool:
+        if name == "fault_reset":
+            return value == "all" or (
+                isinstance(value, float | int) and value == int(value) and 1 <= value <= self.ports
+            )
+        if isinstance(value, str) or value != int(value) or value < 0:
+            return False
+        if name == "failsafe_mask" and port is None:
+            return int(value) >> self.ports == 0  # a bit for a port the pile does not have
+        if name in ("relay", "failsafe_mask"):
             return value <= 1
-        if INDICATOR <= addr < INDICATOR + self.ports:
+        if name == "indicator":
             return value <= MAX_INDICATOR
-        return True  # watchdog_timeout and heartbeat take any u16
+        return True  # watchdog_timeout and heartbeat take any value; the cut-off its range
 
-    def _apply(self, addr: int, value: int) -> None:
-        if addr == WATCHDOG_TIMEOUT:
-            self._watchdog.set_timeout(self._now, value)
-        elif addr == HEARTBEAT:
-            self._heartbeat = value
+    def apply(self, name: str, port: int | None, value: float | str) -> None:
+        if name == "fault_reset":
+            self._reset_faults(None if value == "all" else int(value) - 1)
+            return
+        v = int(value)
+        if name == "watchdog_timeout":
+            self._watchdog.set_timeout(self._now, v)
+        elif name == "heartbeat":
+            self._heartbeat = v
             self._watchdog.heartbeat(self._now)
-        elif addr == FAILSAFE_MASK_HI:
-            self._mask = (value << 16) | (self._mask & 0xFFFF)
+        elif name == "failsafe_mask":
+            if port is None:
+                self._mask = v
+            else:
+                bit = 1 << (port - 1)
+                self._mask = self._mask | bit if v else self._mask & ~bit
             self._drive_failsafe()
-        elif addr == FAILSAFE_MASK_LO:
-            self._mask = (self._mask & 0xFFFF0000) | value
-            self._drive_failsafe()
-        elif addr == PORT_POWER_LIMIT:
-            self._limit_w = value
-        elif addr == FAULT_RESET:
-            self._reset_faults(None if value == RESET_ALL else value - 1)
-        elif RELAY_CMD <= addr < RELAY_CMD + self.ports:
-            p = addr - RELAY_CMD
-            held_open = self._estop or self._b[k.LOCK, p] == 1
-            if not self._watchdog.failsafe and not (held_open and value == 1):
-                was = self._b[k.CLOSED, p]
-                self._b[k.CMD, p] = value
-                self._b[k.CLOSED, p] = value | self._b[k.WELDED, p]
-                if self._b[k.CLOSED, p] and not was:
-                    self.close_t[p] = self._instant()
-        elif INDICATOR <= addr < INDICATOR + self.ports:
-            self._indicator[addr - INDICATOR] = value
+        elif name == "port_power_limit":
+            self._limit_w = v
+        elif name == "relay" and port is not None:
+            self._command_relay(port - 1, v)
+        elif name == "indicator" and port is not None:
+            self._indicator[port - 1] = v
+
+    def _command_relay(self, p: int, value: int) -> None:
+        held_open = self._estop or self._b[k.LOCK, p] == 1
+        if not self._watchdog.failsafe and not (held_open and value == 1):
+            was = self._b[k.CLOSED, p]
+            self._b[k.CMD, p] = value
+            self._b[k.CLOSED, p] = value | self._b[k.WELDED, p]
+            if self._b[k.CLOSED, p] and not was:
+                self.close_t[p] = self._instant()
 
     def _instant(self) -> float:
         return self._now if self.instant is None else self.instant()
@@ -286,63 +301,11 @@ class PileModel(RegisterDevice):
             raise ValueError(f"pile port {port} energy must be >= 0 Wh, got {wh}")
         self._f[k.ENERGY, self._port_index(port)] = wh
 
-    # ------------------------------------------------------------------ registers
-    def _status(self) -> int:
-        return (
-            int(self._watchdog.failsafe)
-            | int(self._smoke) << 1
-            | int(self._cabinet_c >= CABINET_HOT_C - k.EPS) << 2
-            | int(not SUPPLY_MIN_V <= self._supply_v <= SUPPLY_MAX_V) << 3
-            | int(self._estop) << 4
-        )
-
-    def _hot_block(self) -> np.ndarray:
-        n = self.ports
-        amps = np.maximum(self._f[k.AMPS], 0.0)
-        block = np.zeros(HOT_SIZE, dtype=np.int64)
-        block[0:6] = (
-            MODEL,
-            PROTOCOL_VERSION,
-            n,
-            self._status(),
-            i16(self._cabinet_c * 10),
-            u16(self._supply_v * 10),
-        )
-        block[6:12] = self._tap.words()
-        block[12] = self._watchdog.remaining(self._now)
-        block[13] = u16(float(amps.sum()) * 100)
-        block[PORT_CURRENT : PORT_CURRENT + n] = u16_array(amps * 1000)
-        state = (
-            self._b[k.CLOSED].astype(np.int64)
-            | (amps >= k.LOAD_PRESENT_A - k.EPS).astype(np.int64) << 1
-            | self._b[k.FAULT].astype(np.int64) << 8
-        )
-        block[PORT_STATE : PORT_STATE + n] = state
-        return block
-
-    def _energy_block(self) -> list[int]:
-        out: list[int] = []
-        for wh in self._f[k.ENERGY]:
-            out.extend(u32_words(wh_counter(wh)))
-        return out
-
-    def _temperature_block(self) -> list[int]:
-        return [i16(t * 10) for t in self._f[k.TEMP]]
-
-    def _config_block(self) -> list[int]:
-        return [
-            self._watchdog.timeout_s,
-            self._heartbeat,
-            self._mask >> 16,
-            self._mask & 0xFFFF,
-            self._limit_w,
-            0,  # fault_reset reads 0
-        ]
-
     # ------------------------------------------------------------------ read-back
     def snapshot(self) -> dict[str, Any]:
         return {
             "kind": "pile",
+            "template": self.kind,
             "ports": self.ports,
             "now": self._now,
             "failsafe": self._watchdog.failsafe,

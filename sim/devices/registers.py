@@ -137,9 +137,16 @@ class WriteRecord:
     addr: int
     values: tuple[int, ...]
     error: int | None
+    table: str = "holding"  # or "coil"
 
     def as_dict(self) -> dict[str, object]:
-        return {"t": self.t, "addr": self.addr, "values": list(self.values), "error": self.error}
+        return {
+            "t": self.t,
+            "table": self.table,
+            "addr": self.addr,
+            "values": list(self.values),
+            "error": self.error,
+        }
 
 
 class WriteLog:
@@ -151,8 +158,15 @@ class WriteLog:
         self._records: deque[WriteRecord] = deque(maxlen=size)
         self.total = 0  # every write ever received, including those that fell out of the log
 
-    def add(self, t: float, addr: int, values: Sequence[int], error: int | None) -> None:
-        self._records.append(WriteRecord(t, addr, tuple(int(v) for v in values), error))
+    def add(
+        self,
+        t: float,
+        addr: int,
+        values: Sequence[int],
+        error: int | None,
+        table: str = "holding",
+    ) -> None:
+        self._records.append(WriteRecord(t, addr, tuple(int(v) for v in values), error, table))
         self.total += 1
 
     def records(self) -> list[WriteRecord]:

@@ -1,8 +1,11 @@
 """The shed's wiring as index arrays: circuits, their tree, and where each socket hangs.
 
-Circuits keep the config's order. `subtree[a, b]` is true when circuit b is a or lies below a,
-so the current through a's breaker is `subtree @ own` (own: each circuit's directly fed load)
-and a circuit has power when no breaker on its path to the supply is open.
+The bays, circuits, their phases and every device's role come from the shed's one topology
+(`chargectl.topology`); this module only turns them into the arrays the physics steps over.
+Circuits are in the topology's tree order (a parent before its children). `subtree[a, b]` is
+true when circuit b is a or lies below a, so the current through a's breaker is
+`subtree @ own` (own: each circuit's directly fed load) and a circuit has power when no
+breaker on its path to the supply is open.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from chargectl.config.schema import Circuit, Device, Shed
-from chargectl.drivers.registry import role_of
+from chargectl.topology import Topology as ShedTopology
+from chargectl.topology import topology_of
 
 
 class TopologyError(ValueError):
@@ -28,8 +32,10 @@ class PileSlot:
 
 @dataclass(frozen=True, slots=True)
 class Topology:
+    shed: ShedTopology  # the shed's own topology, which this one is derived from
     circuit_ids: tuple[str, ...]
     circuit_index: dict[str, int]
+    circuits: tuple[Circuit, ...]  # the config of each, in the same order
     parent: np.ndarray  # int, -1 for the root
     subtree: np.ndarray  # bool circuits x circuits
     circuit_phases: tuple[tuple[int, ...], ...]  # supply phases 1..3 each circuit carries
@@ -49,87 +55,75 @@ class Topology:
         return (self.subtree.T.astype(np.int64) @ (~closed).astype(np.int64)) > 0
 
 
-def circuit_phases(shed: Shed, c: Circuit) -> tuple[int, ...]:
-    seen: set[str] = set()
-    while not c.phases and c.parent is not None:
-        if c.id in seen:
-            raise TopologyError(f"circuits: cycle through {c.id!r}")
-        seen.add(c.id)
-        c = shed.circuit(c.parent)
-    return c.phases or ((1,) if shed.shed.phases == 1 else (1, 2, 3))
-
-
 def build(shed: Shed) -> Topology:
-    ids = tuple(c.id for c in shed.circuits)
-    index = {cid: i for i, cid in enumerate(ids)}
-    if len(index) != len(ids):
-        raise TopologyError("circuits: duplicate ids")
+    topo = topology_of(shed)
+    if not topo.is_tree:
+        stray = ", ".join(sorted(topo.outside_tree)) or "a duplicate id"
+        raise TopologyError(f"circuits: not one tree under the supply ({stray})")
+    ids = tuple(c.id for c in topo.circuits)
+    index = dict(topo.circuit_index)
     n = len(ids)
-    parent = np.full(n, -1, dtype=np.int64)
-    for i, c in enumerate(shed.circuits):
-        if c.parent is not None:
-            if c.parent not in index:
-                raise TopologyError(f"circuits[{i}].parent: unknown circuit {c.parent!r}")
-            parent[i] = index[c.parent]
+    parent = np.array([c.parent for c in topo.circuits], dtype=np.int64)
     subtree = np.zeros((n, n), dtype=bool)
     for b in range(n):
-        a, hops = b, 0
+        a = b
         while a >= 0:
             subtree[a, b] = True
             a = int(parent[a])
-            hops += 1
-            if hops > n:
-                raise TopologyError(f"circuits: cycle through {ids[b]!r}")
-    phases = tuple(circuit_phases(shed, c) for c in shed.circuits)
+    phases = tuple(c.phases for c in topo.circuits)
 
-    piles: list[PileSlot] = []
-    bays: list[str] = []
-    s_circuit: list[int] = []
-    s_phase: list[int] = []
-    evses: list[Device] = []
-    meters: list[tuple[Device, int | None]] = []
-    measured = {c.meter: i for i, c in enumerate(shed.circuits) if c.meter is not None}
     for d in shed.devices:
         where = f"devices[{d.id}]"
-        try:
-            role = role_of(d.kind)
-        except KeyError as exc:
-            raise TopologyError(f"{where}.kind: {exc.args[0]}") from None
-        if role in ("pile", "evse"):
+        role = topo.roles.get(d.id)
+        if role is None:
+            raise TopologyError(f"{where}.kind: unknown device kind {d.kind!r}")
+        if role in ("pile", "evse") and d.circuit not in index:
+            raise TopologyError(f"{where}.circuit: unknown circuit {d.circuit!r}")
+        if role in ("pile", "evse") and any(p not in (1, 2, 3) for p in d.phases):
+            raise TopologyError(f"{where}.phases: phases are 1..3, got {list(d.phases)}")
+        if role == "pile" and d.ports < 1:
+            raise TopologyError(f"{where}.ports: a pile has at least 1 port, got {d.ports}")
+
+    s_circuit: list[int] = []
+    s_phase: list[int] = []
+    bays: list[str] = []
+    starts: dict[str, int] = {}
+    for bay in topo.bays:
+        if bay.port is None:
+            continue
+        starts.setdefault(bay.device, len(bays))
+        ph = bay.phases or phases[bay.circuit]
+        bays.append(bay.id)
+        s_circuit.append(bay.circuit)
+        # A pile wired to several phases spreads its ports over them in turn.
+        s_phase.append(ph[(bay.port - 1) % len(ph)] - 1)
+    piles = tuple(
+        PileSlot(shed.device(dev), start, start + shed.device(dev).ports)
+        for dev, start in starts.items()
+    )
+    evses = tuple(shed.device(dev) for dev in topo.devices_of("evse"))
+    measured = {c.meter: i for i, c in enumerate(topo.circuits) if c.meter is not None}
+    meters: list[tuple[Device, int | None]] = []
+    for dev in topo.devices_of("meter"):
+        d = shed.device(dev)
+        c_idx = measured.get(d.id)
+        if c_idx is None and d.circuit is not None:
             if d.circuit not in index:
-                raise TopologyError(f"{where}.circuit: unknown circuit {d.circuit!r}")
-            ph = d.phases or phases[index[d.circuit]]
-            if any(p not in (1, 2, 3) for p in ph):
-                raise TopologyError(f"{where}.phases: phases are 1..3, got {list(ph)}")
-        if role == "pile":
-            if not 1 <= d.ports <= 32:
-                raise TopologyError(f"{where}.ports: must be 1..32, got {d.ports}")
-            start = len(bays)
-            for port in range(1, d.ports + 1):
-                bays.append(f"{d.id}/{port}")
-                s_circuit.append(index[str(d.circuit)])
-                # A pile wired to several phases spreads its ports over them in turn.
-                s_phase.append(ph[(port - 1) % len(ph)] - 1)
-            piles.append(PileSlot(d, start, len(bays)))
-        elif role == "evse":
-            evses.append(d)
-        else:
-            c_idx = measured.get(d.id)
-            if c_idx is None and d.circuit is not None:
-                if d.circuit not in index:
-                    raise TopologyError(f"{where}.circuit: unknown circuit {d.circuit!r}")
-                c_idx = index[d.circuit]
-            meters.append((d, c_idx))
+                raise TopologyError(f"devices[{d.id}].circuit: unknown circuit {d.circuit!r}")
+            c_idx = index[d.circuit]
+        meters.append((d, c_idx))
     return Topology(
+        shed=topo,
         circuit_ids=ids,
         circuit_index=index,
+        circuits=tuple(c.config for c in topo.circuits),
         parent=parent,
         subtree=subtree,
         circuit_phases=phases,
-        piles=tuple(piles),
+        piles=piles,
         socket_bays=tuple(bays),
         socket_circuit=np.array(s_circuit, dtype=np.int64),
         socket_phase=np.array(s_phase, dtype=np.int64),
-        evses=tuple(evses),
+        evses=evses,
         meters=tuple(meters),
     )

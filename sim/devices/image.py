@@ -1,0 +1,331 @@
+"""A simulated device's Modbus face, built from its template: which addresses each table
+answers, how each field's value becomes registers (or bits), and which writes reach which
+field. The device's role model (pile, evse, meter) holds the state in the vocabulary's units;
+this module is the only place that knows tables, addresses, types, word order, scale, bits
+and codes, so one role model serves every template of its role.
+
+What an address answers (../shared/hardware/README.md, for every template alike):
+- a field's registers; a per-port field's for ports 1..N only;
+- inside a template's `readable` ranges, every address (reserved ones read 0);
+- between two fields of a table at most `max_gap` registers apart, the registers between
+  (a device that answers its reserved registers: 0);
+- anything else answers exception 02. A write must touch only fields the role writes
+  (else 02), each value in range (else 03, and nothing changes).
+
+The role model answers `number(name)` (units; an array for a per-port field), `flags(name)`
+(meaning -> bool or bool array, for a field with `bits`), `meanings(name)` (the meaning of a
+code, per port for a per-port field), `words(name)` (the tap's six registers), and takes
+writes as `valid(name, port, value)` then `apply(name, port, value)`: value in units, or the
+name of a `special` raw value (fault_reset's "all"). A role lists in `zero_is_off` the fields
+whose 0 is always in range (a paused setpoint), whatever the template's `min`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from chargectl.drivers.template import Field, Template
+from chargectl.drivers.template_fields import VOCABULARY
+from chargectl.sim.devices.registers import (
+    ILLEGAL_ADDRESS,
+    ILLEGAL_FUNCTION,
+    ILLEGAL_VALUE,
+    MAX_READ,
+    MAX_WRITE,
+    U32_WRAP,
+    WriteLog,
+)
+
+MAX_BITS_READ = 2000
+MAX_BITS_WRITE = 1968
+ENERGY_EPS = 1e-6  # counters are sums of many steps: never let drift lose a whole unit
+COUNTER_UNITS = ("Wh", "kWh")  # an energy counter in an integer register counts whole units
+INT_RANGE = {
+    "u16": (0, 0xFFFF),
+    "i16": (-0x8000, 0x7FFF),
+    "u32": (0, U32_WRAP - 1),
+    "i32": (-(1 << 31), (1 << 31) - 1),
+    "bit": (0, 1),
+}
+
+
+class FieldSource(Protocol):
+    """What a role model gives the image (see the module docstring)."""
+
+    def number(self, name: str) -> Any: ...
+    def flags(self, name: str) -> Mapping[str, Any]: ...
+    def meanings(self, name: str) -> Any: ...
+    def words(self, name: str) -> list[int]: ...
+    def valid(self, name: str, port: int | None, value: float | str) -> bool: ...
+    def apply(self, name: str, port: int | None, value: float | str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One address of a table: which field, which port (index 0.. or 0 for a plain field),
+    which of the field's registers."""
+
+    field: int  # index into RegisterImage.fields
+    port: int
+    offset: int
+
+
+class TemplateMismatch(ValueError):
+    """A template the simulator cannot serve as given (names the template and field)."""
+
+
+class RegisterImage:
+    def __init__(self, template: Template, ports: int = 1) -> None:
+        self.template = template
+        self.ports = ports
+        vocabulary = VOCABULARY[template.role]
+        self.fields: tuple[Field, ...] = tuple(template.fields.values())
+        self._writable = tuple(
+            (vocabulary[f.name].write if f.name in vocabulary else False) and f.writable
+            for f in self.fields
+        )
+        self._counter = tuple(
+            f.name in vocabulary
+            and vocabulary[f.name].unit in COUNTER_UNITS
+            and f.type not in ("f32", "f64")
+            for f in self.fields
+        )
+        self._cells: dict[str, dict[int, list[Cell]]] = {t: {} for t in TABLES}
+        for i, f in enumerate(self.fields):
+            for p in range(ports if f.per_port else 1):
+                start = f.address_of(p + 1) if f.per_port else f.address
+                for off in range(f.width):
+                    self._cells[f.table].setdefault(start + off, []).append(Cell(i, p, off))
+        # Ranges that answer in full: the template's, and gaps of at most max_gap.
+        spans: dict[str, list[tuple[int, int]]] = {t: [] for t in TABLES}
+        for table, first, last in template.readable:
+            spans[table].append((first, last + 1))
+        if template.max_gap > 0:
+            for name, cells in self._cells.items():
+                addrs = sorted(cells)
+                for a, b in itertools.pairwise(addrs):
+                    if 1 < b - a <= template.max_gap + 1:
+                        spans[name].append((a + 1, b))
+        self._spans = {t: tuple(s) for t, s in spans.items()}
+        self.has_table = {t: bool(self._cells[t]) for t in TABLES}
+
+    # ------------------------------------------------------------------ reads
+    def read(self, source: FieldSource, table: str, addr: int, count: int) -> list[int] | int:
+        """The values of `addr .. addr+count-1` of `table`, or an exception code."""
+        bits = table in ("coil", "discrete")
+        if bits and not self.has_table[table]:
+            return ILLEGAL_FUNCTION
+        if not 1 <= count <= (MAX_BITS_READ if bits else MAX_READ):
+            return ILLEGAL_VALUE
+        cells = self._cells[table]
+        out = [0] * count
+        encoded: dict[int, list[list[int]]] = {}
+        for i in range(count):
+            a = addr + i
+            here = cells.get(a)
+            if here is None:
+                if not self._in_span(table, a):
+                    return ILLEGAL_ADDRESS
+                continue
+            for c in here:
+                words = encoded.get(c.field)
+                if words is None:
+                    words = encoded[c.field] = self.encode(source, c.field)
+                out[i] |= words[c.port][c.offset]
+        return out
+
+    def _in_span(self, table: str, addr: int) -> bool:
+        return any(lo <= addr < hi for lo, hi in self._spans[table])
+
+    def encode(self, source: FieldSource, index: int) -> list[list[int]]:
+        """One field's registers: a list per port (one list for a plain field)."""
+        f = self.fields[index]
+        n = self.ports if f.per_port else 1
+        if f.name == "tap":
+            return [source.words(f.name)]
+        if f.bits or f.codes:
+            raw = np.zeros(n, dtype=np.int64)
+            if f.bits:
+                for meaning, on in _flags_of(source, f).items():
+                    bit = f.bits.get(meaning)
+                    if bit is not None:
+                        raw |= np.asarray(on, dtype=np.int64) << bit
+            if f.codes:
+                raw |= self._codes(source, f, n) << (f.code_bits[0] if f.code_bits else 0)
+            return [[int(v) & 0xFFFF] for v in raw]
+        if f.equals is not None:
+            value = float(self.ports if f.equals == "ports" else f.equals)
+            return [_words(f, value, counter=False)]
+        values = np.broadcast_to(np.asarray(source.number(f.name), dtype=np.float64), (n,))
+        counter = self._counter[index]
+        if f.width == 1 and not counter and f.type != "bit":
+            # One register per value (currents, states, temperatures): all ports at once.
+            lo, hi = INT_RANGE[f.type]
+            raw = np.clip(np.rint(_scaled(f, values)), lo, hi).astype(np.int64) & 0xFFFF
+            return [[v] for v in raw.tolist()]
+        return [_words(f, float(v), counter=counter) for v in values]
+
+    def _codes(self, source: FieldSource, f: Field, n: int) -> np.ndarray:
+        by_meaning = {m: raw for raw, m in f.codes.items()}
+        meanings = source.meanings(f.name)
+        if isinstance(meanings, str):
+            meanings = [meanings] * n
+        try:
+            raw = [by_meaning.get(m, 0) if m == "none" else by_meaning[m] for m in meanings]
+        except KeyError as exc:
+            raise TemplateMismatch(
+                f"{self.template.kind}: fields.{f.name}.codes has no code for {exc.args[0]!r}"
+            ) from None
+        return np.array(raw, dtype=np.int64)
+
+    # ------------------------------------------------------------------ writes
+    def write(
+        self, source: FieldSource, table: str, addr: int, values: Sequence[int]
+    ) -> int | None:
+        """Check a whole write first (02 for an address, then 03 for a value), then apply it
+        field by field in address order. Returns None or the exception code."""
+        bits = table == "coil"
+        if bits and not self.has_table["coil"]:
+            return ILLEGAL_FUNCTION
+        if not 1 <= len(values) <= (MAX_BITS_WRITE if bits else MAX_WRITE):
+            return ILLEGAL_VALUE
+        cells = self._cells[table]
+        touched: dict[tuple[int, int], dict[int, int]] = {}  # (field, port) -> offset: word
+        for i, v in enumerate(values):
+            here = cells.get(addr + i)
+            if not here or not all(self._writable[c.field] for c in here):
+                return ILLEGAL_ADDRESS
+            for c in here:
+                touched.setdefault((c.field, c.port), {})[c.offset] = int(v)
+        if any(not 0 <= int(v) <= (1 if bits else 0xFFFF) for v in values):
+            return ILLEGAL_VALUE
+        changes: list[tuple[str, int | None, float | str]] = []
+        in_address_order = sorted(touched.items(), key=lambda kv: self._address(*kv[0]))
+        for (index, port), new_words in in_address_order:
+            f = self.fields[index]
+            words = list(self.encode(source, index)[port]) if len(new_words) < f.width else []
+            words = [new_words.get(o, words[o] if words else 0) for o in range(f.width)]
+            raw = _decode(f, words)
+            special = next((k for k, v in f.special.items() if v == raw), None)
+            value: float | str = special if special is not None else _unscaled(f, raw)
+            p = port + 1 if f.per_port else None
+            if special is None and not self._in_range(f, source, raw, float(value)):
+                return ILLEGAL_VALUE
+            if not source.valid(f.name, p, value):
+                return ILLEGAL_VALUE
+            changes.append((f.name, p, value))
+        for name, p, value in changes:
+            source.apply(name, p, value)
+        return None
+
+    def _address(self, index: int, port: int) -> int:
+        f = self.fields[index]
+        return f.address_of(port + 1) if f.per_port else f.address
+
+    def _in_range(self, f: Field, source: FieldSource, raw: float, value: float) -> bool:
+        if not math.isfinite(raw):
+            return False
+        if value == 0 and f.name in getattr(source, "zero_is_off", ()):
+            return True
+        eps = 1e-9 * max(1.0, abs(value))
+        if f.min is not None and value < f.min - eps:
+            return False
+        return not (f.max is not None and value > f.max + eps)
+
+
+TABLES = ("input", "holding", "coil", "discrete")
+
+
+def _flags_of(source: FieldSource, f: Field) -> Mapping[str, Any]:
+    flags = source.flags(f.name)
+    unknown = set(f.bits) - set(flags)
+    if unknown:
+        raise TemplateMismatch(f"fields.{f.name}.bits: the simulator has no {sorted(unknown)}")
+    return flags
+
+
+def _scaled(f: Field, value: Any) -> Any:
+    """Units to the register's number. Scale 0.1 is x 10, as the contract pages mean it (/ 0.1
+    can differ in the last bit and round the other way)."""
+    inverse = 1.0 / f.scale
+    return value * round(inverse) if inverse == round(inverse) else value / f.scale
+
+
+def _unscaled(f: Field, raw: float) -> float:
+    """The register's number in units: 160 x 0.1 is 16.0 exactly (160 / 10), not 16.000...04."""
+    inverse = 1.0 / f.scale
+    return raw / round(inverse) if inverse == round(inverse) else raw * f.scale
+
+
+def _words(f: Field, value: float, *, counter: bool) -> list[int]:
+    """A value in units as the field's registers: scaled, then rounded and saturated (a
+    reading never wraps), except an energy counter: whole units, wrapping like the device's."""
+    raw = _scaled(f, value)
+    if f.type in ("f32", "f64"):
+        packed = struct.pack(">f" if f.type == "f32" else ">d", raw)
+        words = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, len(packed), 2)]
+        return words if f.word_order == "big" else words[::-1]
+    lo, hi = INT_RANGE[f.type]
+    if counter:
+        n = math.floor(raw + ENERGY_EPS) % (hi - lo + 1) + lo
+    else:
+        n = max(lo, min(hi, round(raw)))
+    if f.width == 1:
+        return [n & 0xFFFF]
+    u = n & 0xFFFFFFFF
+    words = [u >> 16, u & 0xFFFF]
+    return words if f.word_order == "big" else words[::-1]
+
+
+def _decode(f: Field, words: Sequence[int]) -> float:
+    if f.type in ("u16", "bit"):
+        return words[0]
+    if f.type == "i16":
+        return words[0] - 0x10000 if words[0] & 0x8000 else words[0]
+    ordered = list(words) if f.word_order == "big" else list(reversed(words))
+    raw = b"".join(w.to_bytes(2, "big") for w in ordered)
+    if f.type == "u32":
+        return int.from_bytes(raw, "big")
+    if f.type == "i32":
+        return int.from_bytes(raw, "big", signed=True)
+    return float(struct.unpack(">f" if f.type == "f32" else ">d", raw)[0])
+
+
+class ImageDevice:
+    """The Modbus side every template-built device shares: the four tables served from its
+    image, writes checked whole and logged. A role model sets `image`, `writes` and `_now`
+    and is the image's FieldSource."""
+
+    image: RegisterImage
+    writes: WriteLog
+    _now: float
+
+    def read_input(self, addr: int, count: int) -> list[int] | int:
+        return self.image.read(self, "input", addr, count)  # type: ignore[arg-type]
+
+    def read_holding(self, addr: int, count: int) -> list[int] | int:
+        return self.image.read(self, "holding", addr, count)  # type: ignore[arg-type]
+
+    def read_coils(self, addr: int, count: int) -> list[int] | int:
+        return self.image.read(self, "coil", addr, count)  # type: ignore[arg-type]
+
+    def read_discrete(self, addr: int, count: int) -> list[int] | int:
+        return self.image.read(self, "discrete", addr, count)  # type: ignore[arg-type]
+
+    def write_holding(self, addr: int, values: list[int]) -> int | None:
+        error = self.image.write(self, "holding", addr, values)  # type: ignore[arg-type]
+        self.writes.add(self._now, addr, values, error)
+        return error
+
+    def write_coils(self, addr: int, values: list[int]) -> int | None:
+        error = self.image.write(self, "coil", addr, values)  # type: ignore[arg-type]
+        if error != ILLEGAL_FUNCTION:
+            self.writes.add(self._now, addr, values, error, "coil")
+        return error
