@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from chargectl.config.schema import Shed
+from chargectl.outputs import metrics as metrics_module
 from chargectl.outputs.metrics import (
     ALARM_KINDS,
     BAY_STATES,
@@ -22,6 +23,7 @@ from chargectl.outputs.metrics import (
     CircuitReport,
     DeviceReport,
     MetricsError,
+    MetricSpec,
     SessionEnd,
     ShedMetrics,
     TickReport,
@@ -99,6 +101,10 @@ def test_table_names_units_and_labels_follow_prometheus_conventions() -> None:
             assert m.buckets == tuple(sorted(m.buckets)) and len(m.buckets) >= 5
         else:
             assert m.buckets == ()
+        # A fixed value set belongs to the last label; a one-hot row needs one.
+        assert len(set(m.values)) == len(m.values), m.name
+        assert not m.values or m.labels, m.name
+        assert not m.one_hot or m.values, m.name
 
 
 def test_table_holds_every_metric_the_issues_ask_for() -> None:
@@ -383,9 +389,17 @@ def test_scrapes_during_updates_see_whole_ticks(shed: Shed) -> None:
     assert not failures
 
 
-def test_label_sets_match_the_sessions_module() -> None:
-    # The sessions layer names end reasons and tap outcomes; the metrics pre-create them.
-    manager = pytest.importorskip("chargectl.sessions.manager")
-    machine = pytest.importorskip("chargectl.sessions.machine")
-    assert {str(r) for r in machine.Reason} == set(END_REASONS)
-    assert {str(o) for o in manager.TapOutcome} == set(TAP_RESULTS)
+def test_a_new_metric_is_one_row(monkeypatch: pytest.MonkeyPatch, shed: Shed) -> None:
+    # The registry, the state and the scrape come from the table alone.
+    row = MetricSpec(
+        "chargectl_test_taps_per_tick",
+        "gauge",
+        "Taps in the latest tick.",
+        value=lambda r, s: (((), float(len(r.taps))),),
+    )
+    monkeypatch.setattr(metrics_module, "METRICS", (*METRICS, row))
+    metrics = ShedMetrics(shed, build=BUILD)
+    metrics.update(TickReport(taps=("started", "busy", "busy")))
+    t = metrics.render().decode()
+    assert value(t, "chargectl_test_taps_per_tick") == 3
+    assert "# HELP chargectl_test_taps_per_tick Taps in the latest tick." in t
