@@ -6,12 +6,13 @@ field becomes None and is listed as a `BadField`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from chargectl.drivers.errors import BadValue
-from chargectl.drivers.mapped import i16
 from chargectl.drivers.readings import BadField, Tap
+from chargectl.drivers.template import Field, Image, Template, raw_value
+from chargectl.drivers.template_fields import label
 
 if TYPE_CHECKING:
     from chargectl.drivers.bus import ModbusBus
@@ -60,11 +61,6 @@ def in_range(device: str, reg: int, value: float, bounds: tuple[float, float], w
     return value
 
 
-def temperature(device: str, reg: int, word: int, what: str) -> float:
-    """An i16 register in 0.1 C."""
-    return in_range(device, reg, i16(word) / 10.0, (TEMP_MIN_C, TEMP_MAX_C), f"{what} (C)")
-
-
 def tap(device: str, reg: int, words: Sequence[int], max_port: int) -> Tap | None:
     """The tap registers: seq, info (UID length << 8 | port), 4 words of UID right-aligned in
     8 bytes. `reg` is the address of seq. None when seq is 0 (no tap since power-up)."""
@@ -89,3 +85,52 @@ def reported(bus: ModbusBus, unit: int, decode: Callable[[], T]) -> T:
     except BadValue as err:
         bus.report(unit, err)
         raise
+
+
+# ---------------------------------------------------------------------- template fields
+def bits_text(defined: Iterable[int], width: int = 16) -> str:
+    """The bits not in `defined`, as people say them: "above bit4", "2..7", "5, 9..15"."""
+    known = set(defined)
+    free = [b for b in range(width) if b not in known]
+    if not free:
+        return "none"
+    if known and free[0] == max(known) + 1 and free == list(range(free[0], width)):
+        return f"above bit{max(known)}"
+    parts: list[str] = []
+    start = prev = free[0]
+    for b in [*free[1:], -1]:
+        if b == prev + 1:
+            prev = b
+            continue
+        parts.append(str(start) if start == prev else f"{start}..{prev}")
+        start = prev = b
+    return ", ".join(parts)
+
+
+def check_bits(device: str, reg: int, word: int, defined: Iterable[int], what: str) -> None:
+    """A word whose set bits are not all `defined` is not what the template says it is: its
+    defined bits cannot be trusted either."""
+    bits = list(defined)
+    mask = sum(1 << b for b in set(bits))
+    if word & ~mask:
+        raise BadValue(device, reg, word, f"{what} has bits {bits_text(bits)} set")
+
+
+def code_of(f: Field, word: int) -> int:
+    """The code a field's word holds: the whole word, or its `code_bits`."""
+    if f.code_bits is None:
+        return word
+    lo, hi = f.code_bits
+    return (word >> lo) & ((1 << (hi - lo + 1)) - 1)
+
+
+def check_identity(device: str, template: Template, image: Image, *, ports: int = 1) -> None:
+    """The identity fields (model, protocol version, port count) read what the template's
+    `equals` says (`ports`: the configured port count)."""
+    for name in ("model", "protocol_version", "port_count"):
+        f = template.fields.get(name)
+        if f is None or f.equals is None:
+            continue
+        wanted = ports if f.equals == "ports" else int(f.equals)
+        value = int(raw_value(f, image))
+        expect(device, f.address, value, wanted, label(template.role, name))

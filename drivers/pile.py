@@ -1,170 +1,242 @@
-"""The multi-port socket pile (hardware/pile.md, protocol version 1).
+"""The socket pile role: one generic driver for every pile template.
 
-The hot read is ONE request of input 0..48+N-1: status, tap, watchdog, pile current, the port
-currents (16..) and the port states (48..). Registers above that (states of ports above N)
-carry nothing the controller needs. The slow blocks (energy, power, temperature) are three
-reads on the slow cadence. Writes go in as few frames as the map allows: contiguous runs of
-relay commands or lamps become one function-16 write.
+The template says where each field lives; this module says what a pile reading means and
+which values make physical sense. The hot read is every non-slow read field, planned into
+as few requests as the template allows: for the contract pile (hardware/pile.md) that is ONE
+read of input 0..48+N-1 (status, tap, watchdog, pile current, port currents, port states).
+The slow fields (energy, power, socket temperature) are read on the slow cadence. Writes go
+in as few frames as the template allows: contiguous runs of registers become one function-16
+write, of coils one function-15 write; the set-up is one frame when its registers are
+contiguous.
+
+Critical fields (a bad one raises `BadValue`: no reading): the identity, the status word, the
+port currents, the relay feedback and the port faults. Every other field is non-critical (a
+bad one is None and listed in `bad`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from functools import cache
 
 from chargectl.config.schema import Device
 from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.counters import CounterMemory
-from chargectl.drivers.decode import Fields, expect, in_range, reported, tap, temperature
+from chargectl.drivers.decode import (
+    TEMP_MAX_C,
+    TEMP_MIN_C,
+    Fields,
+    check_bits,
+    check_identity,
+    code_of,
+    in_range,
+    reported,
+    tap,
+)
 from chargectl.drivers.errors import BadValue, ConfigError
-from chargectl.drivers.mapped import u32
+from chargectl.drivers.mapped import read_blocks
 from chargectl.drivers.readings import FAULT_NAMES, PileHot, PileSlow, Tap
-
-MODEL = 0x4350
-PROTOCOL = 1
-MAX_PORTS = 32
-
-# Input registers.
-R_MODEL, R_PROTOCOL, R_PORTS, R_STATUS, R_TEMP, R_VOLTAGE = 0, 1, 2, 3, 4, 5
-R_TAP = 6  # seq, info, 4 words of UID (6..11)
-R_WATCHDOG, R_PILE_CURRENT = 12, 13
-R_PORT_CURRENT, R_PORT_STATE = 16, 48
-R_ENERGY, R_POWER, R_PORT_TEMP = 100, 200, 240
-
-# Holding registers.
-H_WATCHDOG, H_HEARTBEAT, H_FAILSAFE_MASK, H_PORT_POWER_LIMIT, H_FAULT_RESET = 0, 1, 2, 4, 5
-H_RELAY, H_INDICATOR = 16, 48
-FAULT_RESET_ALL = 0xFFFF
+from chargectl.drivers.template import (
+    Block,
+    Field,
+    Image,
+    Template,
+    encode_value,
+    image_of,
+    plan_blocks,
+    raw_value,
+    shipped,
+    words_of,
+)
+from chargectl.drivers.template_fields import PILE
+from chargectl.drivers.writes import write_runs
 
 PORT_MAX_A = 63.0  # a socket above this is garbage, not a load
 PORT_MAX_W = 20_000  # 63 A at a generous 300 V
 VOLTAGE_MAX_V = 500.0
-PORT_POWER_LIMIT_MAX_W = 3500
+LOAD_PRESENT_A = 0.02  # pile.md: load present = current >= 20 mA
 INDICATORS = range(8)  # 0 off .. 7 charge complete
+FAULT_CODE = {name: code for code, name in FAULT_NAMES.items()}
+# When a brand's fault word has several bits set, the one reported: the worst first.
+FAULT_ORDER = ("welded", "short", "over_temp", "over_power")
 
 
-def hot_count(ports: int) -> int:
-    """Registers in the hot read: through the port-state entry of port N."""
-    return R_PORT_STATE + ports
+@cache
+def hot_blocks(template: Template, ports: int) -> tuple[Block, ...]:
+    fields = [f for n, f in template.fields.items() if not PILE[n].write and not PILE[n].slow]
+    return plan_blocks(fields, template.max_gap, ports=ports, readable=template.readable)
 
 
-STATUS_BITS = 0b11111  # failsafe, smoke, over-temperature, supply fault, e-stop
-PORT_STATE_BITS = 0xFF03  # relay closed, load present, fault code
+@cache
+def slow_blocks(template: Template, ports: int) -> tuple[Block, ...]:
+    fields = [f for n, f in template.fields.items() if PILE[n].slow]
+    return plan_blocks(fields, template.max_gap, ports=ports, readable=template.readable)
 
 
-def decode_hot(device: str, ports: int, regs: Sequence[int]) -> PileHot:
-    """The hot block (from input 0) of a pile configured with `ports` sockets.
+def _port_fault(device: str, f: Field, word: int, port: int) -> int:
+    """A port's FAULT_* code from its fault field (codes, or one bit per fault)."""
+    reg = f.address_of(port)
+    if f.codes:
+        code = code_of(f, word)
+        meaning = f.codes.get(code)
+        if meaning is None:
+            raise BadValue(device, reg, word, f"port {port}: unknown fault {code}")
+        return FAULT_CODE[meaning]
+    check_bits(device, reg, word, f.bits.values(), f"port {port}")
+    for meaning in FAULT_ORDER:
+        bit = f.bits.get(meaning)
+        if bit is not None and word >> bit & 1:
+            return FAULT_CODE[meaning]
+    return FAULT_CODE["none"]
 
-    Critical (a bad one raises `BadValue`: no reading): the identity, the status word, the
-    port currents and the port states. Non-critical (a bad one is None and listed in `bad`):
-    the cabinet temperature, the supply voltage, the tap and the pile current."""
-    if len(regs) < hot_count(ports):
-        raise BadValue(device, 0, len(regs), f"hot block needs {hot_count(ports)} registers")
-    expect(device, R_MODEL, regs[R_MODEL], MODEL, "model id")
-    expect(device, R_PROTOCOL, regs[R_PROTOCOL], PROTOCOL, "protocol version")
-    expect(device, R_PORTS, regs[R_PORTS], ports, "port count (config `ports`)")
-    status = regs[R_STATUS]
-    if status & ~STATUS_BITS:
-        # Bits the page does not define: the word is not a status word, so neither are its
-        # smoke, e-stop and failsafe bits.
-        raise BadValue(device, R_STATUS, status, "pile_status has bits above bit4 set")
+
+def decode_hot(template: Template, device: str, ports: int, image: Image) -> PileHot:
+    """The hot fields of a pile configured with `ports` sockets, from a register image."""
+    t = template.fields
+    check_identity(device, template, image, ports=ports)
+    flags = dict.fromkeys(("failsafe", "smoke", "over_temp", "supply_fault", "estop"), False)
+    status = t.get("status")
+    if status is not None:
+        word = int(raw_value(status, image))
+        check_bits(device, status.address, word, status.bits.values(), "pile_status")
+        flags.update({m: bool(word >> b & 1) for m, b in status.bits.items()})
+    cur = t["port_current"]
     currents = tuple(
-        in_range(device, R_PORT_CURRENT + i, ma / 1000.0, (0, PORT_MAX_A), f"port {i + 1} current")
-        for i, ma in enumerate(regs[R_PORT_CURRENT : R_PORT_CURRENT + ports])
-    )
-    states = regs[R_PORT_STATE : R_PORT_STATE + ports]
-    faults = []
-    for i, word in enumerate(states):
-        code = word >> 8
-        if code not in FAULT_NAMES:
-            raise BadValue(device, R_PORT_STATE + i, word, f"port {i + 1}: unknown fault {code}")
-        if word & ~PORT_STATE_BITS:
-            raise BadValue(device, R_PORT_STATE + i, word, f"port {i + 1}: bits 2..7 set")
-        faults.append(code)
-    soft = Fields()
-    temp = soft.soft(
-        "temperature_c", lambda: temperature(device, R_TEMP, regs[R_TEMP], "cabinet temperature")
-    )
-    volts = soft.soft(
-        "voltage_v",
-        lambda: in_range(
-            device, R_VOLTAGE, regs[R_VOLTAGE] / 10.0, (0, VOLTAGE_MAX_V), "supply voltage (V)"
-        ),
-    )
-    latest = soft.soft("tap", lambda: tap(device, R_TAP, regs[R_TAP : R_TAP + 6], ports))
-    pile_a = soft.soft(
-        "pile_current_a",
-        lambda: in_range(
+        in_range(
             device,
-            R_PILE_CURRENT,
-            regs[R_PILE_CURRENT] / 100.0,
-            (0, PORT_MAX_A * ports),
-            "pile current (A)",
-        ),
+            cur.address_of(p),
+            raw_value(cur, image, p) * cur.scale,
+            (0, PORT_MAX_A),
+            f"port {p} current",
+        )
+        for p in range(1, ports + 1)
     )
+    relay = [False] * ports
+    load = [a >= LOAD_PRESENT_A for a in currents]
+    faults = [0] * ports
+    state, closed_f, load_f, fault_f = (
+        t.get(n) for n in ("port_state", "relay_closed", "load_present", "port_fault")
+    )
+    for i, p in enumerate(range(1, ports + 1)):
+        if state is not None:
+            word = int(raw_value(state, image, p))
+            reg = state.address_of(p)
+            if state.codes:
+                faults[i] = _port_fault(device, state, word, p)
+            defined = [*state.bits.values()]
+            if state.code_bits is not None:
+                defined += range(state.code_bits[0], state.code_bits[1] + 1)
+            if state.codes and state.code_bits is None:
+                defined = list(range(16))
+            check_bits(device, reg, word, defined, f"port {p}")
+            if "relay_closed" in state.bits:
+                relay[i] = bool(word >> state.bits["relay_closed"] & 1)
+            if "load_present" in state.bits:
+                load[i] = bool(word >> state.bits["load_present"] & 1)
+        if closed_f is not None:
+            relay[i] = raw_value(closed_f, image, p) != 0
+        if load_f is not None:
+            load[i] = raw_value(load_f, image, p) != 0
+        if fault_f is not None:
+            faults[i] = _port_fault(device, fault_f, int(raw_value(fault_f, image, p)), p)
+    soft = Fields()
+
+    def value(name: str, bounds: tuple[float, float], what: tuple[str, str]) -> float | None:
+        f = t.get(name)
+        return None if f is None else _soft_value(soft, device, f, image, bounds, what=what)
+
+    temp = value(
+        "cabinet_temperature",
+        (TEMP_MIN_C, TEMP_MAX_C),
+        ("cabinet temperature (C)", "temperature_c"),
+    )
+    volts = value("supply_voltage", (0, VOLTAGE_MAX_V), ("supply voltage (V)", "voltage_v"))
+    tap_f = t.get("tap")
+    latest = None
+    if tap_f is not None:
+        words = words_of(tap_f, image)
+        latest = soft.soft("tap", lambda: tap(device, tap_f.address, words, ports))
+    pile_a = value("pile_current", (0, PORT_MAX_A * ports), ("pile current (A)", "pile_current_a"))
+    wd = t.get("watchdog_remaining")
     return PileHot(
-        failsafe=bool(status & 1),
-        smoke=bool(status & 2),
-        over_temp=bool(status & 4),
-        supply_fault=bool(status & 8),
-        estop=bool(status & 16),
+        **flags,
         temperature_c=temp,
         voltage_v=volts,
         tap=latest,
-        watchdog_remaining_s=regs[R_WATCHDOG],
+        watchdog_remaining_s=0 if wd is None else int(raw_value(wd, image) * wd.scale),
         pile_current_a=pile_a,
         current_a=currents,
-        relay_closed=tuple(bool(w & 1) for w in states),
-        load_present=tuple(bool(w & 2) for w in states),
+        relay_closed=tuple(relay),
+        load_present=tuple(load),
         fault=tuple(faults),
         bad=soft.result(),
     )
 
 
+def _soft_value(
+    soft: Fields,
+    device: str,
+    f: Field,
+    image: Image,
+    bounds: tuple[float, float],
+    *,
+    what: tuple[str, str],
+    port: int | None = None,
+) -> float | None:
+    """A non-critical value of a field (for a port), scaled and range-checked."""
+    name = what[1] if port is None else f"{what[1]}[{port}]"
+    return soft.soft(
+        name,
+        lambda: in_range(
+            device, f.address_of(port), raw_value(f, image, port) * f.scale, bounds, what[0]
+        ),
+    )
+
+
 def decode_slow(
+    template: Template,
     device: str,
     ports: int,
-    energy: Sequence[int],
-    power: Sequence[int],
-    temps: Sequence[int],
+    image: Image,
     *,
     counters: CounterMemory | None = None,
 ) -> PileSlow:
-    """The three slow blocks (energy from 100, power from 200, temperature from 240). Every
-    field is non-critical: a bad one is None and listed in `bad`. With `counters`, an energy
-    counter that went backwards is a bad field too (and the memory follows it)."""
-    if len(energy) < 2 * ports or len(power) < ports or len(temps) < ports:
-        raise BadValue(device, R_ENERGY, len(energy), f"slow blocks need {ports} ports")
+    """The slow fields (energy, power, socket temperature). Every one is non-critical: a bad
+    one is None and listed in `bad`. With `counters`, an energy counter that went backwards
+    is a bad field too (and the memory follows it). A field the template lacks is None."""
+    t = template.fields
     soft = Fields()
+    every = range(1, ports + 1)
+    energy_f, power_f, temp_f = t.get("port_energy"), t.get("port_power"), t.get("port_temperature")
 
-    def counter(i: int) -> int | None:
-        value = u32(energy[2 * i], energy[2 * i + 1])
+    def counter(p: int) -> int | None:
+        assert energy_f is not None
+        raw = int(raw_value(energy_f, image, p))
+        wh = int(raw * energy_f.scale)
         if counters is None:
-            return value
+            return wh
 
         def forward() -> int:
-            counters.check({R_ENERGY + 2 * i: value})
-            return value
+            counters.check({energy_f.address_of(p): raw})
+            return wh
 
-        return soft.soft(f"energy_wh[{i + 1}]", forward)
+        return soft.soft(f"energy_wh[{p}]", forward)
 
-    def watts(i: int) -> int | None:
-        bounds = (0, PORT_MAX_W)
-        what = f"port {i + 1} power (W)"
-        return soft.soft(
-            f"power_w[{i + 1}]", lambda: int(in_range(device, R_POWER + i, power[i], bounds, what))
-        )
+    def watts(p: int) -> int | None:
+        assert power_f is not None
+        what = (f"port {p} power (W)", "power_w")
+        w = _soft_value(soft, device, power_f, image, (0, PORT_MAX_W), what=what, port=p)
+        return None if w is None else int(w)
 
-    def socket_c(i: int) -> float | None:
-        what = f"port {i + 1} temperature"
-        return soft.soft(
-            f"temperature_c[{i + 1}]",
-            lambda: temperature(device, R_PORT_TEMP + i, temps[i], what),
-        )
+    def socket_c(p: int) -> float | None:
+        assert temp_f is not None
+        what = (f"port {p} temperature (C)", "temperature_c")
+        return _soft_value(soft, device, temp_f, image, (TEMP_MIN_C, TEMP_MAX_C), what=what, port=p)
 
     return PileSlow(
-        energy_wh=tuple(counter(i) for i in range(ports)),
-        power_w=tuple(watts(i) for i in range(ports)),
-        temperature_c=tuple(socket_c(i) for i in range(ports)),
+        energy_wh=tuple(counter(p) if energy_f else None for p in every),
+        power_w=tuple(watts(p) if power_f else None for p in every),
+        temperature_c=tuple(socket_c(p) if temp_f else None for p in every),
         bad=soft.result(),
     )
 
@@ -183,43 +255,53 @@ def runs(values: Mapping[int, int]) -> list[tuple[int, list[int]]]:
 class PileDriver:
     role = "pile"
 
-    def __init__(self, device: Device, bus: ModbusBus, template: object = None) -> None:
-        if not 1 <= device.ports <= MAX_PORTS:
-            raise ConfigError(device.id, f"ports must be 1..{MAX_PORTS}, got {device.ports}")
+    def __init__(self, device: Device, bus: ModbusBus, template: Template | None = None) -> None:
+        self.template = template if template is not None else shipped()[device.kind]
+        lo, hi = self.template.ports
+        if not lo <= device.ports <= hi:
+            want = f"{lo}..{hi}" if lo != hi else f"{lo} (a {self.template.kind} has {lo})"
+            raise ConfigError(device.id, f"ports must be {want}, got {device.ports}")
         self.device = device
         self.id = device.id
         self.ports = device.ports
         self.unit = device.unit
+        self.capabilities = self.template.capabilities
         self._bus = bus
         self._counters = CounterMemory(device.id)
         self._beat = 0
+        self._hot = hot_blocks(self.template, self.ports)
+        self._slow = slow_blocks(self.template, self.ports)
         bus.attach(device.unit, device.id)
 
     # ------------------------------------------------------------------ reads
     async def read_hot(self) -> PileHot:
-        regs = await self._bus.read_input(self.unit, 0, hot_count(self.ports))
-        hot = reported(self._bus, self.unit, lambda: decode_hot(self.id, self.ports, regs))
+        replies = await read_blocks(self._bus, self.unit, self._hot)
+        hot = reported(
+            self._bus,
+            self.unit,
+            lambda: decode_hot(self.template, self.id, self.ports, image_of(self._hot, replies)),
+        )
         self._bus.report_fields(self.unit, "hot", hot.bad)
         return hot
 
     async def read_tap(self) -> Tap | None:
-        """The tap registers alone (input 6..11), for a controller that must see every tap
-        (the page asks for two reads a second) between its ticks. Raises `BadValue` for a bad
-        tap: here it is the whole reading."""
-        regs = await self._bus.read_input(self.unit, R_TAP, 6)
-        return reported(self._bus, self.unit, lambda: tap(self.id, R_TAP, regs, self.ports))
+        """The tap registers alone, for a controller that must see every tap (the page asks
+        for two reads a second) between its ticks. Raises `BadValue` for a bad tap: here it is
+        the whole reading. None without a tap reader."""
+        f = self.template.fields.get("tap")
+        if f is None:
+            return None
+        regs = await self._bus.read(f.table, self.unit, f.address, f.width)
+        return reported(self._bus, self.unit, lambda: tap(self.id, f.address, regs, self.ports))
 
     async def read_slow(self) -> PileSlow:
-        n = self.ports
-        energy = await self._bus.read_input(self.unit, R_ENERGY, 2 * n)
-        power = await self._bus.read_input(self.unit, R_POWER, n)
-        temps = await self._bus.read_input(self.unit, R_PORT_TEMP, n)
-
+        replies = await read_blocks(self._bus, self.unit, self._slow)
+        image = image_of(self._slow, replies)
         mem = self._counters
         slow = reported(
             self._bus,
             self.unit,
-            lambda: decode_slow(self.id, n, energy, power, temps, counters=mem),
+            lambda: decode_slow(self.template, self.id, self.ports, image, counters=mem),
         )
         self._bus.report_fields(self.unit, "slow", slow.bad)
         return slow
@@ -233,67 +315,104 @@ class PileDriver:
         *,
         retry_for_s: float = 0.0,
     ) -> None:
-        """Watchdog, heartbeat, failsafe mask and per-port cut-off in one frame (holding 0..4):
-        the watchdog starts from a fresh heartbeat with the mask already in place."""
+        """Fail-safe mask, per-port cut-off, watchdog and a fresh heartbeat: in one frame when
+        the template's registers are contiguous (the contract pile: holding 0..4), the mask
+        before the watchdog otherwise, so the watchdog starts with the mask in place."""
+        t = self.template.fields
         limit = self.device.port_power_limit_w if port_power_limit_w is None else port_power_limit_w
         if not 0 <= watchdog_s <= 0xFFFF:
             raise ValueError(f"{self.id}: watchdog_s must be 0..65535, got {watchdog_s}")
-        if not 0 <= limit <= PORT_POWER_LIMIT_MAX_W:
-            raise ValueError(f"{self.id}: port_power_limit_w must be 0..3500, got {limit}")
-        hi, lo = self._mask_words(failsafe_mask)
-        values = [watchdog_s, self._next_beat(), hi, lo, limit]
-        await self._bus.write_registers(self.unit, H_WATCHDOG, values, retry_for_s=retry_for_s)
+        words: dict[int, int] = {}
+        cut = t.get("port_power_limit")
+        if cut is not None:
+            lo, hi = cut.min or 0, cut.max if cut.max is not None else 0xFFFF * cut.scale
+            if not lo <= limit <= hi:
+                raise ValueError(
+                    f"{self.id}: port_power_limit_w must be {lo:g}..{hi:g}, got {limit}"
+                )
+            self._put(words, cut, limit / cut.scale)
+        if "watchdog_timeout" in t:
+            self._put(words, t["watchdog_timeout"], watchdog_s / t["watchdog_timeout"].scale)
+        if "heartbeat" in t:
+            self._put(words, t["heartbeat"], self._next_beat())
+        mask = t.get("failsafe_mask")
+        if mask is not None and mask.table == "coil":
+            await self.set_failsafe_mask(failsafe_mask, retry_for_s=retry_for_s)
+        elif mask is not None:
+            self._put(words, mask, self._check_mask(failsafe_mask))
+        await write_runs(self._bus, self.unit, "holding", words, retry_for_s=retry_for_s)
 
     async def set_failsafe_mask(self, mask: int, *, retry_for_s: float = 0.0) -> None:
         """Bit (p - 1) set: port p stays closed in failsafe."""
-        words = list(self._mask_words(mask))
-        await self._bus.write_registers(self.unit, H_FAILSAFE_MASK, words, retry_for_s=retry_for_s)
+        f = self.template.fields.get("failsafe_mask")
+        if f is None:
+            raise ValueError(f"{self.id}: a {self.template.kind} has no fail-safe mask")
+        self._check_mask(mask)
+        words: dict[int, int] = {}
+        if f.table == "coil":
+            for p in range(1, self.ports + 1):
+                words[f.address_of(p)] = mask >> (p - 1) & 1
+        else:
+            self._put(words, f, mask)
+        await write_runs(self._bus, self.unit, f.table, words, retry_for_s=retry_for_s)
 
     async def heartbeat(self) -> None:
-        await self._bus.write_register(self.unit, H_HEARTBEAT, self._next_beat())
+        f = self.template.fields.get("heartbeat")
+        if f is not None:
+            await write_runs(self._bus, self.unit, f.table, {f.address: self._next_beat()})
 
     async def write_relays(self, relays: Mapping[int, bool]) -> int:
         """Command relays (port -> closed); returns the frames sent."""
-        return await self._write_ports(H_RELAY, {p: int(bool(v)) for p, v in relays.items()})
+        return await self._write_ports("relay", {p: int(bool(v)) for p, v in relays.items()})
 
     async def write_indicators(self, lamps: Mapping[int, int]) -> int:
-        """Set port lamps (port -> 0..7); returns the frames sent."""
+        """Set port lamps (port -> 0..7); returns the frames sent (0 without lamps)."""
         for port, code in lamps.items():
             if code not in INDICATORS:
                 raise ValueError(f"{self.id}: port {port}: indicator must be 0..7, got {code}")
-        return await self._write_ports(H_INDICATOR, dict(lamps))
+        if "indicator" not in self.template.fields:
+            return 0
+        return await self._write_ports("indicator", dict(lamps))
 
     async def fault_reset(self, port: int | None = None) -> None:
         """Clear the latched fault of one port, or of all ports (None)."""
         if port is not None:
             self._check_port(port)
-        value = FAULT_RESET_ALL if port is None else port
-        await self._bus.write_register(self.unit, H_FAULT_RESET, value)
+        f = self.template.fields.get("fault_reset")
+        if f is None:
+            return
+        if port is None and "all" not in f.special:
+            for p in range(1, self.ports + 1):
+                await write_runs(self._bus, self.unit, f.table, {f.address: p})
+            return
+        value = f.special["all"] if port is None else port
+        await write_runs(self._bus, self.unit, f.table, {f.address: value})
 
     # ------------------------------------------------------------------ helpers
-    async def _write_ports(self, base: int, values: Mapping[int, int]) -> int:
+    async def _write_ports(self, name: str, values: Mapping[int, int]) -> int:
         for port in values:
             self._check_port(port)
-        frames = 0
-        for first, run in runs(values):
-            addr = base + first - 1
-            if len(run) == 1:
-                await self._bus.write_register(self.unit, addr, run[0])
-            else:
-                await self._bus.write_registers(self.unit, addr, run)
-            frames += 1
-        return frames
+        f = self.template.fields[name]
+        words: dict[int, int] = {}
+        for port, v in values.items():
+            for i, w in enumerate(encode_value(v, f.type, f.word_order)):
+                words[f.address_of(port) + i] = w
+        return await write_runs(self._bus, self.unit, f.table, words)
+
+    def _put(self, words: dict[int, int], f: Field, value: float) -> None:
+        for i, w in enumerate(encode_value(value, f.type, f.word_order)):
+            words[f.address + i] = w
 
     def _check_port(self, port: int) -> None:
         if not 1 <= port <= self.ports:
             raise ValueError(f"{self.id}: port must be 1..{self.ports}, got {port}")
 
-    def _mask_words(self, mask: int) -> tuple[int, int]:
+    def _check_mask(self, mask: int) -> int:
         if not 0 <= mask < (1 << self.ports):
             raise ValueError(
                 f"{self.id}: failsafe mask {mask:#x} has bits beyond port {self.ports}"
             )
-        return mask >> 16, mask & 0xFFFF
+        return mask
 
     def _next_beat(self) -> int:
         # Any write restarts the watchdog; a changing value makes the read-back show liveness.

@@ -46,7 +46,7 @@ BIT_FIELDS = frozenset({"relay", "relay_closed", "load_present", "failsafe_mask"
 
 
 # ---------------------------------------------------------------------- the template
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Field:
     name: str
     table: Table
@@ -75,7 +75,7 @@ class Field:
         return self.address if port is None else self.address + (port - 1) * self.stride
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # one object per file: hashed by identity
 class Template:
     kind: str
     role: Role
@@ -309,6 +309,7 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int], where: str) -> Any
                 line = k.start_mark.line + 1
                 raise ConfigError(f"{where}:{line}", f"{sub}: duplicate key")
             out[key] = _plain(v, sub, lines, where)
+            lines[sub] = k.start_mark.line + 1  # a key's problem is on the key's line
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_plain(v, f"{path}[{i}]", lines, where) for i, v in enumerate(node.value)]

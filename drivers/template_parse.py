@@ -138,7 +138,7 @@ class TemplateParser:
             **extra,
         )
 
-    def ports(self, data: dict[str, Any]) -> tuple[int, int]:
+    def ports(self, data: Any) -> tuple[int, int]:
         raw = data.get("ports")
         if _is_int(raw):
             lo = hi = raw
@@ -187,7 +187,7 @@ class TemplateParser:
             self.fail(f"{p}.table", f"must be one of {', '.join(allowed)}, got {table!r}")
         if table in BIT_TABLES and name not in BIT_FIELDS:
             self.fail(f"{p}.table", f"{name} is a number, not a bit: use input or holding")
-        addr = spec.get("address")
+        addr: Any = spec.get("address")
         if not _is_int(addr) or not 0 <= addr <= 0xFFFF:
             self.fail(f"{p}.address", f"required, an integer 0..65535, got {addr!r}")
         vtype = spec.get("type", "bit" if table in BIT_TABLES else "u16")
@@ -245,9 +245,7 @@ class TemplateParser:
             self.fail(f"{p}.min", f"min {f.min:g} is above max {f.max:g}")
         return f
 
-    def bits(
-        self, p: str, name: str, term: Term, spec: dict[str, Any], width: int
-    ) -> dict[str, int]:
+    def bits(self, p: str, name: str, term: Term, spec: Any, width: int) -> dict[str, int]:
         raw = spec.get("bits")
         if raw is None:
             return {}
@@ -269,7 +267,7 @@ class TemplateParser:
             seen[bit] = meaning
         return dict(raw)
 
-    def codes(self, p: str, name: str, term: Term, spec: dict[str, Any]) -> dict[int, str]:
+    def codes(self, p: str, name: str, term: Term, spec: Any) -> dict[int, str]:
         raw = spec.get("codes")
         if raw is None:
             return {}
@@ -290,7 +288,7 @@ class TemplateParser:
             self.fail(f"{p}.codes", "each state may have one code")
         return dict(raw)
 
-    def code_bits(self, p: str, spec: dict[str, Any], width: int) -> tuple[int, int] | None:
+    def code_bits(self, p: str, spec: Any, width: int) -> tuple[int, int] | None:
         raw = spec.get("code_bits")
         if raw is None:
             return None
@@ -305,7 +303,7 @@ class TemplateParser:
             self.fail(f"{p}.code_bits", f"overlaps bit {clash[0]}")
         return raw[0], raw[1]
 
-    def equals(self, p: str, role: str, name: str, term: Term, spec: dict[str, Any]) -> Any:
+    def equals(self, p: str, role: str, name: str, term: Term, spec: Any) -> Any:
         raw = spec.get("equals")
         if not term.equals:
             if raw is not None:
@@ -320,7 +318,7 @@ class TemplateParser:
             self.fail(f"{p}.equals", f"must be {choices}, got {raw!r}")
         return raw
 
-    def limit(self, p: str, term: Term, spec: dict[str, Any], key: str) -> float | None:
+    def limit(self, p: str, term: Term, spec: Any, key: str) -> float | None:
         raw = spec.get(key)
         if raw is None:
             return None
@@ -330,7 +328,7 @@ class TemplateParser:
             self.fail(f"{p}.{key}", f"must be a number >= 0, got {raw!r}")
         return float(raw)
 
-    def special(self, p: str, term: Term, spec: dict[str, Any]) -> dict[str, int]:
+    def special(self, p: str, term: Term, spec: Any) -> dict[str, int]:
         raw = spec.get("special")
         if raw is None:
             return {}
@@ -341,14 +339,14 @@ class TemplateParser:
                 self.fail(f"{p}.special.{k}", f"must be one of {sorted(term.special)}: 0..65535")
         return dict(raw)
 
-    def writable(self, p: str, name: str, spec: dict[str, Any]) -> bool:
+    def writable(self, p: str, name: str, spec: Any) -> bool:
         raw = spec.get("writable", True)
         if not isinstance(raw, bool) or (raw is False and name != "failsafe_current"):
             self.fail(f"{p}.writable", "only failsafe_current may say writable: false")
         return raw
 
     # ------------------------------------------------------------------ the whole
-    def required(self, role: str, fields: dict[str, Field], data: dict[str, Any]) -> None:
+    def required(self, role: str, fields: dict[str, Field], data: Any) -> None:
         if role == "meter":
             phases = data.get("phases", 1)
             if phases not in (1, 3):
@@ -391,9 +389,7 @@ class TemplateParser:
                 if f.per_port and (f.table, r) in seen and other == f.name:
                     continue
 
-    def role_constants(
-        self, role: str, data: dict[str, Any], fields: dict[str, Field]
-    ) -> dict[str, Any]:
+    def role_constants(self, role: str, data: Any, fields: dict[str, Field]) -> dict[str, Any]:
         if role == "meter":
             return {"phases": data.get("phases", 1)}
         if role == "pile":

@@ -30,55 +30,40 @@ import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from chargectl.adapters.modbus_write import ShedWrites, Written
 from chargectl.config.schema import Shed, TcpBus
 from chargectl.control.layout import FloatArray, Layout
-from chargectl.control.observe import FAULT_WALLBOX, Decision, Observation
+from chargectl.control.observe import FAULT_WALLBOX, Observation
 from chargectl.drivers.bus import ClientFactory, ModbusBus
 from chargectl.drivers.errors import DeviceError
-from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.factory import Driver, make_driver
-from chargectl.drivers.meter import MeterDriver
-from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.readings import EvseHot, MeterReading, PileHot, Tap
+from chargectl.drivers.roles import EvseRole, MeterRole, PileRole
+from chargectl.drivers.template import Template
 from chargectl.runtime.clock import Clock
-from chargectl.runtime.controller import Poll
-from chargectl.runtime.controller import Tap as CardTap
+from chargectl.runtime.contracts import Poll
+from chargectl.runtime.contracts import Tap as CardTap
 
 log = logging.getLogger("chargectl.io")
 SETUP_RETRY_S = 2.0
 POLL_SHARE = 0.6  # of tick_s: how long a tick waits for the lines' reads
-WRITES_END = 0.95  # of tick_s after the tick's start: when its write waves stop waiting
-WAVE_MIN = 0.05  # of tick_s: the least any one wave is given
 TAP_STALE_S = 30.0  # a device away longer than this: the tap it shows on return is not new
-CLOSE_SPACING_S = 0.02  # between two relay closes, shed-wide: inrush peaks never meet
 FRESH_TICKS = 1.0 + POLL_SHARE  # ticks a reading may be old and still serve (at least)
 Reading = PileHot | EvseHot | MeterReading | DeviceError
 
 
-@dataclass
-class _Written:
-    """What a device confirmed, and what it may hold where a write went unconfirmed."""
-
-    relays: dict[int, bool] = field(default_factory=dict)
-    lamps: dict[int, int] = field(default_factory=dict)
-    mask: int | None = None  # confirmed; None: unknown
-    mask_possible: int = -1  # every bit that may be set (-1: all, never confirmed)
-    setpoint_a: float | None = None
-    failsafe_zero: bool = False  # a wallbox's fail-safe current of 0 is confirmed
-    lamp: int | None = None
-
-
-class ModbusShedIO:
+class ModbusShedIO(ShedWrites):
     def __init__(
         self,
         shed: Shed,
         layout: Layout,
         clock: Clock,
         client_factories: Mapping[str, ClientFactory] | None = None,
+        templates: Mapping[str, Template] | None = None,
     ) -> None:
         self.shed = shed
         self.layout = layout
@@ -89,8 +74,15 @@ class ModbusShedIO:
             b.id: ModbusBus(b, clock, client_factory=factories.get(b.id)) for b in shed.buses
         }
         self.drivers: dict[str, Driver] = {
-            d.id: make_driver(d, self.buses[d.bus]) for d in shed.devices
+            d.id: make_driver(d, self.buses[d.bus], templates) for d in shed.devices
         }
+        # The drivers by role: the adapter uses only what a role's protocol offers.
+        self.piles: dict[str, PileRole] = {}
+        self.evses: dict[str, EvseRole] = {}
+        self.meters: dict[str, MeterRole] = {}
+        for dev, drv in self.drivers.items():
+            by_role: dict[str, Any] = {"pile": self.piles, "evse": self.evses}
+            by_role.get(drv.role, self.meters)[dev] = drv
         self.on_bus: dict[str, list[str]] = {b: [] for b in self.buses}
         for d in shed.devices:
             self.on_bus[d.bus].append(d.id)
@@ -101,7 +93,7 @@ class ModbusShedIO:
         self.fast_meters = [
             m
             for m in self.meter_circuit
-            if isinstance(self.drivers.get(m), MeterDriver)
+            if m in self.meters
             and (
                 isinstance(shed.bus(shed.device(m).bus), TcpBus)
                 or all(d in self.meter_circuit for d in self.on_bus[shed.device(m).bus])
@@ -117,7 +109,7 @@ class ModbusShedIO:
         self.up: dict[str, bool] = {d: False for d in self.drivers}
         self.down_since: dict[str, float] = {}
         self.needs_setup: set[str] = set(self.drivers)
-        self.written: dict[str, _Written] = {d: _Written() for d in self.drivers}
+        self.written: dict[str, Written] = {d: Written() for d in self.drivers}
         self.decided_relays: dict[str, dict[int, bool]] = {}
         self.decided_setpoint: dict[str, float] = {}
         self.tap_seq: dict[str, int | None] = {}
@@ -153,20 +145,20 @@ class ModbusShedIO:
         return dict(self.up)
 
     async def _setup(self, dev: str) -> None:
-        drv = self.drivers[dev]
         wd = self.shed.control.watchdog_s
         w = self.written[dev]
         try:
-            if isinstance(drv, PileDriver):
+            if dev in self.piles:
                 mask = self.last_mask[dev]
                 w.mask_possible |= mask  # it may land even if no answer comes back
-                await drv.setup(wd, mask, retry_for_s=SETUP_RETRY_S)
-                self.written[dev] = _Written(mask=mask, mask_possible=mask)
-            elif isinstance(drv, EvseDriver):
-                await drv.setup(
+                await self.piles[dev].setup(wd, mask, retry_for_s=SETUP_RETRY_S)
+                self.written[dev] = Written(mask=mask, mask_possible=mask)
+            elif dev in self.evses:
+                zero = await self.evses[dev].setup(
                     wd, failsafe_current_a=0.0, current_a=0.0, retry_for_s=SETUP_RETRY_S
                 )
-                self.written[dev] = _Written(setpoint_a=0.0, failsafe_zero=True)
+                # A fail-safe current the box's installer set is read: only 0 A counts.
+                self.written[dev] = Written(setpoint_a=0.0, failsafe_zero=zero)
         except DeviceError as exc:
             log.warning("%s: set-up failed (%s); retried when it answers", dev, exc)
             return
@@ -187,10 +179,10 @@ class ModbusShedIO:
             return now + (self.clock.now() - started)
 
         async def read(dev: str) -> None:
-            drv = self.drivers[dev]
             was_up = self.up[dev]
             try:
-                if isinstance(drv, PileDriver):
+                if dev in self.piles:
+                    drv = self.piles[dev]
                     self.latest[dev] = (taken(), await drv.read_hot())
                     self.up[dev] = True
                     if slow or now >= self.next_slow.get(dev, -math.inf):
@@ -198,10 +190,10 @@ class ModbusShedIO:
                         rank = piles.index(dev) + 1 if slow else len(piles)
                         self.next_slow[dev] = now + period * rank / len(piles)
                         await self._read_slow(dev, drv, taken)
-                elif isinstance(drv, EvseDriver):
-                    self.latest[dev] = (taken(), await drv.read_hot())
+                elif dev in self.evses:
+                    self.latest[dev] = (taken(), await self.evses[dev].read_hot())
                 else:
-                    self.latest[dev] = (taken(), await drv.read())
+                    self.latest[dev] = (taken(), await self.meters[dev].read())
                 self.up[dev] = True
             except DeviceError as exc:
                 self.latest[dev] = (taken(), exc)
@@ -221,7 +213,7 @@ class ModbusShedIO:
         await self._per_line(read, list(self.drivers), now + POLL_SHARE * self.tick_s)
         return self._observe(now)
 
-    async def _read_slow(self, dev: str, drv: PileDriver, taken: Callable[[], float]) -> None:
+    async def _read_slow(self, dev: str, drv: PileRole, taken: Callable[[], float]) -> None:
         """A pile's slow blocks. Their failure is counted, and leaves the pile up: its hot
         block, what control needs, has just answered."""
         try:
@@ -244,19 +236,18 @@ class ModbusShedIO:
             for d in self.drivers
             if self.up[d]
             and d in self.tap_seq
-            and isinstance(self.drivers[d], PileDriver | EvseDriver)
+            and (d in self.piles or d in self.evses)
             and self.shed.device(d).bus not in self.busy
         ]
 
         async def read(dev: str) -> None:
-            drv = self.drivers[dev]
-            assert isinstance(drv, PileDriver | EvseDriver)
+            drv: PileRole | EvseRole = self.piles[dev] if dev in self.piles else self.evses[dev]
             try:
                 tap = await drv.read_tap()
             except DeviceError as exc:
                 self._errors.append((dev, type(exc).__name__))
                 return
-            bay_of = _wallbox_bay(dev) if isinstance(drv, EvseDriver) else _pile_bay(dev)
+            bay_of = _wallbox_bay(dev) if dev in self.evses else _pile_bay(dev)
             new = self._new_tap(dev, tap, bay_of)
             if new is not None:
                 self._pending_taps.append(new)
@@ -278,10 +269,8 @@ class ModbusShedIO:
         ]
 
         async def read(dev: str) -> None:
-            drv = self.drivers[dev]
-            assert isinstance(drv, MeterDriver)
             try:
-                self.latest[dev] = (now, await drv.read())
+                self.latest[dev] = (now, await self.meters[dev].read())
             except DeviceError as exc:
                 self.up[dev] = False
                 self.needs_setup.add(dev)
@@ -372,8 +361,7 @@ class ModbusShedIO:
         obs.bay_up[j] = True
         obs.bay_current_a[j] = max(hot.current_a)
         obs.wallbox_plugged[j] = hot.vehicle_connected
-        drv = self.drivers[dev]
-        assert isinstance(drv, EvseDriver)
+        drv = self.evses[dev]
         # The config's maximum, lowered to the box's own (its last good one if this is bad).
         obs.wallbox_hw_max_a[j] = drv.max_current_a
         obs.bay_fault[j] = FAULT_WALLBOX if hot.faulted else 0
@@ -388,9 +376,8 @@ class ModbusShedIO:
 
     def _take_meter(self, dev: str, r: MeterReading, meter_a: FloatArray) -> None:
         c = self.meter_circuit.get(dev)
-        drv = self.drivers[dev]
-        if c is not None and isinstance(drv, MeterDriver):
-            for i, phase in enumerate(drv.device.phases):
+        if c is not None and dev in self.meters:
+            for i, phase in enumerate(self.meters[dev].device.phases):
                 meter_a[c, phase - 1] = r.amps[i]
 
     def _take_tap(
@@ -410,145 +397,6 @@ class ModbusShedIO:
             return None
         self.tap_seq[dev] = seq
         return CardTap(bay_of(tap.port), tap.uid)
-
-    # -- writing -------------------------------------------------------------------------
-    async def apply(
-        self, decision: Decision, lamps: Mapping[str, int], *, shed_only: bool = False
-    ) -> None:
-        """The decision's writes, in waves (see the module's docstring). `shed_only`: a shed
-        between ticks: lowering writes and mask shrinks only."""
-        lay = self.layout
-        end = max(self._tick_start + WRITES_END * self.tick_s, self.clock.now())
-        ready = [d for d in self.drivers if self.up[d]]
-        pending = [d for d in ready if d in self.needs_setup]
-        if pending and not shed_only:
-            await self._per_line(self._setup, pending, self._wave_end(end))
-        ready = [d for d in ready if d not in self.needs_setup]
-        relays: dict[str, dict[int, bool]] = {}
-        setpoints: dict[str, float] = {}
-        for dev in ready:
-            if dev in lay.pile_slices:
-                sl = lay.pile_slices[dev]
-                relays[dev] = {k + 1: bool(on) for k, on in enumerate(decision.relay_on[sl])}
-            elif dev in lay.evse_index:
-                setpoints[dev] = float(decision.setpoint_a[lay.evse_index[dev]])
-        self.decided_relays.update(relays)
-        self.decided_setpoint.update(setpoints)
-        masks = {p: decision.failsafe_mask.get(p, 0) for p in lay.pile_slices if p in ready}
-
-        async def lower(dev: str) -> None:
-            if dev in relays:
-                await self._relays(dev, {p: v for p, v in relays[dev].items() if not v})
-            elif dev in setpoints:
-                w = self.written[dev].setpoint_a
-                if w is None or setpoints[dev] < w:
-                    await self._setpoint(dev, setpoints[dev])
-
-        async def raise_(dev: str) -> None:
-            if dev in relays:
-                for port, on in relays[dev].items():
-                    if on and self.written[dev].relays.get(port) is not True:
-                        await self._close(dev, port)
-            elif dev in setpoints and setpoints[dev] != self.written[dev].setpoint_a:
-                await self._setpoint(dev, setpoints[dev])
-
-        async def shrink(dev: str) -> None:
-            w = self.written[dev]
-            step = masks[dev] & w.mask_possible
-            if step != w.mask:
-                await self._mask(dev, step)
-
-        async def grow(dev: str) -> None:
-            if masks[dev] != self.written[dev].mask:
-                await self._mask(dev, masks[dev])
-
-        await self._per_line(lower, ready, self._wave_end(end))
-        await self._per_line(shrink, list(masks), self._wave_end(end))
-        if shed_only:
-            return
-        # Raise only once every lowering write is confirmed (the plan counted on them), and
-        # add mask bits only once every pile's bits that go away are gone.
-        if not self._lowering_pending(relays, setpoints):
-            await self._per_line(raise_, ready, self._wave_end(end))
-        if all(masks[p] & self.written[p].mask_possible == self.written[p].mask for p in masks):
-            await self._per_line(grow, list(masks), self._wave_end(end))
-        await self._per_line(lambda d: self._rest(d, lamps), ready, self._wave_end(end))
-
-    def _lowering_pending(
-        self, relays: Mapping[str, Mapping[int, bool]], setpoints: Mapping[str, float]
-    ) -> bool:
-        for dev, want in relays.items():
-            done = self.written[dev].relays
-            if any(not on and done.get(p) is not False for p, on in want.items()):
-                return True
-        for dev, amps in setpoints.items():
-            w = self.written[dev].setpoint_a
-            if w is None or amps < w:
-                return True
-        return False
-
-    def _wave_end(self, end: float) -> float:
-        return max(end, self.clock.now() + WAVE_MIN * self.tick_s)
-
-    async def _rest(self, dev: str, lamps: Mapping[str, int]) -> None:
-        drv = self.drivers[dev]
-        w = self.written[dev]
-        if isinstance(drv, PileDriver):
-            sl = self.layout.pile_slices[dev]
-            want = {k + 1: int(lamps.get(b.id, 0)) for k, b in enumerate(self.layout.bays[sl])}
-            changed = {p: v for p, v in want.items() if w.lamps.get(p) != v}
-            if changed and await self._guard(dev, drv.write_indicators(changed)):
-                w.lamps.update(changed)
-            await self._guard(dev, drv.heartbeat())
-        elif isinstance(drv, EvseDriver):
-            lamp = int(lamps.get(dev, 0))
-            if lamp != w.lamp and await self._guard(dev, drv.set_indicator(lamp)):
-                w.lamp = lamp
-            await self._guard(dev, drv.heartbeat())
-
-    async def _mask(self, dev: str, mask: int) -> bool:
-        drv = self.drivers[dev]
-        assert isinstance(drv, PileDriver)
-        w = self.written[dev]
-        w.mask_possible |= mask  # a write that times out may still have landed
-        if await self._guard(dev, drv.set_failsafe_mask(mask)):
-            w.mask = w.mask_possible = mask
-            self.last_mask[dev] = mask
-            return True
-        w.mask = None
-        return False
-
-    async def _relays(self, dev: str, want: Mapping[int, bool]) -> bool:
-        w = self.written[dev]
-        changed = {p: v for p, v in want.items() if w.relays.get(p) != v}
-        if not changed:
-            return True
-        drv = self.drivers[dev]
-        assert isinstance(drv, PileDriver)
-        if await self._guard(dev, drv.write_relays(changed)):
-            w.relays.update(changed)
-            return True
-        for p in changed:
-            w.relays.pop(p, None)
-        return False
-
-    async def _close(self, dev: str, port: int) -> None:
-        """One relay closes at a time, shed-wide, CLOSE_SPACING_S apart: each charger's inrush
-        is tens of amps for a few milliseconds, and peaks that meet add up toward a breaker's
-        magnetic trip (5 cheap chargers at one instant trip a loaded C32)."""
-        async with self._closing:
-            wait = self._next_close_at - self.clock.now()
-            if wait > 0:
-                await self.clock.sleep(wait)
-            await self._relays(dev, {port: True})
-            self._next_close_at = self.clock.now() + CLOSE_SPACING_S
-
-    async def _setpoint(self, dev: str, amps: float) -> bool:
-        drv = self.drivers[dev]
-        assert isinstance(drv, EvseDriver)
-        ok = await self._guard(dev, drv.set_current(amps))
-        self.written[dev].setpoint_a = amps if ok else None
-        return ok
 
     async def _guard(self, dev: str, aw: Awaitable[object]) -> bool:
         try:
@@ -612,29 +460,6 @@ class ModbusShedIO:
                 pending -= done
         finally:
             sleeper.cancel()
-
-    # -- staff and shutdown -------------------------------------------------------------
-    async def reset_fault(self, bay: str) -> None:
-        b = self.layout.bays[self.layout.bay_index[bay]]
-        drv = self.drivers[b.device]
-        if isinstance(drv, PileDriver) and b.port is not None:
-            await drv.fault_reset(b.port)
-
-    async def failsafe(self) -> None:
-        """Leave every device as its fail-safe would: piles at their masks, wallboxes paused.
-        A pile whose mask is not confirmed opens every relay the confirmed mask does not keep."""
-
-        async def one(dev: str) -> None:
-            drv = self.drivers[dev]
-            if isinstance(drv, PileDriver):
-                w = self.written[dev]
-                mask = w.mask if w.mask is not None else 0
-                want = {p: bool((mask >> (p - 1)) & 1) for p in range(1, drv.ports + 1)}
-                await self._guard(dev, drv.write_relays(want))
-            elif isinstance(drv, EvseDriver):
-                await self._guard(dev, drv.set_current(0.0))
-
-        await self._per_line(one, [d for d in self.drivers if self.up[d]])
 
 
 def _pile_bay(pile: str) -> Callable[[int], str]:

@@ -21,6 +21,12 @@ class Image:
 
     input: dict[int, int] = field(default_factory=dict)
     holding: dict[int, int] = field(default_factory=dict)
+    coil: dict[int, int] = field(default_factory=dict)  # 0/1
+    discrete: dict[int, int] = field(default_factory=dict)  # 0/1
+
+    def read_table(self, function: int, addr: int, count: int) -> list[int] | int:
+        table = {1: self.coil, 2: self.discrete, 3: self.holding, 4: self.input}[function]
+        return _read(table, addr, count)
 
     def read_input(self, addr: int, count: int) -> list[int] | int:
         return _read(self.input, addr, count)
@@ -89,9 +95,7 @@ class ScriptedClient:
         self.sent.append(Sent(function, unit, addr, count))
         image = await self._begin(unit)
         try:
-            reply = (
-                image.read_input(addr, count) if function == 4 else image.read_holding(addr, count)
-            )
+            reply = image.read_table(function, addr, count)
             if isinstance(reply, list) and unit in self.short_reply:
                 reply = reply[:-1]
             return reply
@@ -102,6 +106,9 @@ class ScriptedClient:
         self.sent.append(Sent(function, unit, addr, list(values)))
         image = await self._begin(unit)
         try:
+            if function in (5, 15):
+                image.coil.update({addr + i: int(bool(v)) for i, v in enumerate(values)})
+                return None
             return image.write_holding(addr, list(values))
         finally:
             self.in_flight -= 1

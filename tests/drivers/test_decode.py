@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargectl.drivers import evse, pile
 from chargectl.drivers.counters import CounterMemory
 from chargectl.drivers.errors import BadValue
 from chargectl.drivers.readings import FAULT_OVER_POWER, FAULT_WELDED, Tap
+from tests.drivers.contract import evse, pile
 from tests.drivers.images import evse_hot, pile_hot, with_tap
 
 

@@ -1,10 +1,11 @@
-"""Register maps as data: parsing, batching, the generic meter over SDM630 / SDM120 / DTSU666
+"""Meter templates as data: parsing, batching, the generic meter over SDM630 / SDM120 / DTSU666
 images, validation, and the registry + factory choosing drivers by kind."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,18 +17,18 @@ from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import BadValue, ConfigError
 from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.factory import make_driver
-from chargectl.drivers.mapped import (
-    Quantity,
-    decode_blocks,
-    decode_value,
-    load_map,
-    parse_map,
-    plan_blocks,
-    shipped_maps,
-)
+from chargectl.drivers.mapped import decode_blocks, meter_blocks
 from chargectl.drivers.meter import MeterDriver, to_reading
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.registry import role_of
+from chargectl.drivers.template import Field as Quantity
+from chargectl.drivers.template import (
+    decode_value,
+    load_template,
+    parse_template,
+    plan_blocks,
+    shipped,
+)
 from chargectl.runtime.clock import VirtualClock
 from tests.drivers.fakes import Image, ScriptedClient, f32_words, run_virtual
 from tests.drivers.images import sdm_image
@@ -65,7 +66,7 @@ def dtsu_image(v: float, a: float, w: float, hz: float, kwh: float) -> Image:
 
 
 def test_shipped_maps_batch_into_few_reads() -> None:
-    maps = shipped_maps()
+    maps = {k: SimpleNamespace(blocks=meter_blocks(t)) for k, t in shipped().items()}
     assert set(maps) >= {"sdm630", "sdm120", "dtsu666"}
     assert [(b.table, b.address, b.count) for b in maps["sdm630"].blocks] == [
         ("input", 0, 18), ("input", 52, 2), ("input", 70, 4),
@@ -83,12 +84,12 @@ def test_a_map_file_alone_registers_a_meter_kind() -> None:
     assert role_of("sdm630") == "meter" and role_of("pile") == "pile"
     code = Path(__file__).parents[2] / "drivers"
     assert not [p.name for p in code.glob("*.py") if "dtsu" in p.read_text().lower()]
-    assert "chint" in shipped_maps()["dtsu666"].source.lower()  # the map cites its source
+    assert "chint" in shipped()["dtsu666"].source.lower()  # the template cites its source
 
 
 def test_plan_blocks_gap_and_size_limits() -> None:
     def q(name: str, addr: int, vtype: Any = "f32") -> Quantity:
-        return Quantity(name, addr, "input", vtype, 1.0, "big")
+        return Quantity(name, "input", addr, vtype, "big", 1.0)
 
     qs = [q("a", 0), q("b", 2), q("c", 6), q("d", 200, "u16"), q("e", 201, "u16")]
     assert [(b.address, b.count) for b in plan_blocks(qs, 0)] == [(0, 4), (6, 2), (200, 2)]
@@ -113,37 +114,48 @@ def test_decode_value(words: list[int], vtype: Any, order: Any, value: float) ->
     assert decode_value(words, vtype, order) == value
 
 
+def _meter(**changes: Any) -> dict[str, Any]:
+    """A valid 1-phase meter template's data with `changes` (field name -> spec, or a
+    top-level key -> value)."""
+    fields: dict[str, Any] = {
+        n: {"address": 2 * i, "type": "f32"}
+        for i, n in enumerate(
+            ["voltage_l1", "current_l1", "power_l1", "frequency", "import_energy"]
+        )
+    }
+    data: dict[str, Any] = {"kind": "x", "role": "meter", "fields": fields}
+    for key, value in changes.items():
+        (fields if key in fields or key.startswith(("voltage", "power")) else data)[key] = value
+    return data
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"role": "meter", "quantities": {}}, "kind: required"),
-        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0}}}, "a.type"),
-        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": -1, "type": "u16"}}},
-         "a.address"),
-        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "f64"}}},
-         "a.type"),
-        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "u16",
-                                                             "table": "coil"}}}, "a.table"),
-        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "u16",
-                                                             "scale": 0}}}, "a.scale"),
-        ({"kind": "x", "role": "meter", "quantities": {"a": {"address": 0, "type": "f32"},
-                                                       "b": {"address": 1, "type": "u16"}}},
-         "overlaps a"),
-        ({"kind": "x", "role": "meter", "colour": "red", "quantities": {}}, "unknown keys"),
-        ({"kind": "x", "role": "meter", "phases": 2, "quantities": {}}, "phases"),
+        ({"role": "meter", "fields": {}}, "kind: required"),
+        (_meter(voltage_l1={"address": 0, "type": "f16"}), "voltage_l1.type"),
+        (_meter(voltage_l1={"address": -1, "type": "u16"}), "voltage_l1.address"),
+        (_meter(voltage_l1={"address": 0, "type": "u64"}), "voltage_l1.type"),
+        (_meter(voltage_l1={"address": 0, "type": "u16", "table": "coil"}), "voltage_l1.table"),
+        (_meter(voltage_l1={"address": 0, "type": "u16", "scale": 0}), "voltage_l1.scale"),
+        (_meter(voltage_l1={"address": 3, "type": "u16"}), "current_l1: overlaps voltage_l1"),
+        (_meter(colour="red"), "unknown key"),
+        (_meter(phases=2), "phases"),
     ],
 )  # fmt: skip
 def test_parse_map_names_the_file_and_field(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
-        parse_map(data, "maps/x.yaml")
+        parse_template(data, "maps/x.yaml")
     assert str(info.value).startswith("maps/x.yaml:")
 
 
 def test_load_map_requires_kind_to_match_the_file_name(tmp_path: Path) -> None:
     path = tmp_path / "mymeter.yaml"
-    path.write_text("kind: other\nrole: meter\nquantities: {a: {address: 0, type: u16}}\n")
+    fields = "{voltage_l1: {address: 0}, current_l1: {address: 1}, power_l1: {address: 2}, "
+    fields += "frequency: {address: 3}, import_energy: {address: 4}}"
+    path.write_text(f"kind: other\nrole: meter\nfields: {fields}\n")
     with pytest.raises(ConfigError, match="must match the file name"):
-        load_map(path)
+        load_template(path)
 
 
 async def test_sdm630_reading() -> None:
@@ -263,7 +275,8 @@ def test_make_driver_by_kind_and_its_errors() -> None:
         make_driver(Device("p", "pile", "l", 1, "c", (1,), ports=12), bus), PileDriver
     )
     assert isinstance(make_driver(Device("w", "evse", "l", 2, "c", (1, 2, 3)), bus), EvseDriver)
-    with pytest.raises(ConfigError, match=r"unknown kind 'sdm999'; known: dtsu666, evse, pile"):
+    known = "alfen_ng9xx, dtsu666, evse, pile, sdm120, sdm630, voltbay10"
+    with pytest.raises(ConfigError, match=rf"unknown kind 'sdm999'; known: {known}"):
         make_driver(Device("x", "sdm999", "l", 3, None, (1,)), bus)
     with pytest.raises(ConfigError, match="not 'l'"):
         make_driver(Device("x", "sdm630", "other", 3, None, (1,)), bus)
@@ -277,16 +290,17 @@ def test_make_driver_by_kind_and_its_errors() -> None:
 
 @given(kind=st.sampled_from(["sdm630", "sdm120", "dtsu666"]), data=st.data())
 def test_any_meter_image_decodes_or_is_a_bad_value(kind: str, data: st.DataObject) -> None:
-    reg_map = shipped_maps()[kind]
+    reg_map = shipped()[kind]
+    blocks = meter_blocks(reg_map)
     replies = [
         data.draw(st.lists(st.integers(0, 0xFFFF), min_size=b.count, max_size=b.count))
-        for b in reg_map.blocks
+        for b in blocks
     ]
     try:
-        r = to_reading("m", reg_map, reg_map.phases, decode_blocks(reg_map, "m", replies))
+        r = to_reading("m", reg_map, reg_map.phases, decode_blocks(blocks, "m", replies))
     except BadValue as err:
         assert err.device == "m" and err.register is not None
-        currents = {q.address for n, q in reg_map.quantities.items() if n.startswith("current")}
+        currents = {q.address for n, q in reg_map.fields.items() if n.startswith("current")}
         assert err.register in currents  # only a current fails a meter's reading
         return
     assert all(math.isfinite(x) and 0 <= x <= 2000 for x in r.amps)
