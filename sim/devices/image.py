@@ -42,9 +42,8 @@ from chargectl.sim.devices.registers import (
     U32_WRAP,
     WriteLog,
 )
+from chargectl.sim.modbus_frame import MAX_BITS_READ, MAX_BITS_WRITE
 
-MAX_BITS_READ = 2000
-MAX_BITS_WRITE = 1968
 ENERGY_EPS = 1e-6  # counters are sums of many steps: never let drift lose a whole unit
 COUNTER_UNITS = ("Wh", "kWh")  # an energy counter in an integer register counts whole units
 INT_RANGE = {

@@ -1,20 +1,15 @@
-"""What every simulated device shares: register blocks, value encodings, the watchdog, the
-card-tap latch and the log of writes received.
-
-Register methods answer `list[int]` (the values) or an `int` (a Modbus exception code), the
-same shape the server turns into a reply. Encodings follow ../shared/hardware/README.md:
-16-bit registers, 32-bit values high word first, SDM floats IEEE-754 high word first.
+"""What every simulated device shares: the Modbus exception codes, the watchdog, the card-tap
+latch and the log of writes received. Register methods answer `list[int]` (the values) or an
+`int` (a Modbus exception code), the same shape the server turns into a reply; how a value
+becomes registers is its template's (`image.py`).
 """
 
 from __future__ import annotations
 
 import math
-import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 ILLEGAL_FUNCTION = 1
 ILLEGAL_ADDRESS = 2
@@ -37,96 +32,9 @@ def wh_counter(wh: float) -> int:
     return math.floor(wh + ENERGY_EPS_WH) % U32_WRAP
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
-    """A run of addresses a device answers; `read()` returns all `size` values."""
-
-    start: int
-    size: int
-    read: Callable[[], Sequence[int] | np.ndarray]
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size
-
-
-def read_blocks(blocks: Sequence[Block], addr: int, count: int) -> list[int] | int:
-    """Values of `addr .. addr+count-1`, or exception 02 if any address is in no block.
-
-    A read may span adjacent blocks (a 32-port pile's relay and indicator blocks touch)."""
-    if not 1 <= count <= MAX_READ:
-        return ILLEGAL_VALUE
-    out: list[int] = []
-    cur, end = addr, addr + count
-    while cur < end:
-        block = next((b for b in blocks if b.start <= cur < b.end), None)
-        if block is None:
-            return ILLEGAL_ADDRESS
-        stop = min(end, block.end)
-        values = block.read()
-        out.extend(int(v) for v in values[cur - block.start : stop - block.start])
-        cur = stop
-    return out
-
-
-class RegisterDevice:
-    """The Modbus side every simulated device shares: reads served from its blocks, a write
-    checked whole first (an error changes nothing), applied register by register and logged.
-    A device sets `_input_blocks`, `_holding_blocks`, `writes` and `_now`, and defines
-    `_check_write` and `_apply`."""
-
-    _input_blocks: tuple[Block, ...]
-    _holding_blocks: tuple[Block, ...]
-    writes: WriteLog
-    _now: float
-
-    def read_input(self, addr: int, count: int) -> list[int] | int:
-        return read_blocks(self._input_blocks, addr, count)
-
-    def read_holding(self, addr: int, count: int) -> list[int] | int:
-        return read_blocks(self._holding_blocks, addr, count)
-
-    def write_holding(self, addr: int, values: list[int]) -> int | None:
-        error = self._check_write(addr, values)
-        if error is None:
-            for offset, value in enumerate(values):
-                self._apply(addr + offset, int(value))
-        self.writes.add(self._now, addr, values, error)
-        return error
-
-    def _check_write(self, addr: int, values: Sequence[int]) -> int | None:
-        raise NotImplementedError
-
-    def _apply(self, addr: int, value: int) -> None:
-        raise NotImplementedError
-
-
-def u32_words(value: int) -> tuple[int, int]:
-    """A 32-bit counter as (high word, low word), wrapping at 2^32."""
-    v = int(value) % U32_WRAP
-    return v >> 16, v & 0xFFFF
-
-
-def i16(value: float) -> int:
-    """A signed 16-bit register (two's complement), saturating instead of wrapping."""
-    v = max(-32768, min(32767, round(value)))
-    return v & 0xFFFF
-
-
 def u16(value: float) -> int:
     """An unsigned 16-bit register, saturating at 0 and 65535 (a reading never wraps)."""
     return max(0, min(0xFFFF, round(value)))
-
-
-def u16_array(values: np.ndarray) -> np.ndarray:
-    """`u16` over an array (rounded, saturating)."""
-    return np.clip(np.rint(values), 0, 0xFFFF).astype(np.int64)
-
-
-def float32_words(value: float) -> tuple[int, int]:
-    """An IEEE-754 float32 as (high word, low word)."""
-    raw = struct.unpack(">I", struct.pack(">f", float(value)))[0]
-    return raw >> 16, raw & 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)
