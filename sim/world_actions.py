@@ -119,7 +119,7 @@ class WorldActions:
         else:
             model, port = self._pile_port(bay)
         if "tap" not in model.image.template.fields:
-            raise WorldError(f"tap {bay}: a {model.kind} has no card reader (its template)")
+            raise WorldError(f"tap {bay}: {model.kind} has no card reader (no tap in its template)")
         if isinstance(model, EvseModel):
             model.tap(uid)
         else:
@@ -160,7 +160,10 @@ class WorldActions:
         status = pm.image.template.fields.get("status")
         for name, value in (("smoke", smoke), ("estop", estop)):
             if value is not None and (status is None or name not in status.bits):
-                raise WorldError(f"{name} {device}: a {pm.kind} has no {name} input (its template)")
+                raise WorldError(
+                    f"{name} {device}: {pm.kind} has no {name} input (no such status bit in its "
+                    "template)"
+                )
         pm.set_inputs(smoke=smoke, estop=estop)
 
     def set_cabinet_extra(self, device: str, extra_c: float) -> None:
