@@ -35,7 +35,8 @@ from chargectl.control.layout import Layout, build_layout
 from chargectl.control.observe import Decision, Demand, Observation
 from chargectl.outputs.mqtt import MqttLink, MqttReporter, Outbox, Outgoing
 from chargectl.runtime.clock import RealClock
-from chargectl.runtime.controller import Poll, TickOutcome
+from chargectl.runtime.contracts import Poll, TickOutcome
+from chargectl.runtime.events import EventTracker, SessionNews, TickEvents
 from chargectl.sessions.machine import Reason
 from chargectl.sessions.manager import EndedSession, TapOutcome, TapResult
 
@@ -66,9 +67,9 @@ def decision(layout: Layout, overloaded: bool) -> Decision:
     )
 
 
-def tick(layout: Layout, now: float, d: Decision) -> TickOutcome:
+def tick(layout: Layout, now: float, d: Decision, events: TickEvents) -> TickOutcome:
     poll = Poll(Observation.empty(layout))
-    return TickOutcome(now, 1.7e9 + now, 0.001, poll, d, Demand.none(layout), {})
+    return TickOutcome(now, 1.7e9 + now, 0.001, poll, d, Demand.none(layout), {}, events)
 
 
 def stats(name: str, samples: list[float], **extra: object) -> None:
@@ -84,23 +85,23 @@ def bench_report(ticks: int) -> None:
     taps: list[TapResult] = []
     settled: list[EndedSession] = []
     box = Outbox(1_000_000)
-    rep = MqttReporter(
-        "campus",
-        layout,
-        box,
-        state_interval_s=10.0,
-        device_up=lambda: devices,
-        taps=lambda: taps,
-        settled=lambda: settled,
-    )
+    rep = MqttReporter("campus", layout, box, state_interval_s=10.0)
+    tracker = EventTracker(layout.topology)
+    obs = Observation.empty(layout)
+
+    def report(now: float, d: Decision) -> None:
+        # What the loop does for this reporter: the tick's events, then the report.
+        news = SessionNews(tuple(taps), {}, tuple(settled), None)
+        rep.report(tick(layout, now, d, tracker.tick(obs, d, devices, news)))
+
     quiet, state, busy = [], [], []
     calm, hot = decision(layout, False), decision(layout, True)
-    rep.report(tick(layout, 0.0, calm))
+    report(0.0, calm)
     for n in range(1, ticks + 1):
         now = float(n)
         if n % 10 == 0:
             t0 = time.perf_counter()
-            rep.report(tick(layout, now, calm))
+            report(now, calm)
             state.append(time.perf_counter() - t0)
         elif n % 10 == 5:
             taps[:] = [
@@ -111,15 +112,15 @@ def bench_report(ticks: int) -> None:
             ]
             devices["pile-b1"] = False
             t0 = time.perf_counter()
-            rep.report(tick(layout, now, hot))
+            report(now, hot)
             busy.append(time.perf_counter() - t0)
             taps.clear()
             settled.clear()
             devices["pile-b1"] = True
-            rep.report(tick(layout, now + 0.5, calm))  # the endings, off the clock
+            report(now + 0.5, calm)  # the endings, off the clock
         else:
             t0 = time.perf_counter()
-            rep.report(tick(layout, now, calm))
+            report(now, calm)
             quiet.append(time.perf_counter() - t0)
     stats("report_quiet", quiet, bays=layout.n_bays)
     stats("report_state", state, bays=layout.n_bays)

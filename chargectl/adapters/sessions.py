@@ -24,7 +24,8 @@ from chargectl.control.observe import (
     Decision,
     Demand,
 )
-from chargectl.runtime.controller import Poll, Tap
+from chargectl.runtime.contracts import Poll, Tap
+from chargectl.runtime.events import SessionNews
 from chargectl.sessions.machine import BayObservation, Lamp
 from chargectl.sessions.manager import SessionManager, TapResult
 
@@ -125,6 +126,9 @@ class SessionLink:
     def staff_stop(self, bay: str, now: float, wall: float) -> bool:
         return self.manager.staff_stop(bay, now, wall)
 
-    def drain_taps(self) -> list[TapResult]:
+    def drain(self) -> SessionNews:
+        """The taps judged and the sessions ended and settled since the last call, with the
+        session counts now: the sessions' part of the tick's event stream."""
         taps, self.taps = self.taps, []
-        return taps
+        ev = self.manager.drain_events()
+        return SessionNews(tuple(taps), ev.ended, ev.settled, self.manager.readout())

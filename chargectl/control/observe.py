@@ -20,6 +20,14 @@ FAULT_OVER_TEMP = 2
 FAULT_WELDED = 3
 FAULT_SHORT = 4
 FAULT_WALLBOX = 16  # a wallbox status bit (over-temperature, RCD trip, welded) or cp state E/F
+# Each code's name, as the metrics' `fault` label and the event log say it.
+FAULT_NAMES = {
+    FAULT_OVER_POWER: "over_power",
+    FAULT_OVER_TEMP: "over_temp",
+    FAULT_WELDED: "welded",
+    FAULT_SHORT: "short_circuit",
+    FAULT_WALLBOX: "evse_fault",
+}
 
 BAY_STATES = ("idle", "waiting", "charging", "paused", "fault", "disabled")
 

@@ -21,7 +21,7 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ from chargectl.outputs.mqtt_outbox import Outbox, Outgoing, encode
 from chargectl.outputs.mqtt_reporter import MqttReporter
 from chargectl.outputs.mqtt_topics import COMMAND_FILTER, OFFLINE, ONLINE, TOPICS, Request, topic
 from chargectl.runtime.clock import Clock
-from chargectl.sessions.manager import EndedSession, TapResult
 
 __all__ = [
     "COMMAND_QUEUE",
@@ -309,10 +308,6 @@ def build(
     layout: Layout,
     clock: Clock,
     commands: Mapping[str, Command],
-    *,
-    device_up: Callable[[], Mapping[str, bool]],
-    taps: Callable[[], Sequence[TapResult]],
-    settled: Callable[[], Sequence[EndedSession]],
 ) -> tuple[MqttReporter, MqttLink]:
     """The reporter (add it to the loop's reporters) and the link (run it as a task)."""
     m = shed.mqtt
@@ -324,9 +319,6 @@ def build(
         layout,
         outbox,
         state_interval_s=m.state_interval_s,
-        device_up=device_up,
-        taps=taps,
-        settled=settled,
         commands_busy=lambda: link.busy,
     )
     return reporter, link

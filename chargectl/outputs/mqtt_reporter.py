@@ -7,7 +7,7 @@ the state summary every `state_interval_s` (one slot: the newest replaces the la
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,17 +24,12 @@ from chargectl.outputs.mqtt_topics import (
     tap_event,
     topic,
 )
-from chargectl.runtime.controller import TickOutcome
-from chargectl.sessions.manager import EndedSession, TapResult
+from chargectl.runtime.contracts import TickOutcome
 
 
 class MqttReporter:
-    """A `Reporter` of the control loop: events as they happen, the state every interval.
-
-    `taps` and `settled` return this tick's taps and settled sessions (the loop's other
-    reporters drain them; the wiring hands over what they drained); `device_up` is the bus
-    health.
-    """
+    """A `Reporter` of the control loop: the tick's events as they happen (from
+    `TickOutcome.events`, like every other reporter), the state every interval."""
 
     def __init__(
         self,
@@ -43,9 +38,6 @@ class MqttReporter:
         outbox: Outbox,
         *,
         state_interval_s: float,
-        device_up: Callable[[], Mapping[str, bool]],
-        taps: Callable[[], Sequence[TapResult]],
-        settled: Callable[[], Sequence[EndedSession]],
         commands_busy: Callable[[], int] = lambda: 0,
     ) -> None:
         self.shed = shed
@@ -53,37 +45,31 @@ class MqttReporter:
         self.outbox = outbox
         self.commands_busy = commands_busy
         self.state_interval_s = state_interval_s
-        self.device_up = device_up
-        self.taps = taps
-        self.settled = settled
         self._next_state = -np.inf
-        self._overloaded = np.zeros(layout.n_circuits, dtype=np.bool_)
-        self._alarm: str | None = None
-        self._up: dict[str, bool] = {}
+
+    @staticmethod
+    def _was(value: object) -> str | None:
+        return None if value is None else str(value)
 
     def _event(self, key: str, body: Mapping[str, Any]) -> None:
         t = TOPICS[key]
         self.outbox.put(Outgoing(topic(self.shed, t.suffix), body, t.qos, t.retain))
 
     def report(self, tick: TickOutcome) -> None:
-        wall, d = tick.wall, tick.decision
-        for tap in self.taps():
+        wall, d, ev = tick.wall, tick.decision, tick.events
+        for tap in ev.taps:
             self._event("tap", tap_event(tap, wall))
-        for s in self.settled():
+        for s in ev.settled:
             self._event("session_end", session_end_event(s, wall))
-        over = np.asarray(d.overloaded, dtype=np.bool_)
-        for c in np.flatnonzero(over != self._overloaded):
-            self._event("overload", overload_event(self.layout, d, int(c), bool(over[c]), wall))
-        self._overloaded = over.copy()
-        if d.alarm != self._alarm:
-            self._event("alarm", alarm_event(d.alarm, self._alarm, wall))
-            self._alarm = d.alarm
-        up = dict(self.device_up())
-        for dev, is_up in up.items():
-            was = self._up.get(dev)
-            if was is not None and was != is_up:  # the first tick sets the baseline
-                self._event("device", device_event(dev, is_up, wall))
-        self._up = up
+        index = self.layout.topology.circuit_index
+        for c in ev.overloads:
+            body = overload_event(self.layout, d, index[c.subject], bool(c.now), wall)
+            self._event("overload", body)
+        if ev.alarm is not None:
+            self._event("alarm", alarm_event(d.alarm, self._was(ev.alarm.was), wall))
+        for dev in ev.devices:
+            self._event("device", device_event(dev.subject, bool(dev.now), wall))
+        up = ev.device_up
         if tick.now >= self._next_state:
             self._next_state = tick.now + self.state_interval_s
             down = [dev for dev, is_up in up.items() if not is_up]

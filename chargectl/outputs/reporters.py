@@ -1,7 +1,8 @@
 """Reporters: each tick's outcome to the metrics, the local API and the event log.
 
-Each runs after the tick's writes are out, and a failing reporter is logged by the loop,
-never allowed to stop it.
+Each reads only the `TickOutcome` (its `events` carry every change of the tick: taps,
+session starts and ends, devices up and down, alarms, overloads, faults), runs after the
+tick's writes are out, and a failing reporter is logged by the loop, never allowed to stop it.
 """
 
 from __future__ import annotations
@@ -10,45 +11,39 @@ import logging
 from collections import deque
 from typing import Any
 
-from chargectl.adapters.sessions import SessionLink
 from chargectl.control.layout import Layout
+from chargectl.control.observe import FAULT_NAMES
 from chargectl.outputs.api import ApiServer
 from chargectl.outputs.metrics import SessionEnd, ShedMetrics, tick_report
 from chargectl.outputs.status import snapshot
-from chargectl.runtime.controller import ShedIO, TickOutcome
-from chargectl.sessions.manager import SessionEvents, TapResult
+from chargectl.runtime.contracts import TickOutcome
+from chargectl.runtime.events import TickEvents
 
 log = logging.getLogger("chargectl")
 
 
 class MetricsReporter:
-    def __init__(self, metrics: ShedMetrics, layout: Layout, io: ShedIO, link: SessionLink):
+    def __init__(self, metrics: ShedMetrics, layout: Layout):
         self.metrics = metrics
         self.layout = layout
-        self.io = io
-        self.link = link
-        self.last_events = SessionEvents({}, {}, ())  # this tick's, for the MQTT reporter
 
     def report(self, tick: TickOutcome) -> None:
-        events = self.link.manager.drain_events()
-        self.last_events = events
-        ends = [SessionEnd(str(e.reason), float(e.energy_wh)) for e in events.settled]
-        taps = [outcome for outcome, n in events.taps.items() for _ in range(n)]
-        readout = self.link.manager.readout()
+        ev = tick.events
+        readout = ev.readout
         self.metrics.update(
             tick_report(
                 self.layout,
                 tick.poll.observation,
                 tick.decision,
                 duration_s=tick.duration_s,
-                device_up=self.io.device_up(),
+                device_up=dict(ev.device_up),
                 errors=tick.poll.errors,
                 energy_wh=tick.poll.counters_wh,
-                sessions_active=readout.active,
-                session_ends=ends,
-                taps=taps,
-                readings_set_aside=readout.counter_anomalies,
-                clock_synced=readout.clock_synced,
+                sessions_active=readout.active if readout else 0,
+                session_ends=[SessionEnd(str(e.reason), float(e.energy_wh)) for e in ev.settled],
+                taps=[str(t.outcome) for t in ev.taps],
+                readings_set_aside=readout.counter_anomalies if readout else 0,
+                clock_synced=readout.clock_synced if readout else True,
             )
         )
 
@@ -56,10 +51,9 @@ class MetricsReporter:
 class StatusReporter:
     """Publishes the status snapshot to the local API, with the device health."""
 
-    def __init__(self, shed_name: str, layout: Layout, io: ShedIO, api: ApiServer | None):
+    def __init__(self, shed_name: str, layout: Layout, api: ApiServer | None):
         self.shed_name = shed_name
         self.layout = layout
-        self.io = io
         self.api = api
         self.ticks = 0
         self.latest: dict[str, Any] = {}
@@ -67,7 +61,7 @@ class StatusReporter:
     def report(self, tick: TickOutcome) -> None:
         self.ticks += 1
         snap = snapshot(self.shed_name, self.layout, self.ticks, tick)
-        snap["devices"] = self.io.device_up()
+        snap["devices"] = dict(tick.events.device_up)
         snap["sessions"] = self.link_counts(tick)
         self.latest = snap
         if self.api is not None:
@@ -80,27 +74,59 @@ class StatusReporter:
 
 
 class EventLog:
-    """State changes worth a line: notes of the core, taps, devices going down and back."""
+    """State changes worth a line, from the tick's events: notes of the core, taps, session
+    ends, devices going down and back, alarms, overloads and bay faults."""
 
-    def __init__(self, link: SessionLink, io: ShedIO, keep: int = 200) -> None:
-        self.link = link
-        self.io = io
+    def __init__(self, keep: int = 200) -> None:
         self.lines: deque[str] = deque(maxlen=keep)
-        self._up: dict[str, bool] = {}
-        self.last_taps: list[TapResult] = []  # this tick's, for the MQTT reporter
 
     def add(self, line: str, level: int = logging.INFO) -> None:
         self.lines.append(line)
         log.log(level, "%s", line)
 
     def report(self, tick: TickOutcome) -> None:
-        for note in tick.decision.notes:
+        for note in tick.events.notes:
             self.lines.append(note)  # the loop already logged it
-        self.last_taps = self.link.drain_taps()
-        for t in self.last_taps:
-            self.add(f"tap {t.uid} at {t.bay}: {t.outcome}")
-        for dev, up in self.io.device_up().items():
-            was = self._up.get(dev)
-            if was is not None and was != up:
-                self.add(f"device {dev} {'back' if up else 'DOWN'}", logging.WARNING)
-            self._up[dev] = up
+        for line, level in event_lines(tick.events):
+            self.add(line, level)
+
+
+def event_lines(ev: TickEvents) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = [
+        (f"tap {t.uid} at {t.bay}: {t.outcome}", logging.INFO) for t in ev.taps
+    ]
+    out += [
+        (f"session {s.id} at {s.bay} settled: {s.energy_wh} Wh ({s.reason})", logging.INFO)
+        for s in ev.settled
+    ]
+    out += [
+        (f"device {c.subject} {'back' if c.now else 'DOWN'}", logging.WARNING) for c in ev.devices
+    ]
+    out += [
+        (
+            f"circuit {c.subject} {'OVERLOADED' if c.now else 'back under its limit'}",
+            logging.WARNING,
+        )
+        for c in ev.overloads
+    ]
+    if ev.alarm is not None:
+        what = f"ALARM {ev.alarm.now}" if ev.alarm.now else f"alarm {ev.alarm.was} cleared"
+        out.append((what, logging.WARNING))
+    out += [
+        (f"pile {c.subject}: {c.now or f'{c.was} cleared'}", logging.WARNING)
+        for c in ev.pile_alarms
+    ]
+    out += [
+        (
+            f"bay {c.subject}: fault {_fault(c.now)}"
+            if c.now
+            else f"bay {c.subject}: fault cleared",
+            logging.WARNING,
+        )
+        for c in ev.faults
+    ]
+    return out
+
+
+def _fault(code: object) -> str:
+    return FAULT_NAMES.get(code, str(code)) if isinstance(code, int) else str(code)

@@ -23,17 +23,22 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
 from chargectl.config.schema import Shed
 from chargectl.control.core import OVERLOAD_TOLERANCE_A, Allocate, ControlCore
 from chargectl.control.layout import FloatArray, Layout
-from chargectl.control.observe import Decision, Demand, Observation
 from chargectl.runtime.clock import Clock
+from chargectl.runtime.contracts import (
+    Reporter,
+    SessionsAdapter,
+    ShedIO,
+    TickOutcome,
+)
+from chargectl.runtime.events import EventTracker
 
 log = logging.getLogger("chargectl")
 # A meter sample this far above what the last plan expects is a surprise worth a plan between
@@ -41,58 +46,6 @@ log = logging.getLogger("chargectl")
 SURPRISE_A = 0.5
 # The pile page asks for its taps to be read at least twice a second (it holds only the latest).
 TAP_POLL_S = 0.4
-
-
-@dataclass(frozen=True)
-class Tap:
-    bay: str
-    uid_hex: str
-
-
-@dataclass
-class Poll:
-    observation: Observation
-    taps: list[Tap] = field(default_factory=list)
-    counters_wh: dict[str, int | None] = field(default_factory=dict)  # bay -> energy counter
-    # bay -> the device's own active power (W): a pile's slow block if read lately, a
-    # wallbox's hot block; None where it has none or it was bad
-    power_w: dict[str, float | None] = field(default_factory=dict)
-    va: dict[str, float | None] = field(default_factory=dict)  # bay -> current x voltage now
-    relay_closed: dict[str, bool] = field(default_factory=dict)  # bay -> contact feedback
-    plugged: dict[str, bool] = field(default_factory=dict)  # wallbox bay -> vehicle connected
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (device, error class name)
-
-
-class ShedIO(Protocol):
-    async def connect(self) -> None: ...
-    async def setup(self) -> None: ...
-    async def poll(self, now: float, slow: bool) -> Poll: ...
-    async def apply(
-        self, decision: Decision, lamps: Mapping[str, int], *, shed_only: bool = False
-    ) -> None: ...
-    async def poll_meters(self) -> FloatArray | None: ...
-    async def poll_taps(self) -> None: ...
-    async def failsafe(self) -> None: ...
-    async def reset_fault(self, bay: str) -> None: ...
-    def device_up(self) -> dict[str, bool]: ...
-    async def close(self) -> None: ...
-
-
-class Reporter(Protocol):
-    """Metrics, the API snapshot, the terminal view: anything that wants each tick's outcome."""
-
-    def report(self, tick: TickOutcome) -> None: ...
-
-
-@dataclass
-class TickOutcome:
-    now: float
-    wall: float
-    duration_s: float
-    poll: Poll
-    decision: Decision
-    demand: Demand
-    lamps: Mapping[str, int]
 
 
 class Controller:
@@ -114,6 +67,7 @@ class Controller:
         self.core = ControlCore(shed, layout, allocate)
         self.sessions = sessions
         self.reporters = reporters or []
+        self.tracker = EventTracker(layout.topology)
         self.last: TickOutcome | None = None
         self.ticks = 0
         self.sheds_between_ticks = 0
@@ -147,7 +101,12 @@ class Controller:
             log.warning(note)
         lamps = self.sessions.lamps(decision)
         await self.io.apply(decision, lamps)
-        outcome = TickOutcome(now, wall, time.perf_counter() - t0, poll, decision, demand, lamps)
+        events = self.tracker.tick(
+            poll.observation, decision, self.io.device_up(), self.sessions.drain()
+        )
+        outcome = TickOutcome(
+            now, wall, time.perf_counter() - t0, poll, decision, demand, lamps, events
+        )
         self.last = outcome
         self.ticks += 1
         for r in self.reporters:
@@ -263,14 +222,3 @@ class Controller:
             await self.io.failsafe()
         finally:
             await self.io.close()
-
-
-class SessionsAdapter(Protocol):
-    """The boundary between the loop and the session layer, in the loop's terms."""
-
-    def restore(self, counters: Mapping[str, int | None], wall: float, now: float) -> None: ...
-    def on_tap(self, tap: Tap, now: float, wall: float) -> None: ...
-    def update(self, now: float, wall: float, poll: Poll, core: ControlCore) -> None: ...
-    def demand(self) -> Demand: ...
-    def lamps(self, decision: Decision) -> Mapping[str, int]: ...
-    def staff_stop(self, bay: str, now: float, wall: float) -> bool: ...

@@ -29,7 +29,8 @@ from chargectl.outputs.api import ApiServer, Command, read_token
 from chargectl.outputs.metrics import ShedMetrics, stop
 from chargectl.outputs.reporters import EventLog, MetricsReporter, StatusReporter
 from chargectl.runtime.clock import Clock, RealClock
-from chargectl.runtime.controller import Controller, Reporter
+from chargectl.runtime.contracts import Reporter
+from chargectl.runtime.controller import Controller
 from chargectl.runtime.sdnotify import Notifier
 from chargectl.sessions.errors import UnknownBay
 from chargectl.sessions.manager import SessionManager
@@ -147,25 +148,17 @@ class Daemon:
         )
         self.link = SessionLink(self.sessions, self.layout, wall_synced=self.clock.clock_synced)
         self.metrics = ShedMetrics(shed)
-        self.events = EventLog(self.link, self.io)
+        self.events = EventLog()
         self.api: ApiServer | None = None
-        self.status = StatusReporter(shed.shed.name, self.layout, self.io, None)
-        metrics_reporter = MetricsReporter(self.metrics, self.layout, self.io, self.link)
+        self.status = StatusReporter(shed.shed.name, self.layout, None)
+        metrics_reporter = MetricsReporter(self.metrics, self.layout)
         reporters: list[Reporter] = [metrics_reporter, self.status, self.events]
         self.mqtt: MqttLink | None = None
         if shed.mqtt.host is not None:
             from chargectl.outputs import mqtt  # aiomqtt and paho only when MQTT is on
 
-            reporter, self.mqtt = mqtt.build(
-                shed,
-                self.layout,
-                self.clock,
-                self.commands(),
-                device_up=self.io.device_up,
-                taps=lambda: self.events.last_taps,
-                settled=lambda: metrics_reporter.last_events.settled,
-            )
-            reporters.append(reporter)  # after the metrics and the event log: it reads theirs
+            reporter, self.mqtt = mqtt.build(shed, self.layout, self.clock, self.commands())
+            reporters.append(reporter)
         reporters.extend(options.extra_reporters)
         self.controller = Controller(
             shed,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,10 @@ from chargectl.config.load import load_shed
 from chargectl.config.schema import Shed
 from chargectl.control.layout import Layout, build_layout
 from chargectl.control.observe import Decision, Demand, Observation
-from chargectl.runtime.controller import Poll, TickOutcome
+from chargectl.outputs.mqtt import MqttReporter
+from chargectl.runtime.contracts import Poll, TickOutcome
+from chargectl.runtime.events import EventTracker, SessionNews, TickEvents
+from chargectl.sessions.manager import EndedSession, TapResult
 from tests.mqtt.broker import ROOT, Broker
 
 
@@ -73,4 +77,23 @@ def decision(
 
 def tick(layout: Layout, now: float, d: Decision) -> TickOutcome:
     poll = Poll(Observation.empty(layout))
-    return TickOutcome(now, 1_767_225_600.0 + now, 0.001, poll, d, Demand.none(layout), {})
+    wall = 1_767_225_600.0 + now
+    return TickOutcome(now, wall, 0.001, poll, d, Demand.none(layout), {}, TickEvents())
+
+
+class Fed:
+    """A reporter fed as the loop feeds it: each tick's events from an `EventTracker` over
+    what the test says the devices and sessions did (`up`, `taps`, `settled`)."""
+
+    def __init__(self, reporter: MqttReporter, layout: Layout) -> None:
+        self.reporter = reporter
+        self.tracker = EventTracker(layout.topology)
+        self.up: Mapping[str, bool] = {}
+        self.taps: Sequence[TapResult] = []
+        self.settled: Sequence[EndedSession] = []
+
+    def report(self, outcome: TickOutcome) -> None:
+        news = SessionNews(tuple(self.taps), {}, tuple(self.settled), None)
+        obs = outcome.poll.observation
+        events = self.tracker.tick(obs, outcome.decision, dict(self.up), news)
+        self.reporter.report(dataclasses.replace(outcome, events=events))

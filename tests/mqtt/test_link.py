@@ -21,7 +21,7 @@ from chargectl.outputs.mqtt import MqttLink, MqttReporter, Outbox
 from chargectl.runtime.clock import RealClock
 from chargectl.sessions.manager import TapOutcome, TapResult
 from tests.mqtt.broker import PASSWORDS, SHED, Broker, Operator, Proxy, free_port, operator
-from tests.mqtt.conftest import decision, tick
+from tests.mqtt.conftest import Fed, decision, tick
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -134,23 +134,15 @@ async def test_state_and_events_reach_the_broker(
     broker: Broker, tmp_path: Path, layout: Layout
 ) -> None:
     box = Outbox(100)
-    taps: list[TapResult] = []
-    rep = MqttReporter(
-        SHED,
-        layout,
-        box,
-        state_interval_s=10.0,
-        device_up=lambda: {"pile-a1": True},
-        taps=lambda: taps,
-        settled=list,
-    )
+    rep = Fed(MqttReporter(SHED, layout, box, state_interval_s=10.0), layout)
+    rep.up = {"pile-a1": True}
     async with operator(broker.port) as op, running(settings(tmp_path, broker.port), tmp_path, box):
         rep.report(tick(layout, 0.0, decision(layout)))
         state = await op.next(f"chargectl/{SHED}/state")
         body = json.loads(state.payload)
         assert body["bays"]["idle"] == layout.n_bays
         assert [c["id"] for c in body["circuits"]] == list(layout.circuit_ids)
-        taps.append(TapResult("pile-a1/3", "04A1B2C3", TapOutcome.BLOCKED, None))
+        rep.taps = [TapResult("pile-a1/3", "04A1B2C3", TapOutcome.BLOCKED, None)]
         rep.report(tick(layout, 1.0, decision(layout, overloaded=("main",))))
         tap = json.loads(await op.payload(TAP))
         assert (tap["bay"], tap["result"]) == ("pile-a1/3", "blocked")
@@ -273,21 +265,12 @@ async def test_the_outbox_drops_the_oldest_while_the_broker_is_away(
 ) -> None:
     broker.stop()
     box = Outbox(5)
-    taps: list[TapResult] = []
-    rep = MqttReporter(
-        SHED,
-        layout,
-        box,
-        state_interval_s=1e9,
-        device_up=dict,
-        taps=lambda: taps,
-        settled=list,
-    )
+    rep = Fed(MqttReporter(SHED, layout, box, state_interval_s=1e9), layout)
     async with running(settings(tmp_path, broker.port), tmp_path, box) as link:
         await until(lambda: link.failures >= 2)
         # The tick goes on: report() is plain code, and only the newest 5 taps are kept.
         for n in range(12):
-            taps[:] = [TapResult("pile-a1/1", f"{n:08X}", TapOutcome.UNKNOWN, None)]
+            rep.taps = [TapResult("pile-a1/1", f"{n:08X}", TapOutcome.UNKNOWN, None)]
             rep.report(tick(layout, float(n), decision(layout)))
         assert (box.dropped, len(box)) == (7, 6)  # 5 taps and the state
         assert link.published == 0

@@ -13,9 +13,10 @@ import pytest
 from chargectl.control.layout import Layout
 from chargectl.outputs.mqtt import MqttReporter, Outbox, Outgoing, reconnect_delay
 from chargectl.outputs.mqtt_outbox import encode as _encode
+from chargectl.runtime.contracts import TickOutcome
 from chargectl.sessions.machine import Reason
 from chargectl.sessions.manager import EndedSession, TapOutcome, TapResult
-from tests.mqtt.conftest import decision, tick
+from tests.mqtt.conftest import Fed, decision, tick
 
 
 def msg(n: int) -> Outgoing:
@@ -84,21 +85,22 @@ def test_reconnect_delay_grows_to_the_cap_with_jitter() -> None:
 
 
 class Feed:
+    """What the devices and sessions did, fed to a reporter tick by tick (see `Fed`)."""
+
     def __init__(self) -> None:
         self.up = {"pile-a1": True, "meter-main": True}
         self.taps: list[TapResult] = []
         self.settled: list[EndedSession] = []
+        self.fed: Fed | None = None
 
-    def reporter(self, layout: Layout, box: Outbox, interval: float = 10.0) -> MqttReporter:
-        return MqttReporter(
-            "campus",
-            layout,
-            box,
-            state_interval_s=interval,
-            device_up=lambda: self.up,
-            taps=lambda: self.taps,
-            settled=lambda: self.settled,
-        )
+    def reporter(self, layout: Layout, box: Outbox, interval: float = 10.0) -> Feed:
+        self.fed = Fed(MqttReporter("campus", layout, box, state_interval_s=interval), layout)
+        return self
+
+    def report(self, outcome: TickOutcome) -> None:
+        assert self.fed is not None
+        self.fed.up, self.fed.taps, self.fed.settled = self.up, self.taps, self.settled
+        self.fed.report(outcome)
 
 
 def drain(box: Outbox) -> list[tuple[str, Any]]:

@@ -11,7 +11,7 @@ from chargectl.control.allocation import make_allocator
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import build_layout
 from chargectl.control.observe import Observation
-from chargectl.runtime.controller import Poll, Tap
+from chargectl.runtime.contracts import Poll, Tap
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sessions.machine import BayObservation
 from chargectl.sessions.manager import SessionManager
