@@ -14,11 +14,12 @@ circuit has no bays. Everything that plans current (`control.layout`) insists on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from chargectl.config.schema import Circuit, Device, Shed, bay_id
-from chargectl.drivers.registry import role_of
+from chargectl.drivers.template import Template, shipped
 
 SUPPLY_PHASES = {1: (1,), 3: (1, 2, 3)}
 
@@ -50,6 +51,10 @@ class Bay:
     phases: tuple[int, ...]  # 1-based supply phases the bay draws on
     role: str  # "pile" or "evse"
     kind: str  # the device's template
+    # A wallbox's least offer (below it only 0: IEC 61851) and its setpoint's resolution,
+    # from its template; 0 for a socket (a relay is on or off).
+    min_a: float = 0.0
+    step_a: float = 0.0
 
     @property
     def is_socket(self) -> bool:
@@ -107,7 +112,10 @@ class Topology:
         return tuple(d for d, r in self.roles.items() if r == role)
 
 
-def topology_of(shed: Shed) -> Topology:
+def topology_of(shed: Shed, templates: Mapping[str, Template] | None = None) -> Topology:
+    """`templates`: kind -> template (default: the shipped ones); a device whose kind is in
+    none has no role and no bays."""
+    found = shipped() if templates is None else templates
     supply = SUPPLY_PHASES.get(shed.shed.phases, (1, 2, 3))
     by_id: dict[str, Circuit] = {}
     for c in shed.circuits:
@@ -133,13 +141,12 @@ def topology_of(shed: Shed) -> Topology:
     roles: dict[str, str] = {}
     bays: list[Bay] = []
     for d in shed.devices:
-        try:
-            role = role_of(d.kind)
-        except KeyError:
+        template = found.get(d.kind)
+        if template is None:
             continue
-        roles.setdefault(d.id, role)
-        if role in ("pile", "evse") and d.circuit in index:
-            bays.extend(_bays(d, role, index[d.circuit]))
+        roles.setdefault(d.id, template.role)
+        if template.role in ("pile", "evse") and d.circuit in index:
+            bays.extend(_bays(d, template, index[d.circuit]))
     return Topology(
         supply_phases=supply,
         circuits=tuple(order),
@@ -150,10 +157,11 @@ def topology_of(shed: Shed) -> Topology:
     )
 
 
-def _bays(d: Device, role: str, circuit: int) -> list[Bay]:
-    if role == "evse":
-        return [Bay(bay_id(d.id, None), d.id, None, circuit, d.phases, role, d.kind)]
+def _bays(d: Device, t: Template, circuit: int) -> list[Bay]:
+    if t.role == "evse":
+        least, step = t.min_current_a or 0.0, t.step_a or 0.0
+        return [Bay(bay_id(d.id, None), d.id, None, circuit, d.phases, "evse", d.kind, least, step)]
     return [
-        Bay(bay_id(d.id, p), d.id, p, circuit, d.phases, role, d.kind)
+        Bay(bay_id(d.id, p), d.id, p, circuit, d.phases, "pile", d.kind)
         for p in range(1, d.ports + 1)
     ]

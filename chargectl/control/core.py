@@ -47,7 +47,6 @@ Allocate = Callable[
 ]
 
 PIN_PRIORITY = 1_000_000  # above any staff priority: a pinned socket is admitted first
-WALLBOX_MIN_A = 6.0
 RAMP_S = 5.0  # a socket closed this recently counts at least its nominal current
 WELD_TICKS = 2  # ticks of current through an open relay before it is called welded
 WELD_CURRENT_A = 0.1
@@ -313,11 +312,14 @@ class ControlCore:
         return np.where(lay.socket, socket, car)
 
     def _offers(self, setpoints: FloatArray) -> FloatArray:
-        """Wallbox setpoints as the box takes them: 0 below 6 A, else in 0.1 A steps down, at
-        most its maximum. Sockets are left as planned."""
-        wb = ~self.layout.socket
-        offer = np.floor(np.minimum(setpoints, self.wallbox_max_a) * 10.0 + 1e-9) / 10.0
-        offer = np.where(offer < WALLBOX_MIN_A, 0.0, offer)
+        """Wallbox setpoints as the box takes them (its template says how): 0 below its least
+        offer (6 A), else rounded down to its setpoint's resolution, at most its maximum.
+        Sockets are left as planned."""
+        lay = self.layout
+        wb = ~lay.socket
+        per_a = 1.0 / np.where(wb, lay.wallbox_step_a, 1.0)  # steps per amp: 10 for 0.1 A
+        offer = np.floor(np.minimum(setpoints, self.wallbox_max_a) * per_a + 1e-9) / per_a
+        offer = np.where(offer < lay.wallbox_min_a, 0.0, offer)
         return np.where(wb, offer, setpoints)
 
     def _masks(
@@ -441,10 +443,10 @@ class ControlCore:
         wb_ok = eligible & ~sock & obs.wallbox_plugged
         wb_max = np.minimum(
             obs.wallbox_hw_max_a,
-            np.maximum(WALLBOX_MIN_A, obs.bay_current_a + s.wallbox_probe_a),
+            np.maximum(self.layout.wallbox_min_a, obs.bay_current_a + s.wallbox_probe_a),
         )
         wb_max = np.where(excess > 0, np.minimum(wb_max, self.setpoint), wb_max)
-        min_a = np.where(sock, sock_amps, WALLBOX_MIN_A)
+        min_a = np.where(sock, sock_amps, self.layout.wallbox_min_a)
         max_a = np.where(sock, np.where(sock_ok, sock_amps, 0.0), np.where(wb_ok, wb_max, 0.0))
         return min_a, max_a
 

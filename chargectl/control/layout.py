@@ -35,6 +35,8 @@ class Layout:
     bay_phases: BoolArray  # [B, 3]
     bay_circuit: IntArray  # [B]
     socket: BoolArray  # [B] True for a pile port, False for a wallbox
+    wallbox_min_a: FloatArray  # [B] a wallbox's least offer (its template's); 0 for a socket
+    wallbox_step_a: FloatArray  # [B] a wallbox setpoint's resolution; 0 for a socket
     # under[c, b]: bay b is in the subtree of circuit c (small sheds: a dense matrix is simplest)
     under: BoolArray
     pile_slices: dict[str, slice]  # pile device id -> its bays' slice
@@ -97,6 +99,8 @@ def build_layout(shed: Shed, topology: Topology | None = None) -> Layout:
         bay_phases=bay_phases,
         bay_circuit=bay_circuit,
         socket=np.array([bay.is_socket for bay in bays], dtype=np.bool_),
+        wallbox_min_a=np.array([bay.min_a for bay in bays], dtype=np.float64),
+        wallbox_step_a=np.array([bay.step_a for bay in bays], dtype=np.float64),
         under=under,
         pile_slices=topo.pile_bays,
         evse_index=topo.wallbox_bay,

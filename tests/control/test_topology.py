@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from chargectl.commands.staff import shed_bays
 from chargectl.config.schema import Breaker, Circuit, Device
+from chargectl.control.allocation import make_allocator
+from chargectl.control.core import ControlCore
 from chargectl.control.layout import build_layout
+from chargectl.drivers.template import shipped
 from chargectl.topology import topology_of
 from tests.control.sheds import two_row_shed
 
@@ -82,3 +86,30 @@ def test_layout_and_staff_commands_read_the_same_topology() -> None:
     assert layout.topology.bay_ids == tuple(b.id for b in layout.bays)
     assert shed_bays(shed) == list(layout.topology.bay_ids)
     assert layout.circuit_ids == tuple(c.id for c in layout.topology.circuits)
+
+
+def test_a_wallbox_offers_what_its_template_allows() -> None:
+    """The least offer and the setpoint's resolution come from the wallbox's template: a box
+    whose template says 8 A and 1 A steps is offered 0 below 8 A and whole amps above."""
+    shed = two_row_shed(ports=2)
+    coarse = dataclasses.replace(shipped()["evse"], min_current_a=8.0, step_a=1.0)
+    topo = topology_of(shed, {**shipped(), "evse": coarse})
+    layout = build_layout(shed, topo)
+    j = layout.evse_index["wb"]
+    assert (layout.wallbox_min_a[j], layout.wallbox_step_a[j]) == (8.0, 1.0)
+    assert not layout.wallbox_min_a[layout.socket].any()
+    core = ControlCore(shed, layout, make_allocator(layout))
+    for planned, offered in ((7.9, 0.0), (8.0, 8.0), (12.7, 12.0), (40.0, 16.0)):
+        setpoints = np.full(layout.n_bays, 1.5)
+        setpoints[j] = planned
+        got = core._offers(setpoints)
+        assert got[j] == offered
+        assert (got[layout.socket] == 1.5).all()  # sockets as planned
+    # The shipped contract wallbox: 6 A and 0.1 A steps.
+    shipped_layout = build_layout(shed)
+    shipped_core = ControlCore(shed, shipped_layout, make_allocator(shipped_layout))
+    setpoints = np.zeros(shipped_layout.n_bays)
+    setpoints[j] = 6.79
+    assert shipped_core._offers(setpoints)[j] == 6.7
+    setpoints[j] = 5.99
+    assert shipped_core._offers(setpoints)[j] == 0.0
