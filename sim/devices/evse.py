@@ -123,8 +123,8 @@ class EvseModel(ImageDevice):
             "contactor_welded": self._welded,
         }
 
-    def meanings(self, name: str) -> Any:
-        return CP_LETTERS[self.cp_state() - 1]
+    def meanings(self, name: str) -> tuple[tuple[str, ...], int]:
+        return CP_LETTERS, self.cp_state() - 1
 
     def words(self, name: str) -> list[int]:
         return self._tap.words()

@@ -13,8 +13,9 @@ What an address answers (../shared/hardware/README.md, for every template alike)
   (else 02), each value in range (else 03, and nothing changes).
 
 The role model answers `number(name)` (units; an array for a per-port field), `flags(name)`
-(meaning -> bool or bool array, for a field with `bits`), `meanings(name)` (the meaning of a
-code, per port for a per-port field), `words(name)` (the tap's six registers), and takes
+(meaning -> bool or bool array, for a field with `bits`), `meanings(name)` (for a field with
+`codes`: a vocabulary of meanings and the index of the present one in it, an int array for a
+per-port field), `words(name)` (the tap's six registers), and takes
 writes as `valid(name, port, value)` then `apply(name, port, value)`: value in units, or the
 name of a `special` raw value (fault_reset's "all"). A role lists in `zero_is_off` the fields
 whose 0 is always in range (a paused setpoint), whatever the template's `min`.
@@ -22,10 +23,11 @@ whose 0 is always in range (a paused setpoint), whatever the template's `min`.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -60,7 +62,7 @@ class FieldSource(Protocol):
 
     def number(self, name: str) -> Any: ...
     def flags(self, name: str) -> Mapping[str, Any]: ...
-    def meanings(self, name: str) -> Any: ...
+    def meanings(self, name: str) -> tuple[Sequence[str], Any]: ...
     def words(self, name: str) -> list[int]: ...
     def valid(self, name: str, port: int | None, value: float | str) -> bool: ...
     def apply(self, name: str, port: int | None, value: float | str) -> None: ...
@@ -97,13 +99,32 @@ class RegisterImage:
             for f in self.fields
         )
         self._cells: dict[str, dict[int, list[Cell]]] = {t: {} for t in TABLES}
+        # Reads copy runs of a field's words: (start, end, field, offset into its words).
+        runs: dict[str, list[tuple[int, int, int, int]]] = {t: [] for t in TABLES}
         for i, f in enumerate(self.fields):
-            for p in range(ports if f.per_port else 1):
+            n = ports if f.per_port else 1
+            for p in range(n):
                 start = f.address_of(p + 1) if f.per_port else f.address
                 for off in range(f.width):
                     self._cells[f.table].setdefault(start + off, []).append(Cell(i, p, off))
-        # Ranges that answer in full: the template's, and gaps of at most max_gap.
-        spans: dict[str, list[tuple[int, int]]] = {t: [] for t in TABLES}
+            if f.per_port and f.stride == f.width:
+                runs[f.table].append((f.address, f.address + n * f.width, i, 0))
+            else:
+                for p in range(n):
+                    start = f.address_of(p + 1) if f.per_port else f.address
+                    runs[f.table].append((start, start + f.width, i, p * f.width))
+        for table_runs in runs.values():
+            table_runs.sort()
+        self._runs = {t: tuple(r) for t, r in runs.items()}
+        self._run_starts = {t: [r[0] for r in rs] for t, rs in runs.items()}
+        # Fields sharing an address (bits of one register named apart) are ORed cell by cell.
+        self._shared = {
+            t: any(len(c) > 1 for c in cells.values()) for t, cells in self._cells.items()
+        }
+        # What answers: the fields, the template's readable ranges, gaps of at most max_gap.
+        spans: dict[str, list[tuple[int, int]]] = {
+            t: [(r[0], r[1]) for r in runs[t]] for t in TABLES
+        }
         for table, first, last in template.readable:
             spans[table].append((first, last + 1))
         if template.max_gap > 0:
@@ -112,8 +133,11 @@ class RegisterImage:
                 for a, b in itertools.pairwise(addrs):
                     if 1 < b - a <= template.max_gap + 1:
                         spans[name].append((a + 1, b))
-        self._spans = {t: tuple(s) for t, s in spans.items()}
+        self._answers = {t: _merged(s) for t, s in spans.items()}
+        self._answer_starts = {t: [lo for lo, _ in s] for t, s in self._answers.items()}
         self.has_table = {t: bool(self._cells[t]) for t in TABLES}
+        self._code_tables: dict[tuple[int, int], np.ndarray] = {}
+        self._encoders = tuple(self._encoder(i) for i in range(len(self.fields)))
 
     # ------------------------------------------------------------------ reads
     def read(self, source: FieldSource, table: str, addr: int, count: int) -> list[int] | int:
@@ -123,66 +147,126 @@ class RegisterImage:
             return ILLEGAL_FUNCTION
         if not 1 <= count <= (MAX_BITS_READ if bits else MAX_READ):
             return ILLEGAL_VALUE
+        end = addr + count
+        i = bisect.bisect_right(self._answer_starts[table], addr) - 1
+        if i < 0 or self._answers[table][i][1] < end:
+            return ILLEGAL_ADDRESS  # some address in no field and no readable range
+        if self._shared[table]:
+            return self._read_cells(source, table, addr, count)
+        out = [0] * count
+        runs = self._runs[table]
+        j = max(0, bisect.bisect_right(self._run_starts[table], addr) - 1)
+        encoded: dict[int, list[int]] = {}
+        while j < len(runs):
+            start, stop, index, off = runs[j]
+            j += 1
+            if start >= end:
+                break
+            if stop <= addr:
+                continue
+            words = encoded.get(index)
+            if words is None:
+                words = encoded[index] = self.encode(source, index)
+            lo, hi = max(start, addr), min(stop, end)
+            out[lo - addr : hi - addr] = words[off + lo - start : off + hi - start]
+        return out
+
+    def _read_cells(self, source: FieldSource, table: str, addr: int, count: int) -> list[int]:
         cells = self._cells[table]
         out = [0] * count
-        encoded: dict[int, list[list[int]]] = {}
+        encoded: dict[int, list[int]] = {}
         for i in range(count):
-            a = addr + i
-            here = cells.get(a)
-            if here is None:
-                if not self._in_span(table, a):
-                    return ILLEGAL_ADDRESS
-                continue
-            for c in here:
+            for c in cells.get(addr + i, ()):
                 words = encoded.get(c.field)
                 if words is None:
                     words = encoded[c.field] = self.encode(source, c.field)
-                out[i] |= words[c.port][c.offset]
+                out[i] |= words[c.port * self.fields[c.field].width + c.offset]
         return out
 
-    def _in_span(self, table: str, addr: int) -> bool:
-        return any(lo <= addr < hi for lo, hi in self._spans[table])
+    def encode(self, source: FieldSource, index: int) -> list[int]:
+        """One field's registers (or bits), port after port for a per-port field."""
+        return self._encoders[index](source)
 
-    def encode(self, source: FieldSource, index: int) -> list[list[int]]:
-        """One field's registers: a list per port (one list for a plain field)."""
+    def _encoder(self, index: int) -> Callable[[FieldSource], list[int]]:
+        """A field's encoder, specialised once: a hot-block read calls a dozen of them."""
         f = self.fields[index]
-        n = self.ports if f.per_port else 1
-        if f.name == "tap":
-            return [source.words(f.name)]
+        name, n, per_port = f.name, (self.ports if f.per_port else 1), f.per_port
+        if name == "tap":
+            return lambda s: s.words(name)
         if f.bits or f.codes:
-            raw = np.zeros(n, dtype=np.int64)
-            if f.bits:
-                for meaning, on in _flags_of(source, f).items():
-                    bit = f.bits.get(meaning)
-                    if bit is not None:
-                        raw |= np.asarray(on, dtype=np.int64) << bit
-            if f.codes:
-                raw |= self._codes(source, f, n) << (f.code_bits[0] if f.code_bits else 0)
-            return [[int(v) & 0xFFFF] for v in raw]
-        if f.equals is not None:
-            value = float(self.ports if f.equals == "ports" else f.equals)
-            return [_words(f, value, counter=False)]
-        values = np.broadcast_to(np.asarray(source.number(f.name), dtype=np.float64), (n,))
-        counter = self._counter[index]
-        if f.width == 1 and not counter and f.type != "bit":
-            # One register per value (currents, states, temperatures): all ports at once.
-            lo, hi = INT_RANGE[f.type]
-            raw = np.clip(np.rint(_scaled(f, values)), lo, hi).astype(np.int64) & 0xFFFF
-            return [[v] for v in raw.tolist()]
-        return [_words(f, float(v), counter=counter) for v in values]
+            bits = tuple(f.bits.items())
+            shift = f.code_bits[0] if f.code_bits else 0
+            codes = bool(f.codes)
 
-    def _codes(self, source: FieldSource, f: Field, n: int) -> np.ndarray:
-        by_meaning = {m: raw for raw, m in f.codes.items()}
-        meanings = source.meanings(f.name)
-        if isinstance(meanings, str):
-            meanings = [meanings] * n
-        try:
-            raw = [by_meaning.get(m, 0) if m == "none" else by_meaning[m] for m in meanings]
-        except KeyError as exc:
+            def flags_and_codes(s: FieldSource) -> list[int]:
+                raw: Any = 0
+                if bits:
+                    flags = s.flags(name)
+                    for meaning, bit in bits:
+                        on = flags.get(meaning)
+                        if on is None:
+                            raise TemplateMismatch(
+                                f"{self.template.kind}: fields.{name}.bits: the simulator has "
+                                f"no {meaning!r}"
+                            )
+                        raw = raw | (np.asarray(on, dtype=np.int64) if per_port else int(on)) << bit
+                if codes:
+                    raw = raw | self._codes(s, index) << shift
+                if not per_port:
+                    return [int(raw) & 0xFFFF]
+                return (np.broadcast_to(raw, (n,)) & 0xFFFF).tolist()
+
+            return flags_and_codes
+        if f.equals is not None:
+            words = _words(f, float(self.ports if f.equals == "ports" else f.equals), counter=False)
+            return lambda s: words
+        counter = self._counter[index]
+        if per_port and f.width == 1 and f.type != "bit" and not counter:
+            lo, hi = INT_RANGE[f.type]
+            mul, div = _scale_factors(f)
+
+            def one_register_per_port(s: FieldSource) -> list[int]:
+                values = s.number(name)
+                if not isinstance(values, np.ndarray) or values.shape != (n,):
+                    values = np.broadcast_to(np.asarray(values, dtype=np.float64), (n,))
+                scaled = values * mul if div == 1.0 else values / div
+                raw = np.clip(np.rint(scaled), lo, hi).astype(np.int64)
+                return (raw & 0xFFFF).tolist()
+
+            return one_register_per_port
+        if per_port:
+            return lambda s: _port_words(
+                f, np.broadcast_to(np.asarray(s.number(name), dtype=np.float64), (n,)), counter
+            )
+        if f.width == 1 and f.type != "bit" and not counter:
+            lo, hi = INT_RANGE[f.type]
+            mul, div = _scale_factors(f)
+
+            def one_register(s: FieldSource) -> list[int]:
+                return [max(lo, min(hi, round(float(s.number(name)) * mul / div))) & 0xFFFF]
+
+            return one_register
+        return lambda s: _words(f, float(s.number(name)), counter=counter)
+
+    def _codes(self, source: FieldSource, index: int) -> Any:
+        """The raw codes of a field's meanings: the source names its vocabulary and the index
+        of each port's meaning in it; the lookup table is built once per vocabulary."""
+        f = self.fields[index]
+        names, which = source.meanings(f.name)
+        key = (index, id(names))
+        table = self._code_tables.get(key)
+        if table is None:
+            by_meaning = {m: raw for raw, m in f.codes.items()}
+            by_meaning.setdefault("none", 0)  # no fault, no code: 0
+            table = np.array([by_meaning.get(m, -1) for m in names], dtype=np.int64)
+            self._code_tables[key] = table
+        code = table[which]
+        if np.any(code < 0):
+            bad = [names[k] for k in np.atleast_1d(which)[np.atleast_1d(code) < 0]]
             raise TemplateMismatch(
-                f"{self.template.kind}: fields.{f.name}.codes has no code for {exc.args[0]!r}"
-            ) from None
-        return np.array(raw, dtype=np.int64)
+                f"{self.template.kind}: fields.{f.name}.codes has no code for {bad[0]!r}"
+            )
+        return code
 
     # ------------------------------------------------------------------ writes
     def write(
@@ -209,7 +293,8 @@ class RegisterImage:
         in_address_order = sorted(touched.items(), key=lambda kv: self._address(*kv[0]))
         for (index, port), new_words in in_address_order:
             f = self.fields[index]
-            words = list(self.encode(source, index)[port]) if len(new_words) < f.width else []
+            flat = self.encode(source, index) if len(new_words) < f.width else []
+            words = flat[port * f.width : (port + 1) * f.width]
             words = [new_words.get(o, words[o] if words else 0) for o in range(f.width)]
             raw = _decode(f, words)
             special = next((k for k, v in f.special.items() if v == raw), None)
@@ -242,19 +327,50 @@ class RegisterImage:
 TABLES = ("input", "holding", "coil", "discrete")
 
 
-def _flags_of(source: FieldSource, f: Field) -> Mapping[str, Any]:
-    flags = source.flags(f.name)
-    unknown = set(f.bits) - set(flags)
-    if unknown:
-        raise TemplateMismatch(f"fields.{f.name}.bits: the simulator has no {sorted(unknown)}")
-    return flags
+def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Touching or overlapping [lo, hi) ranges joined."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def _port_words(f: Field, values: np.ndarray, counter: bool) -> list[int]:
+    """`_words` over every port at once (numpy): the same rounding, saturation and wrap."""
+    if f.type in ("f32", "f64"):
+        words = (
+            values.astype(">f4" if f.type == "f32" else ">f8").view(">u2").reshape(len(values), -1)
+        )
+    else:
+        raw = _scaled(f, values)
+        lo, hi = INT_RANGE[f.type]
+        if counter:
+            n = np.floor(raw + ENERGY_EPS).astype(np.int64) % (hi - lo + 1) + lo
+        else:
+            n = np.clip(np.rint(raw), lo, hi).astype(np.int64)
+        if f.width == 1:
+            return (n & 0xFFFF).tolist()
+        u = n & 0xFFFFFFFF
+        words = np.stack([u >> 16, u & 0xFFFF], axis=1)
+    if f.word_order != "big":
+        words = words[:, ::-1]
+    return words.astype(np.int64).ravel().tolist()
+
+
+def _scale_factors(f: Field) -> tuple[float, float]:
+    """(mul, div) with register number = units x mul / div. Scale 0.1 is x 10, as the
+    contract pages mean it (/ 0.1 can differ in the last bit and round the other way)."""
+    inverse = 1.0 / f.scale
+    return (float(round(inverse)), 1.0) if inverse == round(inverse) else (1.0, f.scale)
 
 
 def _scaled(f: Field, value: Any) -> Any:
-    """Units to the register's number. Scale 0.1 is x 10, as the contract pages mean it (/ 0.1
-    can differ in the last bit and round the other way)."""
-    inverse = 1.0 / f.scale
-    return value * round(inverse) if inverse == round(inverse) else value / f.scale
+    """Units to the register's number (`_scale_factors`)."""
+    mul, div = _scale_factors(f)
+    return value * mul / div
 
 
 def _unscaled(f: Field, raw: float) -> float:

@@ -51,7 +51,7 @@ class MeterModel(ImageDevice):
     def flags(self, name: str) -> Mapping[str, Any]:
         raise KeyError(name)  # no meter field has bits
 
-    def meanings(self, name: str) -> Any:
+    def meanings(self, name: str) -> tuple[tuple[str, ...], int]:
         raise KeyError(name)
 
     def words(self, name: str) -> list[int]:

@@ -38,7 +38,7 @@ MAX_INDICATOR = 7  # the lamp vocabulary: 0 off .. 7 charge complete (pile.md)
 CABINET_HOT_C = 70.0
 SUPPLY_MIN_V = 176.0
 SUPPLY_MAX_V = 264.0
-FAULT_MEANINGS = np.array([FAULT_NAMES[c] for c in range(len(FAULT_NAMES))], dtype=object)
+FAULT_MEANINGS = tuple(FAULT_NAMES[c] for c in range(len(FAULT_NAMES)))  # by kernel code
 
 
 class PileModel(ImageDevice):
@@ -131,8 +131,8 @@ class PileModel(ImageDevice):
         fault = self._b[k.FAULT]  # port_fault as bits: one per meaning
         return {FAULT_NAMES[c]: fault == c for c in FAULT_NAMES if c}
 
-    def meanings(self, name: str) -> Any:
-        return FAULT_MEANINGS[self._b[k.FAULT]]
+    def meanings(self, name: str) -> tuple[tuple[str, ...], Any]:
+        return FAULT_MEANINGS, self._b[k.FAULT]
 
     def words(self, name: str) -> list[int]:
         return self._tap.words()
