@@ -14,6 +14,7 @@ the line and the path (`events[2].bay: ...`), and names are checked against the 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from chargectl.config.schema import Shed
+from chargectl.drivers.template import Template
 from chargectl.sim.actions import ActionError, check
 from chargectl.topology import topology_of
 
@@ -68,16 +70,24 @@ def parse_time(value: object) -> float:
     return t
 
 
-def load_scenario(path: str | Path, shed: Shed | None = None) -> Scenario:
+def load_scenario(
+    path: str | Path, shed: Shed | None = None, templates: Mapping[str, Template] | None = None
+) -> Scenario:
+    """`templates`: the shed's kinds (default: the shipped ones), to know its bays."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_scenario(text, str(p), shed)
+    return parse_scenario(text, str(p), shed, templates)
 
 
-def parse_scenario(text: str, source: str, shed: Shed | None = None) -> Scenario:
+def parse_scenario(
+    text: str,
+    source: str,
+    shed: Shed | None = None,
+    templates: Mapping[str, Template] | None = None,
+) -> Scenario:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -88,6 +98,7 @@ def parse_scenario(text: str, source: str, shed: Shed | None = None) -> Scenario
         raise ScenarioError([f"{source}: empty scenario (expected 'events:')"])
     data = yaml.safe_load(text)
     problems: list[str] = []
+    bays = set(topology_of(shed, templates).bay_ids) if shed is not None else set()
 
     def line_of(node: yaml.Node | None) -> str:
         return f"{source}:{node.start_mark.line + 1}" if node is not None else source
@@ -129,7 +140,7 @@ def parse_scenario(text: str, source: str, shed: Shed | None = None) -> Scenario
             problems.append(str(exc))
             continue
         if shed is not None:
-            problems += _check_names(item, shed, where)
+            problems += _check_names(item, shed, where, bays)
         action = {k: v for k, v in item.items() if k != "at"}
         events.append(Event(at, action, where))
     if problems:
@@ -138,13 +149,13 @@ def parse_scenario(text: str, source: str, shed: Shed | None = None) -> Scenario
     return Scenario(source, tuple(events), end)
 
 
-def _check_names(item: dict[str, Any], shed: Shed, where: str) -> list[str]:
+def _check_names(item: dict[str, Any], shed: Shed, where: str, bays: set[str]) -> list[str]:
     """The names an event uses exist in the shed (caught before the run, not an hour in)."""
     out: list[str] = []
     devices = {d.id: d for d in shed.devices}
     circuits = {c.id for c in shed.circuits}
     bay = item.get("bay")
-    if isinstance(bay, str) and bay not in topology_of(shed).bay_index:
+    if isinstance(bay, str) and bay not in bays:
         out.append(f"{where}.bay: no bay {bay!r} in the shed")
     dev_id = item.get("device")
     if isinstance(dev_id, str) and dev_id not in devices:

@@ -56,7 +56,7 @@ class World(WorldActions):
         """`templates`: kind -> template (default: the shipped ones)."""
         self.shed = shed
         self.templates = find_templates() if templates is None else templates
-        self.topo = topo = topology.build(shed)
+        self.topo = topo = topology.build(shed, self.templates)
         self.now = start
         self.nominal_v = float(shed.shed.voltage_v)
         self.supply = Supply(

@@ -10,11 +10,13 @@ breaker on its path to the supply is open.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from chargectl.config.schema import Circuit, Device, Shed
+from chargectl.drivers.template import Template
 from chargectl.topology import Topology as ShedTopology
 from chargectl.topology import topology_of
 
@@ -55,8 +57,9 @@ class Topology:
         return (self.subtree.T.astype(np.int64) @ (~closed).astype(np.int64)) > 0
 
 
-def build(shed: Shed) -> Topology:
-    topo = topology_of(shed)
+def build(shed: Shed, templates: Mapping[str, Template] | None = None) -> Topology:
+    """`templates`: kind -> template (default: the shipped ones)."""
+    topo = topology_of(shed, templates)
     if not topo.is_tree:
         stray = ", ".join(sorted(topo.outside_tree)) or "a duplicate id"
         raise TopologyError(f"circuits: not one tree under the supply ({stray})")
