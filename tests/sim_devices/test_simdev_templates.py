@@ -307,3 +307,43 @@ def test_a_template_in_a_directory_of_its_own_is_a_new_model(tmp_path: Path) -> 
     assert regs[6] == 5000
     assert meter.read_input(107, 1) == 2
     assert values(meter.read_input(110, 2)) == [123, 0]  # a counter floors: 1.234 kWh
+
+
+ENABLE_BOX = """
+kind: acme_box
+role: evse
+description: ACME box, 1 phase, an enable coil and whole amps
+source: "a test: a wallbox whose charging is switched by a coil"
+phases: 1
+min_current_a: 6
+max_current_a: [6, 32]
+step_a: 1
+fields:
+  cp_state: {table: input, address: 0, codes: {10: A, 11: B, 12: C, 13: D, 14: E, 15: F}}
+  current_l1: {table: input, address: 1, scale: 0.1}
+  current_l2: {table: input, address: 2, scale: 0.1}
+  current_l3: {table: input, address: 3, scale: 0.1}
+  watchdog_timeout: {table: holding, address: 0}
+  heartbeat: {table: holding, address: 1}
+  current_limit: {table: holding, address: 2, min: 6, max: 32}
+  failsafe_current: {table: holding, address: 3, min: 6, max: 32}
+  enable: {table: coil, address: 0}
+"""
+
+
+def test_an_enable_coil_switches_the_offer(tmp_path: Path) -> None:
+    (tmp_path / "acme_box.yaml").write_text(ENABLE_BOX, encoding="utf-8")
+    box = EvseModel(16.0, 1, template=templates([tmp_path])["acme_box"])
+    assert values(box.read_coils(0, 1)) == [1]  # enabled from power-up
+    assert box.write_holding(2, [10]) is None  # whole amps
+    run_evse(box, 0.0, 0.1, amps=9.9)
+    assert values(box.read_input(0, 4)) == [12, 99, 0, 0]  # C; one phase wired
+    assert box.write_coils(0, [0]) is None
+    assert box.offered_a() == 0.0
+    run_evse(box, 0.1, 0.1)
+    assert values(box.read_input(0, 1)) == [11]  # B: connected, not offered
+    assert box.write_coils(0, [1]) is None
+    assert box.offered_a() == 10.0
+    assert box.write_holding(2, [17]) == 3  # above this box's 16 A
+    with pytest.raises(ValueError, match="phases must be 1, got 3"):
+        EvseModel(16.0, 3, template=templates([tmp_path])["acme_box"])
