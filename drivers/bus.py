@@ -26,7 +26,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from chargectl.config.schema import RtuBus, TcpBus
@@ -39,6 +38,7 @@ from chargectl.drivers.errors import (
     DeviceTimeout,
     ExceptionReply,
 )
+from chargectl.drivers.health import BusPolicy, UnitHealth, UnitState, backoff_s
 from chargectl.drivers.readings import BadField
 from chargectl.runtime.clock import Clock, RealClock
 
@@ -78,69 +78,6 @@ class ModbusClient(Protocol):
 ClientFactory = Callable[[], ModbusClient]
 
 
-@dataclass(frozen=True, slots=True)
-class BusPolicy:
-    # Unanswered requests in a row before a unit counts as down. 1: a unit that missed one
-    # answer is not asked again until its first probe (0.25..0.5 s later, so the next tick at
-    # a 1 s tick), so a tick that reads, writes and heartbeats a dead unit pays ONE timeout.
-    down_after: int = 1
-    probe_base_s: float = 0.5  # a down unit is probed after about this long, doubling ...
-    probe_max_s: float = 8.0  # ... up to this (so a recovered unit is seen within ~8 s)
-    connect_base_s: float = 0.2  # between failed connects, doubling ...
-    connect_max_s: float = 10.0  # ... up to this
-    retry_base_s: float = 0.05  # between attempts of one request (only with retry_for_s > 0)
-    retry_max_s: float = 1.0
-    # TCP: after this many unanswered requests in a row on the whole line, drop the connection
-    # so the next request reconnects (a gateway that rebooted behind a half-open socket).
-    silence_reconnect: int = 4
-
-
-@dataclass(frozen=True, slots=True)
-class UnitHealth:
-    """A snapshot of one unit's health, for metrics, the status screen and tests."""
-
-    unit: int
-    device: str  # the device id (config), or "<bus>/<unit>" for a unit no driver attached
-    name: str  # how errors and logs name it: "pile-a (line-1 unit 1)"
-    up: bool  # answering (an exception reply counts: the unit is there)
-    since: float | None  # when `up` last changed (clock.now()), None if it never did
-    consecutive_failures: int  # failed requests in a row, of any class
-    last_error: str | None
-    errors: dict[str, int]  # failed requests by error class name
-    requests: int  # requests put on the line
-    skipped: int  # requests refused without asking (DeviceDown)
-    next_probe_at: float | None  # when a down unit is asked again
-    bad_fields: dict[str, int]  # readings with this non-critical field bad, by field name
-
-
-def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with "equal jitter": half fixed, half random, so that units
-    and buses that failed together do not retry in lockstep. `attempt` counts from 0."""
-    full = min(cap, base * 2.0 ** min(attempt, 30))
-    return full / 2 + rng.uniform(0.0, full / 2)
-
-
-class _Unit:
-    """Mutable per-unit bookkeeping, private to the bus."""
-
-    def __init__(self, unit: int, device: str, name: str) -> None:
-        self.unit = unit
-        self.device = device
-        self.name = name
-        self.up = True
-        self.since: float | None = None
-        self.consecutive = 0
-        self.silent = 0
-        self.probes = 0
-        self.next_probe_at = 0.0
-        self.last_error: str | None = None
-        self.errors: dict[str, int] = {}
-        self.requests = 0
-        self.skipped = 0
-        self.bad_fields: dict[str, int] = {}
-        self.bad_now: dict[str, frozenset[str]] = {}  # scope (hot, slow, ...) -> fields bad
-
-
 def pymodbus_factory(config: TcpBus | RtuBus) -> ClientFactory:
     """The real client for a config bus, built lazily (inside the running loop, as pymodbus
     requires, and without importing pymodbus until a line is actually used)."""
@@ -175,7 +112,7 @@ class ModbusBus:
         self._rng = rng or random.Random()
         self._lock = asyncio.Lock()  # one request in flight on the line
         self._client: ModbusClient | None = None
-        self._units: dict[int, _Unit] = {}
+        self._units: dict[int, UnitState] = {}
         self._connect_failures = 0
         self._next_connect_at = 0.0
         self._connect_error = "never connected"
@@ -192,7 +129,7 @@ class ModbusBus:
         if known is not None and known.name != name:
             raise ConfigError(device_id, f"bus {self.id} unit {unit} is already {known.name}")
         if known is None:
-            self._units[unit] = _Unit(unit, device_id, name)
+            self._units[unit] = UnitState(unit, device_id, name)
 
     def health(self, unit: int) -> UnitHealth:
         u = self._unit(unit)
@@ -340,7 +277,7 @@ class ModbusBus:
 
     async def _request(
         self,
-        u: _Unit,
+        u: UnitState,
         function: int,
         addr: int,
         attempt: Callable[[ModbusClient], Awaitable[T]],
@@ -375,7 +312,7 @@ class ModbusBus:
 
     async def _attempt(
         self,
-        u: _Unit,
+        u: UnitState,
         function: int,
         addr: int,
         attempt: Callable[[ModbusClient], Awaitable[T]],
@@ -405,7 +342,7 @@ class ModbusBus:
             self._bus_silent = 0
             return result
 
-    async def _connected_client(self, u: _Unit, addr: int) -> ModbusClient:
+    async def _connected_client(self, u: UnitState, addr: int) -> ModbusClient:
         if self._client is not None and self._client.connected:
             return self._client
         now = self._clock.now()
@@ -480,14 +417,14 @@ class ModbusBus:
         return task.result()
 
     # ------------------------------------------------------------------ bookkeeping
-    def _unit(self, unit: int) -> _Unit:
+    def _unit(self, unit: int) -> UnitState:
         u = self._units.get(unit)
         if u is None:
             self.attach(unit, f"{self.id}/{unit}")
             u = self._units[unit]
         return u
 
-    def _failed(self, u: _Unit, err: DeviceError) -> None:
+    def _failed(self, u: UnitState, err: DeviceError) -> None:
         now = self._clock.now()
         u.consecutive += 1
         kind = type(err).__name__
@@ -510,11 +447,11 @@ class ModbusBus:
         else:
             self._answered(u, now)
 
-    def _succeeded(self, u: _Unit) -> None:
+    def _succeeded(self, u: UnitState) -> None:
         u.consecutive = 0
         self._answered(u, self._clock.now())
 
-    def _answered(self, u: _Unit, now: float) -> None:
+    def _answered(self, u: UnitState, now: float) -> None:
         u.silent = 0
         if not u.up:
             down_for = now - (u.since if u.since is not None else now)

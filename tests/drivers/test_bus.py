@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chargectl.config.schema import RtuBus, TcpBus
-from chargectl.drivers.bus import BusPolicy, ModbusBus, backoff_s
+from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import (
     BadValue,
     ConfigError,
@@ -22,6 +22,7 @@ from chargectl.drivers.errors import (
     DeviceTimeout,
     ExceptionReply,
 )
+from chargectl.drivers.health import BusPolicy, backoff_s
 from chargectl.runtime.clock import VirtualClock
 from tests.drivers.fakes import Image, ScriptedClient, place, run_virtual
 

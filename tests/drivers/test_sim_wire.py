@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from chargectl.config.schema import Device, RtuBus, TcpBus
-from chargectl.drivers.bus import BusPolicy, ModbusBus
+from chargectl.drivers.bus import ModbusBus
 from chargectl.drivers.errors import (
     BadValue,
     ConnectionLost,
@@ -24,6 +24,7 @@ from chargectl.drivers.errors import (
 )
 from chargectl.drivers.evse import EvseDriver
 from chargectl.drivers.factory import make_driver
+from chargectl.drivers.health import BusPolicy
 from chargectl.drivers.meter import MeterDriver
 from chargectl.drivers.pile import PileDriver
 from chargectl.drivers.readings import FAULT_SHORT, Tap
