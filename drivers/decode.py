@@ -107,12 +107,15 @@ def bits_text(defined: Iterable[int], width: int = 16) -> str:
     return ", ".join(parts)
 
 
+def bits_mask(defined: Iterable[int]) -> int:
+    return sum(1 << b for b in set(defined))
+
+
 def check_bits(device: str, reg: int, word: int, defined: Iterable[int], what: str) -> None:
     """A word whose set bits are not all `defined` is not what the template says it is: its
     defined bits cannot be trusted either."""
     bits = list(defined)
-    mask = sum(1 << b for b in set(bits))
-    if word & ~mask:
+    if word & ~bits_mask(bits):
         raise BadValue(device, reg, word, f"{what} has bits {bits_text(bits)} set")
 
 

@@ -26,6 +26,7 @@ from chargectl.drivers.decode import (
     TEMP_MAX_C,
     TEMP_MIN_C,
     Fields,
+    bits_mask,
     check_bits,
     check_identity,
     code_of,
@@ -75,14 +76,14 @@ def slow_blocks(template: Template, ports: int) -> tuple[Block, ...]:
 
 def _port_fault(device: str, f: Field, word: int, port: int) -> int:
     """A port's FAULT_* code from its fault field (codes, or one bit per fault)."""
-    reg = f.address_of(port)
     if f.codes:
         code = code_of(f, word)
         meaning = f.codes.get(code)
         if meaning is None:
-            raise BadValue(device, reg, word, f"port {port}: unknown fault {code}")
+            raise BadValue(device, f.address_of(port), word, f"port {port}: unknown fault {code}")
         return FAULT_CODE[meaning]
-    check_bits(device, reg, word, f.bits.values(), f"port {port}")
+    if word & ~bits_mask(f.bits.values()):
+        check_bits(device, f.address_of(port), word, f.bits.values(), f"port {port}")
     for meaning in FAULT_ORDER:
         bit = f.bits.get(meaning)
         if bit is not None and word >> bit & 1:
@@ -117,18 +118,21 @@ def decode_hot(template: Template, device: str, ports: int, image: Image) -> Pil
     state, closed_f, load_f, fault_f = (
         t.get(n) for n in ("port_state", "relay_closed", "load_present", "port_fault")
     )
+    defined: list[int] = []
+    if state is not None:  # the bits a port-state word may have set
+        defined = [*state.bits.values()]
+        if state.code_bits is not None:
+            defined += range(state.code_bits[0], state.code_bits[1] + 1)
+        if state.codes and state.code_bits is None:
+            defined = list(range(16))
+    state_mask = bits_mask(defined)
     for i, p in enumerate(range(1, ports + 1)):
         if state is not None:
             word = int(raw_value(state, image, p))
-            reg = state.address_of(p)
             if state.codes:
                 faults[i] = _port_fault(device, state, word, p)
-            defined = [*state.bits.values()]
-            if state.code_bits is not None:
-                defined += range(state.code_bits[0], state.code_bits[1] + 1)
-            if state.codes and state.code_bits is None:
-                defined = list(range(16))
-            check_bits(device, reg, word, defined, f"port {p}")
+            if word & ~state_mask:
+                check_bits(device, state.address_of(p), word, defined, f"port {p}")
             if "relay_closed" in state.bits:
                 relay[i] = bool(word >> state.bits["relay_closed"] & 1)
             if "load_present" in state.bits:

@@ -224,6 +224,8 @@ def image_of(blocks: Sequence[Block], replies: Sequence[Sequence[int]]) -> Image
 def raw_value(f: Field, image: Mapping[tuple[str, int], int], port: int | None = None) -> float:
     """The unscaled value of a field (for a port) from an image."""
     addr = f.address_of(port)
+    if f.type == "u16":  # most values: one register as it is
+        return image[(f.table, addr)]
     words = [image[(f.table, a)] for a in range(addr, addr + WIDTH[f.type])]
     return decode_value(words, f.type, f.word_order)
 
