@@ -6,119 +6,47 @@ in-memory card book. Every call takes the time; nothing here reads a clock.
 Per tick the controller calls, in order: `on_tap` for each new tap, `update` with every bay's
 observation, then `demand` (who wants current, their credit, the lamps). `restore` runs once
 at start-up, before the first tick.
+
+This module judges taps and drives each bay's `BayMachine`; what a tap answers and its
+debounce are in `taps`, the records, the daily quota and the counts in `bookkeeping`. Callers
+import the names listed in `__all__` from here.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, tzinfo
-from enum import StrEnum
+from datetime import tzinfo
 
 from chargectl.config.schema import SessionSettings
+from chargectl.sessions.bookkeeping import (
+    Bookkeeper,
+    EndedSession,
+    SessionEvents,
+    SessionReadout,
+)
 from chargectl.sessions.cards import Verdict, judge, parse_uid
 from chargectl.sessions.errors import InvalidUid, SessionsError, UnknownBay
 from chargectl.sessions.machine import (
     BayDemand,
     BayMachine,
     BayObservation,
-    Ended,
     Lamp,
     Reason,
     Session,
     Timings,
 )
-from chargectl.sessions.records import (
-    U32,
-    Checkpoint,
-    EndedRecord,
-    LedgerPort,
-    LedgerState,
-    OpenSession,
-    SessionEnd,
-    SessionSettle,
-    SessionStart,
-    SessionTimes,
-    TapRecord,
-    counter_delta,
-)
+from chargectl.sessions.records import U32, EndedRecord, LedgerPort, LedgerState
+from chargectl.sessions.taps import VERDICT_OUTCOME, TapDebounce, TapOutcome, TapResult
 
-
-@dataclass(slots=True)
-class _Provisional:
-    """A session whose wall times were taken before the wall clock was synchronized."""
-
-    session: Session
-    end_now: float | None = None  # monotonic time it ended
-
-
-class TapOutcome(StrEnum):
-    """What a tap did: the `result` label of chargectl_card_taps_total."""
-
-    STARTED = "started"
-    STOPPED = "stopped"  # the session's own card: user_stop
-    UNKNOWN = "unknown"
-    BLOCKED = "blocked"
-    EXPIRED = "expired"
-    QUOTA = "quota"  # the card's daily energy limit is used up
-    BUSY = "busy"  # another card's session runs at this bay; it goes on
-    UNAVAILABLE = "unavailable"  # the bay is in fault or the shed in emergency
-    INVALID = "invalid"  # the UID is malformed
-    LIMIT = "limit"  # the card already runs as many sessions as `max_per_card` allows
-
-
-_VERDICT_OUTCOME = {
-    Verdict.UNKNOWN: TapOutcome.UNKNOWN,
-    Verdict.BLOCKED: TapOutcome.BLOCKED,
-    Verdict.EXPIRED: TapOutcome.EXPIRED,
-    Verdict.QUOTA: TapOutcome.QUOTA,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class TapResult:
-    bay: str
-    uid: str  # normalised, or the raw text when malformed
-    outcome: TapOutcome
-    session: int | None  # the session started or stopped
-
-    @property
-    def accepted(self) -> bool:
-        return self.outcome in (TapOutcome.STARTED, TapOutcome.STOPPED)
-
-
-@dataclass(frozen=True, slots=True)
-class EndedSession:
-    id: int
-    card: str
-    bay: str
-    start: float  # wall time
-    reason: Reason
-    energy_wh: int  # final, after the settle time
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEvents:
-    """What happened since the last `drain_events` (for counters and histograms)."""
-
-    ended: Mapping[str, int]  # reason -> sessions ended
-    taps: Mapping[str, int]  # outcome -> taps
-    settled: tuple[EndedSession, ...]  # sessions whose energy became final
-
-
-@dataclass(frozen=True, slots=True)
-class SessionReadout:
-    active: int
-    waiting: int
-    charging: int
-    ended_total: Mapping[str, int]  # since start-up, by reason
-    taps_total: Mapping[str, int]  # since start-up, by outcome
-    counter_anomalies: int  # energy readings set aside (implausible steps; never billed)
-    counter_resets: int = 0  # counters re-based (a reset or replaced device)
-    taps_repeated: int = 0  # taps within tap_debounce_s of the same card's at the bay
-    clock_synced: bool = True  # False: new sessions' times are provisional
+__all__ = [
+    "EndedSession",
+    "SessionEvents",
+    "SessionManager",
+    "SessionReadout",
+    "TapOutcome",
+    "TapResult",
+]
 
 
 class SessionManager:
@@ -135,25 +63,16 @@ class SessionManager:
             raise SessionsError(f"duplicate bay ids in {list(bays)!r}")
         self._settings = settings
         self._ledger = ledger
-        self._tz = tz
         timings = Timings.from_settings(settings)
         limits = max_power_w or {}
         self._bays = {b: BayMachine(b, settings, timings, max_power_w=limits.get(b)) for b in bays}
         self._wallbox = {b: "/" not in b for b in bays}  # a pile's bays are `pile/port`
         self._down: dict[str, float] = {}  # bay -> seconds down, for an unanchored restore
-        self._last_tap: dict[tuple[str, str], float] = {}  # (bay, uid) -> monotonic time
-        self._wall_ok = True
-        self._repeats = 0
-        self._provisional: dict[int, _Provisional] = {}  # session id -> its monotonic times
+        self._debounce = TapDebounce(settings.tap_debounce_s, len(self._bays))
+        self._keeper = Bookkeeper(ledger, tz=tz)
         self._restored = False
         self._unanchored = False  # resumed sessions wait for a `now` (restore without one)
         self._next_id = 1
-        self._used: dict[tuple[str, date], int] = {}  # (card, day of session start) -> Wh
-        self._ended_total: Counter[str] = Counter()
-        self._taps_total: Counter[str] = Counter()
-        self._ended_new: Counter[str] = Counter()
-        self._taps_new: Counter[str] = Counter()
-        self._settled_new: list[EndedSession] = []
 
     @property
     def bays(self) -> tuple[str, ...]:
@@ -173,11 +92,11 @@ class SessionManager:
             raise SessionsError("restore() called twice")
         self._restored = True
         at = math.nan if now is None else now
-        today = self._day(wall)
-        state = self._ledger.load_state(self._day_start(today))
+        keeper = self._keeper
+        today = keeper.day(wall)
+        state = self._ledger.load_state(keeper.day_start(today))
         self._next_id = state.next_session_id
-        for card, wh in state.used_wh.items():
-            self._used[(card, today)] = int(wh)
+        keeper.seed_used(state.used_wh, today)
         for bay, machine in self._bays.items():
             reading = counters.get(bay)
             ok = reading is not None and 0 <= reading < U32
@@ -190,11 +109,11 @@ class SessionManager:
             m = self._bays.get(rec.bay)
             if m is None:
                 # The bay left the config while the session ran: close it as the staff did.
-                self._end_unknown_bay(rec, Reason.STAFF_STOP, wall)
+                keeper.ended_unknown_bay(rec, Reason.STAFF_STOP, wall)
                 continue
             if m.session is not None:  # two open sessions on one bay: keep the newest
                 self._end(m, Reason.FAULT, 0.0, wall)
-                self._finalize(m.take_settled(0.0, force=True))
+                keeper.settled(m.take_settled(0.0, force=True))
             s = m.resume(rec, at)
             reading = m.last_counter
             base = s.counter_last if s.counter_last is not None else s.counter_start
@@ -211,9 +130,8 @@ class SessionManager:
                 m.last_counter = base
                 if reading is not None:
                     m.take_reading(reading, at)
-            if s.clock_ok is False:
-                self._provisional[s.id] = _Provisional(s)
-            self._checkpoint(s, at, wall)
+            keeper.resumed(s)
+            keeper.checkpoint(s, at, wall)
         self._unanchored = now is None
 
     @staticmethod
@@ -233,12 +151,11 @@ class SessionManager:
             except ValueError:
                 reason = None  # not a reason this build knows: leave its energy as it is
             if rec.bay not in self._bays or reason is None:
-                self._ledger.record(SessionSettle(rec.id, rec.counter_last, rec.energy_wh))
+                self._keeper.settled_as_recorded(rec)
                 continue
             older = newest.get(rec.bay)
             if older is not None:
-                r = older[0]
-                self._ledger.record(SessionSettle(r.id, r.counter_last, r.energy_wh))
+                self._keeper.settled_as_recorded(older[0])
             newest[rec.bay] = (rec, reason)
         open_at = {r.bay: r for r in state.open_sessions}
         for bay, (rec, reason) in newest.items():
@@ -256,7 +173,7 @@ class SessionManager:
             if newer is not None:
                 # A newer session runs there: it was held (no start counter yet) and starts
                 # from this reading, or it counts already and the reading is its own.
-                self._finalize(m.take_settled(0.0, force=True))
+                self._keeper.settled(m.take_settled(0.0, force=True))
 
     # ----- the tick -----
     def on_tap(self, bay: str, uid_hex: str, now: float, wall: float) -> TapResult | None:
@@ -268,16 +185,8 @@ class SessionManager:
             uid = parse_uid(uid_hex)
         except InvalidUid:
             return self._tap(m, uid_hex[:64], TapOutcome.INVALID, None, now=now, wall=wall)
-        # One tap however long the card is held or however often a reader repeats it: the
-        # same card at the same bay within tap_debounce_s of its last tap there.
-        key = (bay, uid)
-        last = self._last_tap.get(key)
-        self._last_tap[key] = now
-        if last is not None and now - last < self._settings.tap_debounce_s:
-            self._repeats += 1
+        if self._debounce.repeat(bay, uid, now):
             return None
-        if len(self._last_tap) > 4 * len(self._bays) + 64:
-            self._forget_taps(now)
         if m.emergency or m.fault is not None:
             return self._tap(m, uid, TapOutcome.UNAVAILABLE, None, now=now, wall=wall)
         s = m.session
@@ -286,19 +195,18 @@ class SessionManager:
                 self._end(m, Reason.USER_STOP, now, wall)
                 return self._tap(m, uid, TapOutcome.STOPPED, s.id, now=now, wall=wall)
             return self._tap(m, uid, TapOutcome.BUSY, None, now=now, wall=wall)
-        today = self._day(wall)
-        verdict = judge(self._ledger.cards().get(uid), today, self._used.get((uid, today), 0))
+        today = self._keeper.day(wall)
+        used = self._keeper.used_wh(uid, today)
+        verdict = judge(self._ledger.cards().get(uid), today, used)
         if verdict is not Verdict.OK:
-            return self._tap(m, uid, _VERDICT_OUTCOME[verdict], None, now=now, wall=wall)
+            return self._tap(m, uid, VERDICT_OUTCOME[verdict], None, now=now, wall=wall)
         if self._at_limit(uid, wallbox=self._wallbox[bay]):
             return self._tap(m, uid, TapOutcome.LIMIT, None, now=now, wall=wall)
         # While the previous session at the bay settles, the new one is held (BayMachine.start).
         sid = self._next_id
         self._next_id += 1
-        s = m.start(sid, uid, now, wall, clock_ok=self._wall_ok)
-        if not self._wall_ok:
-            self._provisional[sid] = _Provisional(s)
-        self._ledger.record(SessionStart(sid, uid, bay, wall, s.counter_start, self._wall_ok))
+        s = m.start(sid, uid, now, wall, clock_ok=self._keeper.wall_ok)
+        self._keeper.started(s, wall)
         return self._tap(m, uid, TapOutcome.STARTED, sid, now=now, wall=wall)
 
     def _at_limit(self, uid: str, *, wallbox: bool) -> bool:
@@ -314,26 +222,11 @@ class SessionManager:
         )
         return running >= limit
 
-    def _forget_taps(self, now: float) -> None:
-        window = self._settings.tap_debounce_s
-        self._last_tap = {k: t for k, t in self._last_tap.items() if now - t < window}
-
     def set_wall_synced(self, synced: bool, now: float, wall: float) -> None:
         """Whether the wall clock is synchronized now. Sessions that start while it is not are
         recorded with provisional times (`clock_ok` false); once it is, their times are worked
         back from the monotonic clock and written again (`SessionTimes`)."""
-        self._wall_ok = synced
-        if not synced or not self._provisional:
-            return
-        for sid, p in list(self._provisional.items()):
-            s = p.session
-            if p.end_now is None and (s.start_now is None or math.isnan(s.start_now)):
-                continue  # not anchored yet (an unanchored restore): next tick
-            start = wall - (now - s.start_now)
-            end = None if p.end_now is None else wall - (now - p.end_now)
-            s.start_wall, s.clock_ok = start, True
-            self._ledger.record(SessionTimes(sid, start, end))
-            del self._provisional[sid]
+        self._keeper.set_wall_synced(synced, now, wall)
 
     def update(self, now: float, wall: float, obs: Mapping[str, BayObservation]) -> None:
         """Take every bay's observation; end the sessions a rule stops; checkpoint."""
@@ -343,26 +236,27 @@ class SessionManager:
                 raise UnknownBay(f"observation for unknown bay {bay!r}")
         books = self._ledger.cards()
         every = self._settings.checkpoint_s
+        keeper = self._keeper
         for bay, m in self._bays.items():
             s = m.session
             quota_left: float | None = None
             if s is not None:
                 card = books.get(s.card)
                 if card is not None and card.daily_kwh is not None:
-                    used = self._used.get((s.card, self._day(s.start_wall)), 0)
+                    used = keeper.used_wh(s.card, keeper.day(s.start_wall))
                     quota_left = card.daily_kwh * 1000.0 - used
             unknown = s is not None and s.counter_start is None
             reason = m.observe(now, obs.get(bay), quota_left)
             if reason is not None:
                 self._end(m, reason, now, wall)
             elif s is not None and now - s.last_checkpoint >= every:
-                self._checkpoint(s, now, wall)
-            self._finalize(m.take_settled(now))
+                keeper.checkpoint(s, now, wall)
+            keeper.settled(m.take_settled(now))
             if unknown and m.session is s and s is not None and s.counter_start is not None:
                 # The start counter just became known (a held session released, a device that
                 # answers again): write it down now, not a checkpoint interval later, or a
                 # restart would start the session over from the counter it finds then.
-                self._checkpoint(s, now, wall)
+                keeper.checkpoint(s, now, wall)
 
     def staff_stop(self, bay: str, now: float, wall: float) -> bool:
         """End the bay's session as `staff_stop`; False when none runs there."""
@@ -391,20 +285,16 @@ class SessionManager:
             active=len(sessions),
             waiting=len(sessions) - charging,
             charging=charging,
-            ended_total=dict(self._ended_total),
-            taps_total=dict(self._taps_total),
+            ended_total=dict(self._keeper.ended_total),
+            taps_total=dict(self._keeper.taps_total),
             counter_anomalies=sum(m.counter_anomalies for m in self._bays.values()),
             counter_resets=sum(m.guard.rebases for m in self._bays.values()),
-            taps_repeated=self._repeats,
-            clock_synced=self._wall_ok,
+            taps_repeated=self._debounce.repeats,
+            clock_synced=self._keeper.wall_ok,
         )
 
     def drain_events(self) -> SessionEvents:
-        ev = SessionEvents(dict(self._ended_new), dict(self._taps_new), tuple(self._settled_new))
-        self._ended_new.clear()
-        self._taps_new.clear()
-        self._settled_new.clear()
-        return ev
+        return self._keeper.drain()
 
     # ----- internals -----
     def _machine(self, bay: str) -> BayMachine:
@@ -440,75 +330,10 @@ class SessionManager:
     ) -> TapResult:
         if outcome is not TapOutcome.STARTED:  # start() shows "accepted" itself
             m.flash(Lamp.ACCEPTED if outcome is TapOutcome.STOPPED else Lamp.REJECTED, now)
-        self._taps_total[outcome] += 1
-        self._taps_new[outcome] += 1
-        self._ledger.record(TapRecord(wall, m.bay, uid, str(outcome), sid))
+        self._keeper.tap(m.bay, uid, outcome, sid, wall)
         return TapResult(m.bay, uid, outcome, sid)
 
     def _end(self, m: BayMachine, reason: Reason, now: float, wall: float) -> None:
-        self._finalize(m.take_settled(now, force=True))  # a held session's predecessor
+        self._keeper.settled(m.take_settled(now, force=True))  # a held session's predecessor
         e = m.end(reason, now)
-        s = e.session
-        p = self._provisional.get(s.id)
-        if p is not None:
-            p.end_now = now
-        self._ledger.record(
-            SessionEnd(s.id, wall, str(reason), s.counter_last, s.energy_wh, s.counter_start)
-        )
-        self._count_end(reason)
-        key = (s.card, self._day(s.start_wall))
-        self._used[key] = self._used.get(key, 0) + s.energy_wh
-
-    def _end_unknown_bay(self, rec: OpenSession, reason: Reason, wall: float) -> None:
-        energy = counter_delta(rec.counter_start, rec.counter_last)
-        self._ledger.record(SessionEnd(rec.id, wall, str(reason), rec.counter_last, energy))
-        self._ledger.record(SessionSettle(rec.id, rec.counter_last, energy))  # no bay to read
-        self._count_end(reason)
-        self._settled_new.append(EndedSession(rec.id, rec.card, rec.bay, rec.start, reason, energy))
-
-    def _count_end(self, reason: Reason) -> None:
-        self._ended_total[reason] += 1
-        self._ended_new[reason] += 1
-
-    def _finalize(self, e: Ended | None) -> None:
-        if e is None:
-            return
-        s = e.session
-        self._ledger.record(SessionSettle(s.id, s.counter_last, s.energy_wh))
-        if e.moved:
-            key = (s.card, self._day(s.start_wall))
-            self._used[key] = self._used.get(key, 0) + s.energy_wh - e.energy_at_end
-        ended = EndedSession(s.id, s.card, s.bay, s.start_wall, e.reason, s.energy_wh)
-        self._settled_new.append(ended)
-
-    def _checkpoint(self, s: Session, now: float, wall: float) -> None:
-        s.last_checkpoint = now
-        self._ledger.record(
-            Checkpoint(
-                id=s.id,
-                at=wall,
-                counter_start=s.counter_start,
-                counter_last=s.counter_last,
-                energy_wh=s.energy_wh,
-                peak_w=s.peak_w,
-                closed_s=s.closed_s,
-                had_load=s.had_load,
-                low_s=s.low_s,
-                topup_s=s.topup_s,
-                elapsed_s=self._elapsed(s, now),
-                had_first_load=s.had_first_load,
-            )
-        )
-
-    @staticmethod
-    def _elapsed(s: Session, now: float) -> float:
-        if math.isnan(now) or math.isnan(s.start_now):
-            return s.resumed_elapsed_s
-        return max(0.0, now - s.start_now)
-
-    def _day(self, wall: float) -> date:
-        return datetime.fromtimestamp(wall, self._tz).date()
-
-    def _day_start(self, day: date) -> float:
-        start = datetime.combine(day, time(0, 0))
-        return (start.replace(tzinfo=self._tz) if self._tz else start).timestamp()
+        self._keeper.ended(e.session, reason, now, wall)
