@@ -292,17 +292,34 @@ def parse_template_text(text: str, where: str, path: Path | None = None) -> Temp
 _SCALARS = yaml.constructor.SafeConstructor()
 
 
-def _scalar(node: yaml.Node) -> Any:
-    return _SCALARS.construct_object(node, deep=True)
+def _scalar(node: yaml.Node, path: str, where: str) -> Any:
+    try:
+        return _SCALARS.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:  # `!weird x`, `!!int abc`, `<<:`
+        line = node.start_mark.line + 1
+        why = getattr(exc, "problem", None) or exc
+        raise ConfigError(
+            f"{where}:{line}", f"{path or '(top)'}: unreadable value {node.value!r}: {why}"
+        ) from None
 
 
-def _plain(node: yaml.Node, path: str, lines: dict[str, int], where: str) -> Any:
-    """Python data from a composed node, recording each path's line."""
+def _plain(
+    node: yaml.Node,
+    path: str,
+    lines: dict[str, int],
+    where: str,
+    inside: frozenset[int] = frozenset(),
+) -> Any:
+    """Python data from a composed node, recording each path's line. `inside`: the nodes
+    this one is within (an alias to one of them, `&a [*a]`, would never end)."""
     lines[path] = node.start_mark.line + 1
+    if id(node) in inside:
+        raise ConfigError(f"{where}:{lines[path]}", f"{path or '(top)'}: an alias within itself")
+    inside = inside | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k, v in node.value:
-            key = _scalar(k) if isinstance(k, yaml.ScalarNode) else None
+            key = _scalar(k, path, where) if isinstance(k, yaml.ScalarNode) else None
             if not isinstance(key, str | int) or isinstance(key, bool):
                 line = k.start_mark.line + 1
                 raise ConfigError(f"{where}:{line}", f"{path or '(top)'}: keys must be plain")
@@ -310,12 +327,12 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int], where: str) -> Any
             if key in out:
                 line = k.start_mark.line + 1
                 raise ConfigError(f"{where}:{line}", f"{sub}: duplicate key")
-            out[key] = _plain(v, sub, lines, where)
+            out[key] = _plain(v, sub, lines, where, inside)
             lines[sub] = k.start_mark.line + 1  # a key's problem is on the key's line
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_plain(v, f"{path}[{i}]", lines, where) for i, v in enumerate(node.value)]
-    return _scalar(node)
+        return [_plain(v, f"{path}[{i}]", lines, where, inside) for i, v in enumerate(node.value)]
+    return _scalar(node, path, where)
 
 
 def parse_template(

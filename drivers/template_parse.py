@@ -193,7 +193,9 @@ class TemplateParser:
         vtype = spec.get("type", "bit" if table in BIT_TABLES else "u16")
         if table in BIT_TABLES and vtype != "bit":
             self.fail(f"{p}.type", f"a {table} is one bit: leave type out or say bit")
-        if table not in BIT_TABLES and (vtype not in WIDTH or vtype == "bit"):
+        if table not in BIT_TABLES and (
+            not isinstance(vtype, str) or vtype not in WIDTH or vtype == "bit"
+        ):
             types = ", ".join(t for t in WIDTH if t != "bit")
             self.fail(f"{p}.type", f"must be one of {types}, got {vtype!r}")
         if name == "tap" and vtype != "u16":
@@ -279,7 +281,7 @@ class TemplateParser:
         for value, meaning in raw.items():
             if not _is_int(value) or not 0 <= value <= 0xFFFF:
                 self.fail(f"{p}.codes.{value}", "a code is an integer 0..65535")
-            if meaning not in allowed:
+            if not isinstance(meaning, str) or meaning not in allowed:
                 self.fail(
                     f"{p}.codes.{value}",
                     f"{meaning!r} is not a meaning of {name} (known: {', '.join(sorted(allowed))})",
