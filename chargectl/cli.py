@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from chargectl.config.load import ConfigError
 
@@ -45,6 +46,27 @@ def check_year(option: str, text: str) -> None:
     year = text.strip()[:4]
     if year.isascii() and year.isdigit() and not FIRST_YEAR <= int(year) <= LAST_YEAR:
         raise UsageError(f"{option} {text!r}: the year must be in {FIRST_YEAR}..{LAST_YEAR}")
+
+
+def add_templates_argument(parser: argparse.ArgumentParser) -> None:
+    """`--templates DIR`, repeatable (`check`, `run`, `demo`): device templates besides the
+    shipped ones and the config's own `templates:`."""
+    parser.add_argument(
+        "--templates",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of device templates (<kind>.yaml) besides the shipped ones and the "
+        "config's own",
+    )
+
+
+def template_dirs(args: argparse.Namespace) -> list[str]:
+    """The `--templates` directories; UsageError for one that is not a directory."""
+    for d in args.templates:
+        if not Path(d).is_dir():
+            raise UsageError(f"--templates {d}: not a directory")
+    return list(args.templates)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-# The arguments of every command that name a file: config, problem or CSV.
-_PATH_ARGS = ("config", "config_file", "problem", "file")
+# The arguments of every command that name a file: config, problem, CSV or templates folder.
+_PATH_ARGS = ("config", "config_file", "problem", "file", "templates")
 
 
 def _odd_path(args: argparse.Namespace) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from chargectl.cli import add_templates_argument
+
 CAMPUS = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "campus.yaml"
 
 
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir", default=None, help="where the demo ledger goes (default: a temp folder)"
     )
+    add_templates_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from chargectl.cli import UsageError
+    from chargectl.cli import UsageError, template_dirs
     from chargectl.config.load import load_shed
     from chargectl.runtime.demo import run_demo
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     # On a terminal the view is the output; otherwise the log lines are.
     level = logging.WARNING if sys.stdout.isatty() else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    shed = load_shed(args.config)
+    shed = load_shed(args.config, template_dirs(args))
     state = Path(args.state_dir) if args.state_dir else None
     if state is not None:
         state.mkdir(parents=True, exist_ok=True)

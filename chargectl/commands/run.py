@@ -1,4 +1,5 @@
-"""`chargectl run CONFIG`: the controller daemon."""
+"""`chargectl run CONFIG [--templates DIR]...`: the controller daemon. `--templates DIR`
+(repeatable) adds device templates to the config's own, as `chargectl check` takes them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from chargectl.cli import add_templates_argument
     from chargectl.commands.staff import CONFIG_HELP, add_config_argument
 
     # The config as every command takes it: CONFIG, -c CONFIG, $CHARGECTL_CONFIG or the default.
@@ -15,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    add_templates_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
+    from chargectl.cli import template_dirs
     from chargectl.commands.staff import config_path
     from chargectl.config.load import load_shed
     from chargectl.runtime.daemon import AlreadyRunning, Daemon, Options
@@ -31,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    shed = load_shed(config_path_of(args, config_path))
+    shed = load_shed(config_path_of(args, config_path), template_dirs(args))
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -6,7 +6,8 @@ and steps the physics in real time (or `--speed` times faster; `--virtual`: only
 control API says `advance`). Prints one JSON "ready" line on stdout with the bound endpoints;
 `--view` (the default when stdout is a terminal) then redraws a compact live view there.
 Ctrl-C or SIGTERM ends it cleanly (exit 0). `--templates DIR` (repeatable) adds the device
-templates of DIR to the shipped ones: a device of a new model is one YAML file there.
+templates of DIR to the shipped ones and the config's own (`templates:`): a device of a new
+model is one YAML file there.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import signal
 import sys
 
-from chargectl.cli import UsageError
+from chargectl.cli import UsageError, template_dirs
 from chargectl.config.schema import Endpoint
 
 
@@ -66,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if args.virtual and args.speed != 1.0:
         raise UsageError("--speed has no meaning with --virtual")
     try:
-        shed = load_shed(args.config)
+        shed = load_shed(args.config, template_dirs(args))
     except ConfigError as exc:
         raise UsageError("\n".join(str(p) for p in exc.problems)) from None
     try:
-        templates = find_templates(args.templates)
+        templates = find_templates(shed.template_dirs())  # the config's and --templates
     except BuildError as exc:
         raise UsageError(f"--templates: {exc}") from None
     scenario = None

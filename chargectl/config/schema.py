@@ -248,6 +248,9 @@ class Shed:
     ledger: str = "chargectl.db"  # SQLite path, relative to the config file's folder
     mqtt: MqttSettings = MqttSettings()
     sim: SimSettings = SimSettings()
+    # Directories of device templates (<kind>.yaml) besides the shipped ones, relative to the
+    # config file's folder; the command line's `--templates DIR` are appended (absolute).
+    templates: tuple[str, ...] = ()
 
     def circuit(self, circuit_id: str) -> Circuit:
         for c in self.circuits:
@@ -270,6 +273,10 @@ class Shed:
     def ledger_path(self) -> Path:
         p = Path(self.ledger)
         return p if p.is_absolute() else self.source.parent / p
+
+    def template_dirs(self) -> tuple[Path, ...]:
+        """The extra template directories, relative ones under the config file's folder."""
+        return tuple(self.source.parent / d for d in self.templates)
 
 
 def bay_id(device_id: str, port: int | None) -> str:

@@ -25,6 +25,7 @@ from chargectl.config.schema import Shed
 from chargectl.control.allocation import make_allocator
 from chargectl.control.layout import build_layout
 from chargectl.drivers.bus import ClientFactory
+from chargectl.drivers.registry import templates_for
 from chargectl.outputs.api import ApiServer, Command, read_token
 from chargectl.outputs.metrics import ShedMetrics, stop
 from chargectl.outputs.reporters import EventLog, MetricsReporter, StatusReporter
@@ -35,6 +36,7 @@ from chargectl.runtime.sdnotify import Notifier
 from chargectl.sessions.errors import UnknownBay
 from chargectl.sessions.manager import SessionManager
 from chargectl.sessions.writer import LedgerWriter
+from chargectl.topology import topology_of
 
 if TYPE_CHECKING:
     from chargectl.outputs.mqtt import MqttLink
@@ -136,9 +138,15 @@ class Daemon:
         self.shed = shed
         self.options = options
         self.clock = options.clock
-        self.layout = build_layout(shed)
+        # The device templates: the shipped ones and the shed's own directories (the config's
+        # `templates:` and `--templates`); every role, bay and driver comes from them.
+        self.templates = templates_for(shed)
+        self.topology = topology_of(shed, self.templates)
+        self.layout = build_layout(shed, self.topology)
         self.allocator = make_allocator(self.layout)
-        self.io = ModbusShedIO(shed, self.layout, self.clock, options.client_factories)
+        self.io = ModbusShedIO(
+            shed, self.layout, self.clock, options.client_factories, templates=self.templates
+        )
         self.writer = LedgerWriter(shed.ledger_path())
         self.sessions = SessionManager(
             shed.sessions,
@@ -147,7 +155,7 @@ class Daemon:
             max_power_w=max_power_w(shed, self.layout),
         )
         self.link = SessionLink(self.sessions, self.layout, wall_synced=self.clock.clock_synced)
-        self.metrics = ShedMetrics(shed)
+        self.metrics = ShedMetrics(shed, topology=self.topology)
         self.events = EventLog()
         self.api: ApiServer | None = None
         self.status = StatusReporter(shed.shed.name, self.layout, None)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from chargectl.config.schema import Shed, TcpBus
+from chargectl.drivers.registry import templates_for
 from chargectl.outputs.view import render_status
 from chargectl.runtime.daemon import Daemon, Options
 from chargectl.sessions import ledger
@@ -155,7 +156,7 @@ async def run_demo(
 ) -> tuple[Simulator, Daemon]:
     state = state_dir or Path(tempfile.mkdtemp(prefix="chargectl-demo-"))
     shed, cards = prepare(shed, state)
-    sim = Simulator(shed)
+    sim = Simulator(shed, templates=templates_for(shed))
     await sim.start()
     # The controller talks to the simulator's buses where they were bound.
     shed = dataclasses.replace(

@@ -149,7 +149,7 @@ def test_unit_limits_are_valid(write: Callable[[str], Path]) -> None:
 @pytest.mark.parametrize("ports", [0, 33])
 def test_pile_port_count(errors: Found, ports: int) -> None:
     p = only(errors(edit(BASE, "ports: 10", f"ports: {ports}")), "devices[2].ports")
-    assert p.message == f"a pile has 1..32 ports, got {ports}"
+    assert p.message == f"a pile of kind 'pile' has 1..32 ports, got {ports}"
 
 
 def test_pile_without_ports_key(errors: Found) -> None:
@@ -174,7 +174,7 @@ def test_pile_on_two_phases(errors: Found) -> None:
 def test_evse_max_current_out_of_range(errors: Found, value: float) -> None:
     text = edit(BASE, "max_current_a: 32", f"max_current_a: {value}")
     p = only(errors(text), "devices[3].max_current_a")
-    assert p.message == f"must be in 6..80 A, got {value:g}"
+    assert p.message == f"wallbox 'wb-1': its template 'evse' takes 6..80 A, got {value:g}"
 
 
 @pytest.mark.parametrize("value", [6, 80])

@@ -123,4 +123,4 @@ def test_console_script_exit_code(write: Write) -> None:
         timeout=60,
     )
     assert run.returncode == 2
-    assert "devices[2].ports: a pile has 1..32 ports, got 40" in run.stderr
+    assert "devices[2].ports: a pile of kind 'pile' has 1..32 ports, got 40" in run.stderr
