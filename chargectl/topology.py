@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from chargectl.config.schema import Circuit, Device, Shed, bay_id
-from chargectl.drivers.template import Template, shipped
+from chargectl.drivers.registry import find
+from chargectl.drivers.template import Template
 
 SUPPLY_PHASES = {1: (1,), 3: (1, 2, 3)}
 
@@ -113,9 +114,9 @@ class Topology:
 
 
 def topology_of(shed: Shed, templates: Mapping[str, Template] | None = None) -> Topology:
-    """`templates`: kind -> template (default: the shipped ones); a device whose kind is in
-    none has no role and no bays."""
-    found = shipped() if templates is None else templates
+    """`templates`: kind -> template (default: the shipped ones and those in the directories
+    the config names); a device whose kind is in none has no role and no bays."""
+    found = find(shed.template_dirs()).templates if templates is None else templates
     supply = SUPPLY_PHASES.get(shed.shed.phases, (1, 2, 3))
     by_id: dict[str, Circuit] = {}
     for c in shed.circuits:

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from chargectl.config.schema import Device, Shed
+from chargectl.drivers.errors import ConfigError
+from chargectl.drivers.registry import templates_for
 from chargectl.drivers.template import Template
-from chargectl.sim.devices.build import BuildError, Model, build_model, find_templates
+from chargectl.sim.devices.build import BuildError, Model, build_model
 from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
@@ -53,9 +55,13 @@ class World(WorldActions):
         ambient_c: float = 25.0,
         start: float = 0.0,
     ) -> None:
-        """`templates`: kind -> template (default: the shipped ones)."""
+        """`templates`: kind -> template (default: the shipped ones and those of the config's
+        `templates:` directories)."""
         self.shed = shed
-        self.templates = find_templates() if templates is None else templates
+        try:
+            self.templates = templates_for(shed) if templates is None else templates
+        except ConfigError as exc:
+            raise WorldError(str(exc)) from None
         self.topo = topo = topology.build(shed, self.templates)
         self.now = start
         self.nominal_v = float(shed.shed.voltage_v)
