@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from chargectl.config.load import load_shed
 from chargectl.runtime.daemon import Daemon, Options
 from tests.integration.helpers import SimProcess, open_sessions
-from tests.rig import CARD, add_cards, running_shed, write_config
+from tests.rig import add_cards, bay_card, bay_cards, running_shed, write_config
 
 PILES = [f"pile-{r}{n}" for r in "ab" for n in range(1, 6)]
 BAYS = [f"{p}/{k}" for p in PILES for k in range(1, 7)]
@@ -108,7 +108,7 @@ async def run_sim_apart(tick_s: float, ticks: int) -> dict[str, Any]:
             },
         )
         shed = load_shed(cfg)
-        add_cards(shed, [CARD])
+        add_cards(shed, bay_cards(shed))  # a card per bay: a card charges at one bay at a time
         sim = SimProcess(cfg, Path(tmp) / "sim.log")
         d = Durations(want=ticks)
         daemon = Daemon(shed, Options(extra_reporters=[d]))
@@ -123,7 +123,7 @@ async def run_sim_apart(tick_s: float, ticks: int) -> dict[str, Any]:
                     if q:
                         bay = q.pop(0)
                         await asyncio.to_thread(
-                            sim.api, "/action", {"do": "tap", "bay": bay, "uid": CARD}
+                            sim.api, "/action", {"do": "tap", "bay": bay, "uid": bay_card(bay)}
                         )
                 await asyncio.sleep(tick_s * 3)
             d.seconds.clear()
@@ -154,7 +154,10 @@ async def main(ticks: int) -> None:
     logging.getLogger("chargectl").setLevel(logging.ERROR)
     print(json.dumps(await run_sim_apart(0.25, ticks)), flush=True)
     print(json.dumps(await run("tcp", 0.25, ticks)), flush=True)
-    print(json.dumps(await run("rtu", 1.0, max(30, ticks // 4))), flush=True)
+    try:
+        print(json.dumps(await run("rtu", 1.0, max(30, ticks // 4))), flush=True)
+    except AssertionError as exc:  # say so in the figures, rather than lose the lines above
+        print(json.dumps({"bench": "tick_duration", "transport": "rtu", "error": str(exc)}))
 
 
 if __name__ == "__main__":
