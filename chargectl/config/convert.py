@@ -60,7 +60,7 @@ def describe(node: yaml.Node) -> str:
 def _scalar_value(node: yaml.Node) -> Any:
     try:
         return _as_number(node, yaml.constructor.SafeConstructor().construct_object(node))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # `!!int x`: PyYAML raises ValueError
         return node.value
 
 
@@ -324,7 +324,7 @@ class Converter:
         if isinstance(node, yaml.ScalarNode):
             try:
                 raw = _as_number(node, self._scalars.construct_object(node))
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, ValueError) as exc:  # `!!int x`: PyYAML raises ValueError
                 self.problem(path, node_line(node), f"unreadable value: {exc}")
                 return _BAD
             if (

@@ -339,3 +339,12 @@ def test_loaded_objects_are_frozen(write: Callable[[str], Path]) -> None:
     shed: Shed = load_shed(write(BASE))
     with pytest.raises(AttributeError):
         shed.circuits[0].limit_a = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("tagged", ["!!int x", "!!float x", "!!int 0x", "!!timestamp 2020-99-99"])
+def test_a_tagged_value_that_cannot_be_read_is_a_problem(errors: Errors, tagged: str) -> None:
+    """PyYAML raises ValueError (not a YAMLError) for these: a problem, never a traceback."""
+    text = edit(BASE, "unit: 1,", f"unit: {tagged},")
+    p = only(errors(text), "devices[2].unit")
+    assert p.message.startswith("unreadable value: ")
+    assert p.line == line_of(text, f"unit: {tagged},")
