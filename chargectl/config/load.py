@@ -94,29 +94,7 @@ def parse_shed(
     """Convert and check the YAML text of a shed config (pure: no file is read but the
     templates'). `templates` are appended to the config's `templates:`, made absolute."""
     name = str(source) if display_name is None else display_name
-    try:
-        root = yaml.compose(text, Loader=YAML_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = None if mark is None else mark.line + 1
-        what = " ".join(str(s) for s in (exc.context, exc.problem) if s)
-        raise ConfigError([Problem(name, line, "", f"YAML syntax error: {what}")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(name, None, "", f"YAML error: {exc}")]) from None
-    if root is None:
-        raise ConfigError([Problem(name, None, "", "empty file: a shed config is needed")])
-    if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(
-            [
-                Problem(
-                    name,
-                    node_line(root),
-                    "",
-                    "the top level must be a mapping (shed, circuits, buses, devices, ...), "
-                    f"got {describe(root)}",
-                )
-            ]
-        )
+    root = compose_mapping(text, name, "a shed config", "shed, circuits, buses, devices, ...")
     conv = Converter(name)
     shed = conv.shed(root, source)
     problems = list(conv.problems)
@@ -129,6 +107,32 @@ def parse_shed(
     if shed is None or any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
     return Checked(shed, tuple(problems))
+
+
+def compose_mapping(
+    text: str,
+    name: str,
+    what: str,
+    keys: str,
+    error: type[ConfigError] = ConfigError,
+) -> yaml.MappingNode:
+    """The YAML nodes of a file whose top level must be a mapping (a shed config, a replay
+    scenario); `error` names every way it is not one: `FILE:LINE: : MESSAGE`."""
+    try:
+        root = yaml.compose(text, Loader=YAML_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
+        why = " ".join(str(s) for s in (exc.context, exc.problem) if s)
+        raise error([Problem(name, line, "", f"YAML syntax error: {why}")]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise error([Problem(name, None, "", f"YAML error: {exc}")]) from None
+    if root is None:
+        raise error([Problem(name, None, "", f"empty file: {what} is needed")])
+    if not isinstance(root, yaml.MappingNode):
+        why = f"the top level must be a mapping ({keys}), got {describe(root)}"
+        raise error([Problem(name, node_line(root), "", why)])
+    return root
 
 
 def _sorted(problems: list[Problem], config: set[str]) -> list[Problem]:

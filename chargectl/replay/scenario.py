@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from chargectl.config.convert import YAML_LOADER, Converter, describe, node_line
-from chargectl.config.load import ConfigError
+from chargectl.config.convert import Converter, node_line
+from chargectl.config.load import ConfigError, compose_mapping
 from chargectl.config.problems import Problem
 from chargectl.replay.scenario_check import Checker
 from chargectl.replay.scenario_types import Scenario, ScenarioFile
@@ -52,28 +52,7 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(text: str, source: Path, display_name: str | None = None) -> Scenario:
     """The scenario in `text`; `source` places the shed path (relative to its folder)."""
     name = str(source) if display_name is None else display_name
-    try:
-        root = yaml.compose(text, Loader=YAML_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = None if mark is None else mark.line + 1
-        what = " ".join(str(s) for s in (exc.context, exc.problem) if s)
-        raise ScenarioError([Problem(name, line, "", f"YAML syntax error: {what}")]) from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise ScenarioError([Problem(name, None, "", f"YAML error: {exc}")]) from None
-    if root is None:
-        raise ScenarioError([Problem(name, None, "", "empty file: a scenario is needed")])
-    if not isinstance(root, yaml.MappingNode):
-        raise ScenarioError(
-            [
-                Problem(
-                    name,
-                    node_line(root),
-                    "",
-                    f"the top level must be a mapping (shed, duration, ...), got {describe(root)}",
-                )
-            ]
-        )
+    root = compose_mapping(text, name, "a scenario", "shed, duration, ...", ScenarioError)
     conv = Converter(name)
     _read_scalars(root, conv)
     # The faults' parameters follow the simulator's actions: checked on their own.
