@@ -28,6 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cards": ("cards", "register, block and list cards"),
     "sessions": ("sessions", "list, export and stop charging sessions"),
     "energy": ("energy", "energy per card for a month, as CSV"),
+    "replay": (
+        "replay",
+        "a scenario's day: the simulated shed and the controller, virtual time",
+    ),
+    "capacity": (
+        "capacity",
+        "how many sockets a supply carries: replays over counts, seeds",
+    ),
     "warm": ("warm", "compile the numba kernels into their cache, before the first start"),
 }
 

@@ -148,6 +148,7 @@ class World(WorldActions):
         self.circuit_amps = np.zeros((n_c, 3))  # through each breaker, per supply phase
         self.circuit_watts = np.zeros((n_c, 3))
         self.energy_ws = np.zeros((n_c, 3))  # true energy through each breaker, W s
+        self.socket_ws = np.zeros(n_s)  # true energy through each socket, W s (a replay's truth)
         self._slow_s = 0.0
         self._meter_s = 0.0  # into the meters' current window
         self._meters_published = False  # the first step publishes (meters read something at once)
@@ -189,6 +190,7 @@ class World(WorldActions):
             own_a=self._own_a_flat,
             own_w=self._own_w_flat,
         )
+        self.socket_ws += self.chargers.watts * dt
         if self.chargers.pulses:
             self._inrush()
         self._slow_s += dt
@@ -313,6 +315,7 @@ class World(WorldActions):
             n = min(car.phases, len(wb.phases))
             vehicle = 2 if a > 0.0 else 1
             w = a * self.volts
+            wb.energy_ws += w * n * dt
             for p in wb.phases[:n]:
                 own_a[wb.circuit, p] += a
                 own_w[wb.circuit, p] += w

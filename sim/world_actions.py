@@ -43,6 +43,7 @@ class Wallbox:
     car: Car | None = None
     amps3: np.ndarray = field(default_factory=lambda: np.zeros(3))  # per L1..L3 of the box
     last_a: float = -1.0
+    energy_ws: float = 0.0  # true energy to the car, W s (a replay's truth)
 
 
 class WorldActions:

@@ -23,7 +23,8 @@ from chargectl.adapters.sessions import SessionLink, max_power_w
 from chargectl.alloc.allocator import warm
 from chargectl.config.schema import Shed
 from chargectl.control.allocation import make_allocator
-from chargectl.control.layout import build_layout
+from chargectl.control.core import Allocate
+from chargectl.control.layout import Layout, build_layout
 from chargectl.drivers.bus import ClientFactory
 from chargectl.drivers.registry import templates_for
 from chargectl.outputs.api import ApiServer, Command, read_token
@@ -129,6 +130,10 @@ class Options:
     serve_api: bool = True
     extra_reporters: list[Reporter] = field(default_factory=list)
     on_started: Callable[[Daemon], None] | None = None
+    # A replay's seams: another allocation in place of the kernel (a peer policy), and no
+    # metrics, status or event log reporters (the replay records the truth instead).
+    allocate: Callable[[Layout], Allocate] | None = None
+    outputs: bool = True
 
 
 class Daemon:
@@ -143,7 +148,7 @@ class Daemon:
         self.templates = templates_for(shed)
         self.topology = topology_of(shed, self.templates)
         self.layout = build_layout(shed, self.topology)
-        self.allocator = make_allocator(self.layout)
+        self.allocator: Allocate = (options.allocate or make_allocator)(self.layout)
         self.io = ModbusShedIO(
             shed, self.layout, self.clock, options.client_factories, templates=self.templates
         )
@@ -160,7 +165,9 @@ class Daemon:
         self.api: ApiServer | None = None
         self.status = StatusReporter(shed.shed.name, self.layout, None)
         metrics_reporter = MetricsReporter(self.metrics, self.layout)
-        reporters: list[Reporter] = [metrics_reporter, self.status, self.events]
+        reporters: list[Reporter] = (
+            [metrics_reporter, self.status, self.events] if options.outputs else []
+        )
         self.mqtt: MqttLink | None = None
         if shed.mqtt.host is not None:
             from chargectl.outputs import mqtt  # aiomqtt and paho only when MQTT is on
