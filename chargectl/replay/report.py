@@ -14,9 +14,11 @@ Conventions used by several figures:
 
 The energy bound (`energy_bound`) is a fluid relaxation: per tick it pools all circuits and
 phases into one pot of `capacity_w * tick_s` and lets every present session take up to its
-`max_w` from it, earliest-leaving first. Pooling drops the per-circuit and per-phase limits, so
-the bound is at least what a real controller could deliver within the limits; `served_ratio`
-is what was delivered against it.
+`max_w` from it, earliest-leaving first. Pooling drops the per-circuit and per-phase limits,
+which can only raise it. It is a greedy fill, not the pooled optimum: with each session's power
+capped, serving the earliest-leaving first can leave a later tick's pot unused that a session
+held back earlier could have taken (tests/replay/test_report.py shows a case), so a controller
+may now and then beat it; `served_ratio` is capped at 1.0.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def jain_fairness(rec: Recording) -> float:
 
 
 def energy_bound(rec: Recording) -> float:
-    """Wh an ideal controller could deliver: per tick min(demand, capacity), earliest leave first.
+    """Wh an ideal controller could deliver, pooled: per tick min(demand, capacity), EDF.
 
     Ticks are `rec.times` with `dt = tick_s`. At each tick the pot is `capacity_w * dt`; the
     sessions present (tap_at <= t < min(leave_at, duration_s)) with energy still wanted (they

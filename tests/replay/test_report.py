@@ -206,6 +206,19 @@ def test_energy_bound_respects_each_sessions_power_and_presence() -> None:
     assert energy_bound(rec) == pytest.approx(55.0)
 
 
+def test_energy_bound_is_a_greedy_fill_not_the_pooled_optimum() -> None:
+    # Pots of 1 then 2 Wh. Both present throughout; A leaves first and wants 1, B wants 2, each
+    # at most 1 Wh a tick. EDF gives A the first tick's 1 and B 1 of the second's 2: 2 Wh.
+    # Holding A back (B, then A and B) would deliver 3.
+    rec = recording(2, tick_s=3600.0, duration_s=3 * 3600.0)
+    rec.capacity_w[:] = [1.0, 2.0]
+    rec.sessions = [
+        session(1, 0.0, wanted_wh=1.0, max_w=1.0, leave_at=7200.0),
+        session(2, 0.0, wanted_wh=2.0, max_w=1.0),
+    ]
+    assert energy_bound(rec) == 2.0
+
+
 def test_served_ratio_is_capped_at_one() -> None:
     rec = recording(1, tick_s=3600.0)
     rec.capacity_w[:] = 100.0
