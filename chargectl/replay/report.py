@@ -330,7 +330,7 @@ def table(reports: list[dict[str, Any]]) -> str:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def _brief(value: Any) -> str:
