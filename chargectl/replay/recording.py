@@ -111,7 +111,7 @@ class Recording:
         return mask
 
 
-def empty(
+def empty(  # noqa: PLR0917 (what ran and the shape of its arrays)
     scenario: str,
     policy: str,
     seed: int,
