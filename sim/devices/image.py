@@ -78,6 +78,13 @@ class Cell:
     offset: int
 
 
+# A read worked out once (`RegisterImage._plan`): the fields to encode, then (which of them,
+# out from, out to, its words from, its words to) for each run of words copied.
+ReadPlan = tuple[tuple[int, ...], tuple[tuple[int, int, int, int, int], ...]]
+SHARED: Any = object()  # a table where fields share addresses: read cell by cell
+MAX_PLANS = 4096  # reads worked out and kept per image (a poll reads a few blocks)
+
+
 class TemplateMismatch(ValueError):
     """A template the simulator cannot serve as given (names the template and field)."""
 
@@ -136,12 +143,35 @@ class RegisterImage:
         self._answers = {t: _merged(s) for t, s in spans.items()}
         self._answer_starts = {t: [lo for lo, _ in s] for t, s in self._answers.items()}
         self.has_table = {t: bool(self._cells[t]) for t in TABLES}
-        self._code_tables: dict[tuple[int, int], np.ndarray] = {}
+        self._code_tables: dict[tuple[int, int], tuple[np.ndarray, bool]] = {}
         self._encoders = tuple(self._encoder(i) for i in range(len(self.fields)))
+        self._plans: dict[tuple[str, int, int], ReadPlan | int] = {}
 
     # ------------------------------------------------------------------ reads
     def read(self, source: FieldSource, table: str, addr: int, count: int) -> list[int] | int:
         """The values of `addr .. addr+count-1` of `table`, or an exception code."""
+        key = (table, addr, count)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(table, addr, count)
+            if len(self._plans) < MAX_PLANS:
+                self._plans[key] = plan
+        if isinstance(plan, int):
+            return plan
+        if plan is SHARED:
+            return self._read_cells(source, table, addr, count)
+        fields, copies = plan
+        encoders = self._encoders
+        encoded = [encoders[index](source) for index in fields]
+        out = [0] * count
+        for k, lo, hi, first, last in copies:
+            out[lo:hi] = encoded[k][first:last]
+        return out
+
+    def _plan(self, table: str, addr: int, count: int) -> ReadPlan | int:
+        """What a read of `addr .. addr+count-1` does, worked out once per block (a poll
+        reads the same blocks again and again): its exception code, SHARED, or the fields to
+        encode (each once, in address order) and the slices of their words to copy."""
         bits = table in ("coil", "discrete")
         if bits and not self.has_table[table]:
             return ILLEGAL_FUNCTION
@@ -152,11 +182,11 @@ class RegisterImage:
         if i < 0 or self._answers[table][i][1] < end:
             return ILLEGAL_ADDRESS  # some address in no field and no readable range
         if self._shared[table]:
-            return self._read_cells(source, table, addr, count)
-        out = [0] * count
+            return SHARED
         runs = self._runs[table]
         j = max(0, bisect.bisect_right(self._run_starts[table], addr) - 1)
-        encoded: dict[int, list[int]] = {}
+        fields: list[int] = []
+        copies: list[tuple[int, int, int, int, int]] = []
         while j < len(runs):
             start, stop, index, off = runs[j]
             j += 1
@@ -164,12 +194,13 @@ class RegisterImage:
                 break
             if stop <= addr:
                 continue
-            words = encoded.get(index)
-            if words is None:
-                words = encoded[index] = self.encode(source, index)
+            if index not in fields:
+                fields.append(index)
             lo, hi = max(start, addr), min(stop, end)
-            out[lo - addr : hi - addr] = words[off + lo - start : off + hi - start]
-        return out
+            copies.append(
+                (fields.index(index), lo - addr, hi - addr, off + lo - start, off + hi - start)
+            )
+        return tuple(fields), tuple(copies)
 
     def _read_cells(self, source: FieldSource, table: str, addr: int, count: int) -> list[int]:
         cells = self._cells[table]
@@ -214,6 +245,8 @@ class RegisterImage:
                     raw = raw | self._codes(s, index) << shift
                 if not per_port:
                     return [int(raw) & 0xFFFF]
+                if isinstance(raw, np.ndarray) and raw.shape == (n,):
+                    return (raw & 0xFFFF).tolist()  # already one word per port
                 return (np.broadcast_to(raw, (n,)) & 0xFFFF).tolist()
 
             return flags_and_codes
@@ -246,7 +279,8 @@ class RegisterImage:
                 return [max(lo, min(hi, round(float(s.number(name)) * mul / div))) & 0xFFFF]
 
             return one_register
-        return lambda s: _words(f, float(s.number(name)), counter=counter)
+        words_of = _words_encoder(f, counter=counter)
+        return lambda s: words_of(float(s.number(name)))
 
     def _codes(self, source: FieldSource, index: int) -> Any:
         """The raw codes of a field's meanings: the source names its vocabulary and the index
@@ -254,14 +288,16 @@ class RegisterImage:
         f = self.fields[index]
         names, which = source.meanings(f.name)
         key = (index, id(names))
-        table = self._code_tables.get(key)
-        if table is None:
+        known = self._code_tables.get(key)
+        if known is None:
             by_meaning = {m: raw for raw, m in f.codes.items()}
             by_meaning.setdefault("none", 0)  # no fault, no code: 0
             table = np.array([by_meaning.get(m, -1) for m in names], dtype=np.int64)
-            self._code_tables[key] = table
+            known = self._code_tables[key] = (table, bool(np.any(table < 0)))
+        table, some_missing = known
         code = table[which]
-        if np.any(code < 0):
+        # A vocabulary with a code for every meaning cannot give a missing one: skip the check.
+        if some_missing and np.any(code < 0):
             bad = [names[k] for k in np.atleast_1d(which)[np.atleast_1d(code) < 0]]
             raise TemplateMismatch(
                 f"{self.template.kind}: fields.{f.name}.codes has no code for {bad[0]!r}"
@@ -397,6 +433,35 @@ def _words(f: Field, value: float, *, counter: bool) -> list[int]:
     u = n & 0xFFFFFFFF
     words = [u >> 16, u & 0xFFFF]
     return words if f.word_order == "big" else words[::-1]
+
+
+def _words_encoder(f: Field, *, counter: bool) -> Callable[[float], list[int]]:
+    """`_words` for one field, its type, scale and word order looked up once: the same
+    arithmetic in the same order, so the same registers."""
+    mul, div = _scale_factors(f)
+    little = f.word_order != "big"
+    if f.type in ("f32", "f64"):
+        pack = struct.Struct(">f" if f.type == "f32" else ">d").pack
+        unpack = struct.Struct(">HH" if f.type == "f32" else ">HHHH").unpack
+
+        def floats(value: float) -> list[int]:
+            words = list(unpack(pack(value * mul / div)))
+            return words[::-1] if little else words
+
+        return floats
+    lo, hi = INT_RANGE[f.type]
+    span = hi - lo + 1
+    width = f.width
+
+    def integers(value: float) -> list[int]:
+        raw = value * mul / div
+        n = math.floor(raw + ENERGY_EPS) % span + lo if counter else max(lo, min(hi, round(raw)))
+        if width == 1:
+            return [n & 0xFFFF]
+        u = n & 0xFFFFFFFF
+        return [u & 0xFFFF, u >> 16] if little else [u >> 16, u & 0xFFFF]
+
+    return integers
 
 
 def _decode(f: Field, words: Sequence[int]) -> float:
