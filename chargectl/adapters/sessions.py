@@ -82,6 +82,9 @@ class SessionLink:
         self._sync(now, wall)
         # Current x voltage where the adapter hands it apart from the device's own power.
         va: Mapping[str, float | None] = getattr(poll, "va", None) or {}
+        # Socket temperatures, where the adapter hands them over (the pile's slow block reads
+        # them; the Poll carries none yet): without them the curves' temperatures are NULL.
+        temp: Mapping[str, float | None] = getattr(poll, "temp_c", None) or {}
         obs = poll.observation
         emergency = core.alarm is not None or obs.alarm is not None
         seen: dict[str, BayObservation] = {}
@@ -101,6 +104,7 @@ class SessionLink:
                 fault=fault,
                 emergency=emergency,
                 plugged=None if bay.is_socket else (poll.plugged.get(bay.id) if up else None),
+                temp_c=temp.get(bay.id) if up else None,
             )
         self.manager.update(now, wall, seen)
 

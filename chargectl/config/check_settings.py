@@ -88,6 +88,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "max_per_card": Range(0, 1000),
         "max_per_card_wallbox": Range(0, 1000),
         "tap_debounce_s": Range(0, 60),
+        "curve_keep_days": Range(0, 36500),
     },
     SimSettings: {
         "step_s": POSITIVE,

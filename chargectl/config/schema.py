@@ -136,6 +136,9 @@ class SessionSettings:
     max_per_card: int = 1  # socket sessions one card may run at once (0: no limit)
     max_per_card_wallbox: int = 1  # wallbox sessions one card may run at once (0: no limit)
     tap_debounce_s: float = 5.0  # the same card at the same bay within this is one tap
+    # Per-minute power curves of sessions that ended longer ago than this are deleted (0: none
+    # are kept).
+    curve_keep_days: float = 90.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from chargectl.sessions.ledger_schema import transaction
 from chargectl.sessions.records import (
     Checkpoint,
+    CurveMinute,
+    CurvePrune,
     EndedRecord,
     LedgerRecord,
     LedgerState,
@@ -158,6 +160,23 @@ def _tap(conn: sqlite3.Connection, r: TapRecord) -> None:
     )
 
 
+def _curve_minute(conn: sqlite3.Connection, r: CurveMinute) -> None:
+    conn.execute(
+        "INSERT INTO curves (session, minute, mean_w, peak_w, temp_c) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (session, minute) DO UPDATE SET mean_w = excluded.mean_w,"
+        " peak_w = excluded.peak_w, temp_c = excluded.temp_c",
+        (r.id, r.minute, r.mean_w, r.peak_w, r.temp_c),
+    )
+
+
+def _curve_prune(conn: sqlite3.Connection, r: CurvePrune) -> None:
+    conn.execute(
+        "DELETE FROM curves WHERE session IN"
+        " (SELECT id FROM sessions WHERE end_at IS NOT NULL AND end_at < ?)",
+        (r.ended_before,),
+    )
+
+
 _APPLY: dict[type, Callable[[sqlite3.Connection, LedgerRecord], None]] = {
     SessionStart: _start,  # type: ignore[dict-item]
     Checkpoint: _checkpoint,  # type: ignore[dict-item]
@@ -165,6 +184,8 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, LedgerRecord], None]] = {
     SessionSettle: _settle,  # type: ignore[dict-item]
     SessionTimes: _times,  # type: ignore[dict-item]
     TapRecord: _tap,  # type: ignore[dict-item]
+    CurveMinute: _curve_minute,  # type: ignore[dict-item]
+    CurvePrune: _curve_prune,  # type: ignore[dict-item]
 }
 
 

@@ -88,7 +88,26 @@ _V3 = (
     "UPDATE checkpoints SET had_first_load = had_load",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[n] takes version n to n+1
+# v4: each session's power curve, one row per minute of the session (minute = whole minutes
+# since the tap on the monotonic clock, as `checkpoints.elapsed_s`): mean and peak power (W)
+# and the mean socket temperature (NULL where the bay reports none).
+_V4 = (
+    """CREATE TABLE curves (
+        session INTEGER NOT NULL REFERENCES sessions(id),
+        minute INTEGER NOT NULL CHECK (minute >= 0),
+        mean_w REAL NOT NULL,
+        peak_w REAL NOT NULL,
+        temp_c REAL,
+        PRIMARY KEY (session, minute)
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1,
+    _V2,
+    _V3,
+    _V4,
+)  # MIGRATIONS[n] takes version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

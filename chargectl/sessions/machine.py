@@ -79,6 +79,7 @@ class BayObservation:
     plugged: bool | None = None  # wallbox: a vehicle is connected; None for sockets
     # Current x voltage (VA): the stop rules use it only when `power_w` is None.
     va: float | None = None
+    temp_c: float | None = None  # the socket's temperature (C); None where none is reported
 
     @property
     def power(self) -> float | None:

@@ -18,6 +18,8 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import tzinfo
 
+import numpy as np
+
 from chargectl.config.schema import SessionSettings
 from chargectl.sessions.bookkeeping import (
     Bookkeeper,
@@ -26,6 +28,7 @@ from chargectl.sessions.bookkeeping import (
     SessionReadout,
 )
 from chargectl.sessions.cards import Verdict, judge, parse_uid
+from chargectl.sessions.curves import CurveRecorder
 from chargectl.sessions.errors import InvalidUid, SessionsError, UnknownBay
 from chargectl.sessions.machine import (
     BayDemand,
@@ -66,6 +69,10 @@ class SessionManager:
         timings = Timings.from_settings(settings)
         limits = max_power_w or {}
         self._bays = {b: BayMachine(b, settings, timings, max_power_w=limits.get(b)) for b in bays}
+        self._slot = {b: j for j, b in enumerate(bays)}  # the bay's index in the curve arrays
+        self._curves = CurveRecorder(
+            len(bays), max_duration_s=settings.max_duration_s, keep_days=settings.curve_keep_days
+        )
         self._wallbox = {b: "/" not in b for b in bays}  # a pile's bays are `pile/port`
         self._down: dict[str, float] = {}  # bay -> seconds down, for an unanchored restore
         self._debounce = TapDebounce(settings.tap_debounce_s, len(self._bays))
@@ -234,6 +241,7 @@ class SessionManager:
         for bay in obs:
             if bay not in self._bays:
                 raise UnknownBay(f"observation for unknown bay {bay!r}")
+        self._sample_curves(now, wall, obs)
         books = self._ledger.cards()
         every = self._settings.checkpoint_s
         keeper = self._keeper
@@ -257,6 +265,32 @@ class SessionManager:
                 # answers again): write it down now, not a checkpoint interval later, or a
                 # restart would start the session over from the counter it finds then.
                 keeper.checkpoint(s, now, wall)
+
+    def _sample_curves(self, now: float, wall: float, obs: Mapping[str, BayObservation]) -> None:
+        """This tick's power and temperature into the running sessions' curves (before the
+        rules: the tick belongs to the session that ran through it); the finished minutes to
+        the ledger; once an hour, on a synchronized wall clock, the old curves pruned."""
+        n = len(self._bays)
+        running = [m.session for m in self._bays.values()]
+        seen = [obs.get(b) for b in self._bays]
+        nan = math.nan
+        rows = self._curves.tick(
+            now,
+            np.fromiter((-1 if s is None else s.id for s in running), np.int64, n),
+            np.fromiter((nan if s is None else s.start_now for s in running), np.float64, n),
+            np.fromiter(
+                (nan if o is None or (w := o.power) is None else w for o in seen), np.float64, n
+            ),
+            np.fromiter(
+                (nan if o is None or o.temp_c is None else o.temp_c for o in seen), np.float64, n
+            ),
+        )
+        for row in rows:
+            self._ledger.record(row)
+        if self._keeper.wall_ok:
+            prune = self._curves.prune(now, wall)
+            if prune is not None:
+                self._ledger.record(prune)
 
     def staff_stop(self, bay: str, now: float, wall: float) -> bool:
         """End the bay's session as `staff_stop`; False when none runs there."""
@@ -335,5 +369,8 @@ class SessionManager:
 
     def _end(self, m: BayMachine, reason: Reason, now: float, wall: float) -> None:
         self._keeper.settled(m.take_settled(now, force=True))  # a held session's predecessor
+        row = self._curves.close(self._slot[m.bay])  # its partial last minute
+        if row is not None:
+            self._ledger.record(row)
         e = m.end(reason, now)
         self._keeper.ended(e.session, reason, now, wall)

@@ -91,7 +91,35 @@ class TapRecord:
     session: int | None  # the session it started or stopped
 
 
-LedgerRecord = SessionStart | Checkpoint | SessionEnd | SessionSettle | SessionTimes | TapRecord
+@dataclass(frozen=True, slots=True)
+class CurveMinute:
+    """One minute of a session's power curve: `minute` whole minutes after the tap (on the
+    monotonic clock). Written again (replaced) when a restart resumes inside that minute."""
+
+    id: int  # the session
+    minute: int
+    mean_w: float
+    peak_w: float
+    temp_c: float | None  # mean socket temperature; None where the bay reports none
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePrune:
+    """Delete the curves of sessions that ended before `ended_before` (wall time)."""
+
+    ended_before: float
+
+
+LedgerRecord = (
+    SessionStart
+    | Checkpoint
+    | SessionEnd
+    | SessionSettle
+    | SessionTimes
+    | TapRecord
+    | CurveMinute
+    | CurvePrune
+)
 
 
 @dataclass(frozen=True, slots=True)
