@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages the tests start for real (a test that needs mosquitto starts mosquitto).
-APT_PACKAGES := mosquitto prometheus mbpoll socat openssl systemd
+APT_PACKAGES := mosquitto prometheus mbpoll socat openssl systemd chromium fonts-dejavu-core
 
 .PHONY: demo test test-long lint typecheck bench system-deps clean
 
