@@ -190,6 +190,52 @@ ROWS: tuple[Action, ...] = (
         "socket over-temperature: a bad contact running extra_c above normal (0 heals it)",
     ),
     Action(
+        "no_taper",
+        (Param("bay", str), Param("active", bool, True)),
+        lambda s, p: s.world.set_no_taper(p["bay"], p["active"]),
+        "the plugged pack never tapers: CC past its cv_soc until cut or unplugged",
+    ),
+    Action(
+        "cell_short",
+        (
+            Param("bay", str),
+            Param("watts", _NUM, 100.0, "extra power once it develops (0 heals it)"),
+            Param("at_soc", _NUM, 0.95, "develops after the taper, from this state of charge"),
+            Param("after_s", _NUM, 0.0, "... and this many seconds of power later"),
+            Param("grow_w_per_min", _NUM, 0.0, "then grows by this much per minute of power"),
+        ),
+        lambda s, p: s.world.set_cell_short(
+            p["bay"],
+            float(p["watts"]),
+            float(p["at_soc"]),
+            float(p["after_s"]),
+            float(p["grow_w_per_min"]),
+        ),
+        "a cell of the plugged pack shorts late in the charge: the charger draws more again",
+    ),
+    Action(
+        "modified_pack",
+        (
+            Param("bay", str),
+            Param("watts", _NUM, 1000.0, "CC power at the socket (0: the profile's)"),
+        ),
+        lambda s, p: s.world.set_modified_pack(p["bay"], float(p["watts"])),
+        "the plugged charger and pack are modified: CC at watts, far above any e-bike charger",
+    ),
+    Action(
+        "poor_contact",
+        (
+            Param("bay", str),
+            Param("depth", _NUM, 0.8, "each second 1 - depth * u of the power passes, u in [0, 1)"),
+            Param("extra_c", _NUM, 15.0, "the socket runs this much hotter"),
+            Param("active", bool, True),
+        ),
+        lambda s, p: s.world.set_poor_contact(
+            p["bay"], float(p["depth"]), float(p["extra_c"]), p["active"]
+        ),
+        "a poor contact at a socket: erratic power and extra heat",
+    ),
+    Action(
         "welded",
         (Param("bay", str), Param("active", bool, True)),
         lambda s, p: s.world.set_welded(p["bay"], p["active"]),

@@ -109,8 +109,12 @@ class World(WorldActions):
             self._meter_circuit[d.id] = c_idx
 
         self.breakers = BreakerBank(list(topo.circuit_ids), [c.breaker for c in topo.circuits])
-        self.chargers = ChargerBank(n_s, nominal_v=self.nominal_v)
+        self.chargers = ChargerBank(n_s, nominal_v=self.nominal_v, seed=shed.sim.seed)
         self.thermal = SocketThermal(n_s, ambient_c=ambient_c, rating_a=shed.sim.socket_rating_a)
+        # A socket's extra heat (thermal.extra_c) is the sum of two faults: `hot` and the
+        # heat of a poor contact; each sets and heals its own.
+        self.hot_c = np.zeros(n_s)
+        self.contact_c = np.zeros(n_s)
         # Inrush: when each socket was last plugged or had its power return (the relay closes
         # are the piles'), and the pulses of the step per breaker pole.
         self._event_t = np.full(n_s, start)

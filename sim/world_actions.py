@@ -61,6 +61,8 @@ class WorldActions:
     supply: Supply
     breakers: BreakerBank
     cabinet_extra_c: np.ndarray
+    hot_c: np.ndarray
+    contact_c: np.ndarray
     instant: Callable[[], float]
     _event_t: np.ndarray
 
@@ -152,7 +154,45 @@ class WorldActions:
 
     def set_socket_hot(self, bay: str, extra_c: float) -> None:
         """A bad contact: the socket settles `extra_c` above what its current explains."""
-        self.thermal.extra_c[self._bay(bay)] = extra_c
+        i = self._bay(bay)
+        self.hot_c[i] = extra_c
+        self.thermal.extra_c[i] = self.hot_c[i] + self.contact_c[i]
+
+    # ------------------------------------------------------------------ anomalies (issue 12)
+    # Of the pack at a socket (cleared when a charger is plugged or unplugged; starting one on
+    # an empty socket is refused, ending one there does nothing), then of the socket itself.
+    def set_no_taper(self, bay: str, active: bool) -> None:
+        i = self._bay(bay)
+        self._charger_fault(bay, lambda: self.chargers.set_no_taper(i, active))
+
+    def set_cell_short(
+        self, bay: str, watts: float, at_soc: float, after_s: float, grow_w_per_min: float
+    ) -> None:
+        i = self._bay(bay)
+        self._charger_fault(
+            bay,
+            lambda: self.chargers.set_cell_short(i, watts, at_soc, after_s, grow_w_per_min / 60.0),
+        )
+
+    def set_modified_pack(self, bay: str, watts: float) -> None:
+        i = self._bay(bay)
+        self._charger_fault(bay, lambda: self.chargers.set_cc_w(i, watts))
+
+    def set_poor_contact(self, bay: str, depth: float, extra_c: float, active: bool) -> None:
+        """Erratic power (each second 1 - depth * u of it passes) and `extra_c` of heat at the
+        socket, until `active` is False."""
+        i = self._bay(bay)
+        if extra_c < 0:
+            raise WorldError(f"poor contact {bay}: extra_c must be >= 0, got {extra_c}")
+        self._charger_fault(bay, lambda: self.chargers.set_contact(i, depth if active else 0.0))
+        self.contact_c[i] = extra_c if active else 0.0
+        self.thermal.extra_c[i] = self.hot_c[i] + self.contact_c[i]
+
+    def _charger_fault(self, bay: str, change: Callable[[], None]) -> None:
+        try:
+            change()
+        except ValueError as exc:
+            raise WorldError(f"{bay}: {exc.args[0]}") from None
 
     def set_pile_inputs(
         self, device: str, smoke: bool | None = None, estop: bool | None = None

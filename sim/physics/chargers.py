@@ -20,6 +20,15 @@ the charger ramps from 0 to its stage power over `ramp_s`, starting its cycle ag
 A charger plugged into an open socket waits; an unplugged socket draws nothing. An appliance
 (a heater, a modified charger) can sit on a socket instead: resistive, its rated power at the
 nominal voltage, full power at once, no state of charge.
+
+Anomalies (issue 12), each a per-socket number the kernels read, so none costs a code path:
+- of the pack, cleared when a charger is plugged or unplugged: `no_taper` (CC past cv_soc
+  until the socket is cut or the pack unplugged), a cell short that develops after the taper
+  (`short_w` more from `short_at_soc`, after `short_after_s` of power, growing by
+  `short_grow_w_s`), a modified pack drawing `full_w` far above its profile's (`set_cc_w`);
+- of the socket, kept until healed: a poor contact (`contact_depth`): each `charge` (once a
+  second in the world) the socket passes 1 - depth * u of the power, u uniform in [0, 1)
+  from the bank's own seeded generator, until the next draw.
 """
 
 from __future__ import annotations
@@ -138,7 +147,9 @@ def profile(name: str) -> ChargerProfile:
 class ChargerBank:
     """Chargers and appliances on `n` sockets. The world owns one for the whole shed."""
 
-    def __init__(self, n: int, *, ramp_s: float = 1.5, nominal_v: float = 220.0) -> None:
+    def __init__(
+        self, n: int, *, ramp_s: float = 1.5, nominal_v: float = 220.0, seed: int = 0
+    ) -> None:
         self.n = n
         self.ramp_s = ramp_s
         self.nominal_v = nominal_v
@@ -157,6 +168,18 @@ class ChargerBank:
         self.restart_cc_s = np.zeros(n)
         self.restart_tau_s = np.ones(n)
         self.appliance_w = np.zeros(n)
+        # Faults of the pack (cleared by plug and unplug) and of the socket's contact.
+        self.no_taper = np.zeros(n, dtype=bool)
+        self.short_w = np.zeros(n)
+        self.short_at_soc = np.zeros(n)
+        self.short_after_s = np.zeros(n)
+        self.short_grow_w_s = np.zeros(n)
+        self.short_s = np.full(n, -1.0)  # seconds of power since the short was triggered
+        self.contact = np.ones(n)  # share of the power the contact passes in this second
+        self.contact_depth = np.zeros(n)
+        self._erratic = np.zeros(0, dtype=np.int64)  # sockets with a poor contact
+        # Its own stream: a poor contact does not move any other draw of the seed.
+        self._rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(12,)))
         # Power the charger asks for in its present stage (before the ramp).
         self.stage_w = np.zeros(n)
         self.on_s = np.zeros(n)  # seconds since the contacts last closed (0 while open)
@@ -190,6 +213,7 @@ class ChargerBank:
         self.restart_tau_s[i] = p.restart_tau_s
         self.stage[i] = STAGE_NONE
         self.on_s[i] = 0.0  # plugging into a live socket draws the inrush too
+        self._clear_pack_faults(i)
         self._restage(i)
 
     def unplug(self, i: int) -> None:
@@ -199,11 +223,80 @@ class ChargerBank:
         self.stage_w[i] = 0.0
         self.full_w[i] = 0.0
         self.inrush_a[i] = 0.0
+        self._clear_pack_faults(i)
 
     def set_appliance(self, i: int, watts: float) -> None:
         if watts < 0:
             raise ValueError(f"appliance watts must be >= 0, got {watts}")
         self.appliance_w[i] = watts
+
+    # --- anomalies ---
+    def set_no_taper(self, i: int, active: bool) -> None:
+        """The plugged pack takes CC whatever its state of charge (False: it tapers again)."""
+        if active:
+            self._need_charger(i, "no taper")
+        self.no_taper[i] = active and bool(self.plugged[i])
+        self._restage(i)
+
+    def set_cell_short(
+        self,
+        i: int,
+        watts: float,
+        at_soc: float = 0.95,
+        after_s: float = 0.0,
+        grow_w_s: float = 0.0,
+    ) -> None:
+        """A cell of the plugged pack shorts late in the charge: once the charger has left CC
+        at or above `at_soc`, after `after_s` seconds of power, it draws `watts` more, growing
+        by `grow_w_s` per second of power. `watts` 0 heals it."""
+        if watts < 0 or after_s < 0 or grow_w_s < 0:
+            raise ValueError(
+                f"cell short: watts, after_s and growth must be >= 0, got {watts}, {after_s}, "
+                f"{grow_w_s}"
+            )
+        if not 0.0 <= at_soc <= 1.0:
+            raise ValueError(f"cell short: at_soc must be within 0..1, got {at_soc}")
+        if watts > 0:
+            self._need_charger(i, "cell short")
+        elif not self.plugged[i]:
+            return
+        self.short_w[i] = watts
+        self.short_at_soc[i] = at_soc
+        self.short_after_s[i] = after_s
+        self.short_grow_w_s[i] = grow_w_s
+        self.short_s[i] = -1.0
+        self._restage(i)
+
+    def set_cc_w(self, i: int, watts: float) -> None:
+        """A modified pack and charger: the plugged charger's CC power at the socket becomes
+        `watts` (its taper and float follow as before; the pack fills as much faster).
+        0 gives it back its profile's."""
+        if watts < 0:
+            raise ValueError(f"modified pack: watts must be >= 0, got {watts}")
+        if watts > 0:
+            self._need_charger(i, "modified pack")
+        elif not self.plugged[i]:
+            return
+        self.full_w[i] = watts if watts > 0 else PROFILES[PROFILE_NAMES[self.profile_idx[i]]].full_w
+        self._restage(i)
+
+    def set_contact(self, i: int, depth: float) -> None:
+        """A poor contact at the socket: each second it passes 1 - depth * u of the power, u
+        uniform in [0, 1). 0 heals it."""
+        if not 0.0 <= depth <= 1.0:
+            raise ValueError(f"poor contact: depth must be within 0..1, got {depth}")
+        self.contact_depth[i] = depth
+        self.contact[i] = 1.0
+        self._erratic = np.flatnonzero(self.contact_depth > 0.0)
+
+    def _need_charger(self, i: int, what: str) -> None:
+        if not self.plugged[i]:
+            raise ValueError(f"{what}: no charger plugged")
+
+    def _clear_pack_faults(self, i: int) -> None:
+        self.no_taper[i] = False
+        self.short_w[i] = 0.0
+        self.short_s[i] = -1.0
 
     # --- the physics ---
     def step(
@@ -232,6 +325,7 @@ class ChargerBank:
             self.appliance_w,
             self.inv_pf,
             self.inrush_a,
+            self.contact,
             cp_index,
             dt,
             1.0 / self.ramp_s,
@@ -263,7 +357,10 @@ class ChargerBank:
     def charge(self, dt: float, watts: np.ndarray) -> None:
         """Move the state of charge for `dt` seconds at `watts` (what `step` drew) and update
         each charger's stage. The world calls this at a slower rate than `step` (state of
-        charge moves over hours)."""
+        charge moves over hours). A poor contact draws its next share here."""
+        if dt > 0.0 and self._erratic.size:
+            e = self._erratic
+            self.contact[e] = 1.0 - self.contact_depth[e] * self._rng.random(e.size)
         charge_step(
             self.plugged,
             watts,
@@ -275,6 +372,12 @@ class ChargerBank:
             self.on_s,
             self.restart_cc_s,
             self.restart_tau_s,
+            self.no_taper,
+            self.short_w,
+            self.short_at_soc,
+            self.short_after_s,
+            self.short_grow_w_s,
+            self.short_s,
             self.soc,
             self.stage,
             self.stage_w,

@@ -29,6 +29,7 @@ def socket_step(  # noqa: PLR0917 (numba: positional arrays)
     appliance_w: np.ndarray,  # float[S] resistive, rated at the nominal voltage
     inv_pf: np.ndarray,  # float[S] 1 / power factor of the charger
     inrush_a: np.ndarray,  # float[S] the charger's inrush peak at the nominal voltage (A)
+    contact: np.ndarray,  # float[S] share of the power a poor contact lets through (1: sound)
     cp_index: np.ndarray,  # int[S] circuit * 3 + phase
     dt: float,
     inv_ramp_s: float,
@@ -44,7 +45,8 @@ def socket_step(  # noqa: PLR0917 (numba: positional arrays)
     this step (their inrush peaks are in `pulse_a`).
 
     Chargers are constant-power loads: I = P / (V * pf), more amps as the voltage sags.
-    Appliances are resistive: P = P_rated * (V / V_nominal)^2."""
+    Appliances are resistive: P = P_rated * (V / V_nominal)^2. A poor contact passes only
+    `contact` of either (it arcs and drops out within the step)."""
     own_a[:] = 0.0
     own_w[:] = 0.0
     inv_v = 1.0 / volts if volts > 0.0 else 0.0
@@ -66,8 +68,9 @@ def socket_step(  # noqa: PLR0917 (numba: positional arrays)
             ramp = min(on_s[i] * inv_ramp_s, 1.0)
             cw = stage_w[i] * ramp
             aw = appliance_w[i] * appl_scale
-            w = cw + aw
-            a = (cw * inv_pf[i] + aw) * inv_v
+            c = contact[i]
+            w = (cw + aw) * c
+            a = (cw * inv_pf[i] + aw) * inv_v * c
             amps[i] = a
             watts[i] = w
             k = cp_index[i]
@@ -192,6 +195,12 @@ def charge_step(  # noqa: PLR0917 (numba: positional arrays)
     on_s: np.ndarray,  # float[S] seconds the charger has had power (since its relay closed)
     restart_cc_s: np.ndarray,  # float[S] CC held after power returns to a nearly full pack
     restart_tau_s: np.ndarray,  # float[S] then the CV current falls with this time constant
+    no_taper: np.ndarray,  # bool[S] a faulty pack: CC whatever its state of charge
+    short_w: np.ndarray,  # float[S] a cell short's extra power once it develops (0: none)
+    short_at_soc: np.ndarray,  # float[S] it develops after the taper, from this state of charge
+    short_after_s: np.ndarray,  # float[S] ... and this many seconds of power later
+    short_grow_w_s: np.ndarray,  # float[S] then it grows by this many W per second of power
+    short_s: np.ndarray,  # in/out float[S] seconds of power since it was triggered (< 0: not yet)
     soc: np.ndarray,  # in/out float[S]
     stage: np.ndarray,  # in/out int8[S]: 0 none, 1 cc, 2 cv, 3 float
     stage_w: np.ndarray,  # out float[S]: what the charger asks for in its stage
@@ -203,13 +212,22 @@ def charge_step(  # noqa: PLR0917 (numba: positional arrays)
     A charger whose power returns (socket_step set it to CC) on a pack above cv_soc holds CC
     for restart_cc_s (the pack's voltage rises to the CV set point), then its CV current
     falls from full as exp(-t / restart_tau_s) (the surface charge), never below what the
-    state of charge asks, and floats again when that is under float_frac."""
+    state of charge asks, and floats again when that is under float_frac.
+
+    Faults of the pack: `no_taper` holds CC past cv_soc (the energy goes into heat, not the
+    full pack). A cell short is triggered once the charger has left CC at or above
+    short_at_soc; after short_after_s seconds of power it draws short_w more, growing by
+    short_grow_w_s per second of power. The charger feeds it on top of its stage's power; it
+    does not charge the pack."""
     for i in range(plugged.shape[0]):
         if not plugged[i]:
             continue
+        extra = 0.0  # the short's power over the interval (as it was at its start)
+        if short_w[i] > 0.0 and short_s[i] >= short_after_s[i]:
+            extra = short_w[i] + short_grow_w_s[i] * (short_s[i] - short_after_s[i])
         s = soc[i]
         if stage[i] == 1 or stage[i] == 2:
-            s = min(s + watts[i] * dt * soc_per_ws[i], 1.0)
+            s = min(s + max(watts[i] - extra, 0.0) * dt * soc_per_ws[i], 1.0)
             soc[i] = s
         cv = cv_soc[i]
         # In CV the current falls with what is left to fill: 1 at cv_soc, 0 when full.
@@ -217,7 +235,10 @@ def charge_step(  # noqa: PLR0917 (numba: positional arrays)
         since = on_s[i] - restart_cc_s[i]
         if on_s[i] > 0.0 and since > 0.0:
             taper = max(taper, math.exp(-since / restart_tau_s[i]))
-        if stage[i] == 3:
+        if no_taper[i]:
+            stage[i] = 1
+            stage_w[i] = full_w[i]
+        elif stage[i] == 3:
             stage_w[i] = float_w[i]
         elif s < cv or (on_s[i] > 0.0 and since <= 0.0 and stage[i] == 1):
             stage[i] = 1
@@ -228,3 +249,11 @@ def charge_step(  # noqa: PLR0917 (numba: positional arrays)
         else:
             stage[i] = 2
             stage_w[i] = full_w[i] * taper
+        if short_w[i] > 0.0:
+            if short_s[i] < 0.0:
+                if stage[i] != 1 and s >= short_at_soc[i]:
+                    short_s[i] = 0.0
+            elif on_s[i] > 0.0:
+                short_s[i] += dt
+            if short_s[i] >= short_after_s[i]:
+                stage_w[i] += short_w[i] + short_grow_w_s[i] * (short_s[i] - short_after_s[i])
