@@ -56,6 +56,10 @@ FAULT_ROWS: tuple[FaultKind, ...] = (
     FaultKind("welded", "bay", sockets_only=True, end=_set(active=False)),
     FaultKind("short", "bay", sockets_only=True),
     FaultKind("heater", "bay", sockets_only=True, end=_set(watts=0.0)),
+    FaultKind("no_taper", "bay", sockets_only=True, end=_set(active=False)),
+    FaultKind("cell_short", "bay", sockets_only=True, end=_set(watts=0.0)),
+    FaultKind("modified_pack", "bay", sockets_only=True, end=_set(watts=0.0)),
+    FaultKind("poor_contact", "bay", sockets_only=True, end=_set(active=False)),
     FaultKind("supply_v", "supply", end=_nominal_volts),
     FaultKind("sag", "supply"),
     FaultKind(CRASH, "controller", needs_for=True),
@@ -70,8 +74,11 @@ def value_problem(name: str, param: str, value: Any) -> str | None:
     """What is wrong with a parameter's value beyond its type (what the action would refuse
     an hour into the run), or None."""
     if isinstance(value, float | int) and not isinstance(value, bool):
-        if param in ("extra_c", "seconds", "watts", "volts", "ramp_s") and value < 0:
+        nonneg = ("extra_c", "seconds", "watts", "volts", "ramp_s", "after_s", "grow_w_per_min")
+        if param in nonneg and value < 0:
             return f"must be >= 0, got {value}"
+        if param in ("at_soc", "depth") and not 0 <= value <= 1:
+            return f"0..1, got {value}"
         if name == "exception" and param == "code" and not 1 <= value <= 255:
             return f"a Modbus exception code is 1..255, got {value}"
         if param == "addr" and not 0 <= value <= 0xFFFF:

@@ -133,9 +133,10 @@ bogus: 1
         "s.yaml:16: unmanaged[0].circuit: unknown circuit 'row-c'; did you mean 'row-b'?",
         "s.yaml:19: unmanaged[1].profile[0].amps: one value per phase of 'row-a' [1, 2, 3], got 2",
         "s.yaml:21: faults[0].device: 'meter_gone' needs a meter, 'pile-a1' is a pile",
-        "s.yaml:22: faults[1].do: a fault expected, got 'melt'; known: cabinet, crash, delay, "
-        "estop, exception, garbage, heater, hot, meter_frozen, meter_gone, rcd, refuse_writes, "
-        "sag, short, silent, smoke, supply_v, welded",
+        "s.yaml:22: faults[1].do: a fault expected, got 'melt'; known: cabinet, cell_short, "
+        "crash, delay, estop, exception, garbage, heater, hot, meter_frozen, meter_gone, "
+        "modified_pack, no_taper, poor_contact, rcd, refuse_writes, sag, short, silent, smoke, "
+        "supply_v, welded",
         "s.yaml:23: faults[2].bay: 'hot' needs a pile's socket, 'wb-1' is a wallbox",
         "s.yaml:24: faults[3].device: unknown device 'pile-a9'; did you mean 'pile-a5'?",
         "s.yaml:25: faults[4].for: 'short' does not end on its own: no 'for'",
