@@ -45,6 +45,7 @@ __all__ = [
     "connect",
     "energy_by_card",
     "get_card",
+    "get_session",
     "import_cards",
     "ledger_error",
     "list_cards",
@@ -214,6 +215,11 @@ def list_sessions(conn: sqlite3.Connection, *, active_only: bool = False) -> lis
     where = " WHERE s.end_at IS NULL" if active_only else ""
     rows = conn.execute(_SESSION_SELECT + where + " ORDER BY s.id").fetchall()
     return [_session(r) for r in rows]
+
+
+def get_session(conn: sqlite3.Connection, session_id: int) -> SessionRow | None:
+    row = conn.execute(_SESSION_SELECT + " WHERE s.id = ?", (session_id,)).fetchone()
+    return None if row is None else _session(row)
 
 
 def sessions_between(conn: sqlite3.Connection, start: float, end: float) -> list[SessionRow]:
