@@ -36,6 +36,9 @@ def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[st
             "on": bool(d.relay_on[j]),
             "welded": bool(d.welded[j]),
             "lamp": int(outcome.lamps.get(b.id, 0)),
+            # The device's own active power, else current x voltage (None: neither read).
+            "power_w": _power(outcome.poll, b.id),
+            "session_wh": round(float(outcome.demand.credit[j]), 1),  # 0 without a session
         }
         for j, b in enumerate(layout.bays)
     ]
@@ -51,3 +54,10 @@ def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[st
         "bays": bays,
         "failsafe_mask": d.failsafe_mask,
     }
+
+
+def _power(poll: Any, bay: str) -> float | None:
+    w = poll.power_w.get(bay)
+    if w is None:
+        w = poll.va.get(bay)
+    return None if w is None else round(float(w), 1)

@@ -34,6 +34,12 @@ async def test_tap_charges_and_staff_stop_ends_it(tmp_path: Path) -> None:
         await rig.wait_for(lambda: rig.truth()["bays_charging"] == 1, 10, "current flows")
         assert rig.bay("pile-a/1")["lamp"] in (6, 2)  # "accepted" for a few seconds, then blue
         await rig.wait_for(lambda: rig.bay("pile-a/1")["lamp"] == 2, 10, "the charging lamp")
+        # The snapshot's power is the socket's, in truth within the meter's rounding, and the
+        # session's energy grows (the residents' page shows both).
+        await rig.wait_for(lambda: rig.bay("pile-a/1")["session_wh"] > 0, 30, "energy booked")
+        truth_w = rig.sim.world.bay_truth("pile-a/1")["watts"]
+        assert rig.bay("pile-a/1")["power_w"] == pytest.approx(truth_w, rel=0.15)
+        assert rig.bay("pile-a/2")["power_w"] in (0.0, None)
         code, body = await rig.api("/sessions/stop", {"bay": "pile-a/1"})
         assert (code, body) == (200, {"stopped": True})
         await rig.wait_for(lambda: rig.bay("pile-a/1")["state"] == "idle", 10, "idle")
