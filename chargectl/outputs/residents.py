@@ -8,10 +8,11 @@ is one dict lookup) and renders it with `residents_view`:
     GET /bay/<bay id>       one socket (the URL on its pile's QR sticker): /bay/pile-a/3
     GET /api/state.json     the same data, for the pages' own refresh
 
-GET and HEAD only (405 otherwise), no query string (400), paths of at most `MAX_PATH` bytes
-(414), unknown paths and bays 404; every refusal is a short text body, and a bug in a handler
-is a 500 with a short text and a log line, never a traceback to the client. A background task
-feeds the snapshot to the finish estimator every `SAMPLE_EVERY_S`, whether anyone looks or not.
+GET and HEAD only (405 otherwise), a query string ignored (QR apps and messengers add
+`?utm_...`), paths of at most `MAX_PATH` bytes (414), unknown paths and bays 404; every
+refusal is a short text body, and a bug in a handler is a 500 with a short text and a log
+line, never a traceback to the client. A background task feeds the snapshot to the finish
+estimator every `SAMPLE_EVERY_S`, whether anyone looks or not.
 """
 
 from __future__ import annotations
@@ -103,8 +104,6 @@ class ResidentsPage:
             return _text(405, "this page is read-only: GET only", Allow="GET, HEAD")
         if len(request.raw_path) > MAX_PATH:
             return _text(414, "the address is too long")
-        if request.query_string or "?" in request.raw_path:
-            return _text(400, "this page takes no query (?...) in its address")
         try:
             return await handler(request)
         except web.HTTPNotFound:
