@@ -16,7 +16,9 @@ bad one is None and listed in `bad`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 
 from chargectl.config.schema import Device
@@ -60,6 +62,7 @@ INDICATORS = range(8)  # 0 off .. 7 charge complete
 FAULT_CODE = {name: code for code, name in FAULT_NAMES.items()}
 # When a brand's fault word has several bits set, the one reported: the worst first.
 FAULT_ORDER = ("welded", "short", "over_temp", "over_power")
+NO_FAULT = FAULT_CODE["none"]
 
 
 @cache
@@ -91,6 +94,65 @@ def _port_fault(device: str, f: Field, word: int, port: int) -> int:
     return FAULT_CODE["none"]
 
 
+@dataclass(frozen=True, slots=True)
+class HotPlan:
+    """What `decode_hot` works out from the template alone, once per (template, ports)."""
+
+    current: tuple[tuple[str, int] | None, ...]  # each port's current register (u16), or None
+    state: tuple[tuple[str, int] | None, ...]  # the same for the port-state word
+    state_bits: list[int]  # the bits a port-state word may have set
+    state_mask: int
+    state_faults: dict[int, int]  # a port-state code -> its FAULT_* code
+    relay_bit: int | None  # the port-state bits of relay_closed and load_present
+    load_bit: int | None
+    fault_mask: int  # a port_fault field with one bit per fault: its defined bits
+    fault_order: tuple[tuple[int, int], ...] | None  # (bit, FAULT_* code), worst first
+
+
+@cache
+def _hot_plan(template: Template, ports: int) -> HotPlan:
+    def keys(f: Field | None) -> tuple[tuple[str, int] | None, ...]:
+        if f is None or f.type != "u16":
+            return (None,) * ports
+        return tuple((f.table, f.address_of(p)) for p in range(1, ports + 1))
+
+    state = template.fields.get("port_state")
+    defined: list[int] = []
+    if state is not None:
+        defined = [*state.bits.values()]
+        if state.code_bits is not None:
+            defined += range(state.code_bits[0], state.code_bits[1] + 1)
+        if state.codes and state.code_bits is None:
+            defined = list(range(16))
+    fault = template.fields.get("port_fault")
+    order = None
+    if fault is not None and not fault.codes:
+        order = tuple(
+            (fault.bits[m], FAULT_CODE[m]) for m in FAULT_ORDER if fault.bits.get(m) is not None
+        )
+    codes = state.codes if state is not None else {}
+    bits = state.bits if state is not None else {}
+    return HotPlan(
+        current=keys(template.fields["port_current"]),
+        state=keys(state),
+        state_bits=defined,
+        state_mask=bits_mask(defined),
+        state_faults={c: FAULT_CODE[m] for c, m in codes.items() if m in FAULT_CODE},
+        relay_bit=bits.get("relay_closed"),
+        load_bit=bits.get("load_present"),
+        fault_mask=bits_mask(fault.bits.values()) if fault is not None else 0,
+        fault_order=order,
+    )
+
+
+def _port_current(device: str, cur: Field, image: Image, port: int, raw: float) -> float:
+    """A port's current, range-checked (`in_range`; the message built only when it fails)."""
+    value = raw * cur.scale
+    if math.isfinite(value) and 0 <= value <= PORT_MAX_A:
+        return value
+    return in_range(device, cur.address_of(port), value, (0, PORT_MAX_A), f"port {port} current")
+
+
 def decode_hot(template: Template, device: str, ports: int, image: Image) -> PileHot:
     """The hot fields of a pile configured with `ports` sockets, from a register image."""
     t = template.fields
@@ -101,16 +163,11 @@ def decode_hot(template: Template, device: str, ports: int, image: Image) -> Pil
         word = int(raw_value(status, image))
         check_bits(device, status.address, word, status.bits.values(), "pile_status")
         flags.update({m: bool(word >> b & 1) for m, b in status.bits.items()})
-    cur = t["port_current"]
+    plan = _hot_plan(template, ports)
+    cur, cur_keys = t["port_current"], plan.current
     currents = tuple(
-        in_range(
-            device,
-            cur.address_of(p),
-            raw_value(cur, image, p) * cur.scale,
-            (0, PORT_MAX_A),
-            f"port {p} current",
-        )
-        for p in range(1, ports + 1)
+        _port_current(device, cur, image, p, image[key] if key else raw_value(cur, image, p))
+        for p, key in enumerate(cur_keys, start=1)
     )
     relay = [False] * ports
     load = [a >= LOAD_PRESENT_A for a in currents]
@@ -118,31 +175,33 @@ def decode_hot(template: Template, device: str, ports: int, image: Image) -> Pil
     state, closed_f, load_f, fault_f = (
         t.get(n) for n in ("port_state", "relay_closed", "load_present", "port_fault")
     )
-    defined: list[int] = []
-    if state is not None:  # the bits a port-state word may have set
-        defined = [*state.bits.values()]
-        if state.code_bits is not None:
-            defined += range(state.code_bits[0], state.code_bits[1] + 1)
-        if state.codes and state.code_bits is None:
-            defined = list(range(16))
-    state_mask = bits_mask(defined)
+    defined, state_mask = plan.state_bits, plan.state_mask
     for i, p in enumerate(range(1, ports + 1)):
         if state is not None:
-            word = int(raw_value(state, image, p))
+            key = plan.state[i]
+            word = int(image[key] if key else raw_value(state, image, p))
             if state.codes:
-                faults[i] = _port_fault(device, state, word, p)
+                fault = plan.state_faults.get(code_of(state, word))
+                # An unknown code: `_port_fault` raises, as it always did.
+                faults[i] = _port_fault(device, state, word, p) if fault is None else fault
             if word & ~state_mask:
                 check_bits(device, state.address_of(p), word, defined, f"port {p}")
-            if "relay_closed" in state.bits:
-                relay[i] = bool(word >> state.bits["relay_closed"] & 1)
-            if "load_present" in state.bits:
-                load[i] = bool(word >> state.bits["load_present"] & 1)
+            if plan.relay_bit is not None:
+                relay[i] = bool(word >> plan.relay_bit & 1)
+            if plan.load_bit is not None:
+                load[i] = bool(word >> plan.load_bit & 1)
         if closed_f is not None:
             relay[i] = raw_value(closed_f, image, p) != 0
         if load_f is not None:
             load[i] = raw_value(load_f, image, p) != 0
         if fault_f is not None:
-            faults[i] = _port_fault(device, fault_f, int(raw_value(fault_f, image, p)), p)
+            word = int(raw_value(fault_f, image, p))
+            if plan.fault_order is None:
+                faults[i] = _port_fault(device, fault_f, word, p)
+            elif word & ~plan.fault_mask:
+                faults[i] = _port_fault(device, fault_f, word, p)  # raises: undefined bits
+            else:
+                faults[i] = next((c for b, c in plan.fault_order if word >> b & 1), NO_FAULT)
     soft = Fields()
 
     def value(name: str, bounds: tuple[float, float], what: tuple[str, str]) -> float | None:
