@@ -17,11 +17,13 @@ the amps and NaN in nothing: `phases` says which ones count):
   carried more than its `limit_a` (summed over the world's steps, not sampled);
 - `thermal`: each breaker pole's thermal state (1.0 = it trips), the highest since the tick
   before; `closed`: each breaker closed at the tick;
-- `capacity_w`: what the shed may draw for charging at the tick, in truth: per circuit the
-  limit less the true unmanaged current, times the supply voltage, summed over its phases,
-  the binding (least) circuit on the path to the root taken for the whole (the ideal bound);
+- `capacity_w`: what the shed may draw for charging at the tick, in truth: each root
+  circuit's limit less the true unmanaged current through it, times the supply voltage,
+  summed over its phases and the roots (the ideal bound's pot);
 - `charging`: sockets and wallboxes drawing current; `waiting`: sessions that want current
-  (tapped, not full, not ended) and get none;
+  (the controller's demand) on a bay that has drawn none in truth for longer than a start
+  takes (`START_GRACE_S` in the runner: the tap read, the next tick, the staggered close, the
+  charger's soft start), so a session that is being started is not counted as kept waiting;
 - `unused_ratio`: the unused fraction of the binding circuit-phase's limit, in truth (the
   least, over circuits and phases, of (limit - true current) / limit, at least 0).
 
@@ -30,6 +32,7 @@ Sessions: one `SessionRecord` per session the ledger knows, with the truth besid
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +58,9 @@ class SessionRecord:
     ledger_wh: float  # energy the ledger booked to the session
     switches: int  # relay (or a wallbox's charging) on/off changes while the session ran
     full: bool  # the battery reached full (float stage, or a car's soc 1) before it left
+    # What its charger would have drawn alone, never switched off, over its stay (replay/alone.py);
+    # inf for a car (capped by what it wanted only).
+    alone_wh: float = math.inf
 
     @property
     def wanted_fraction(self) -> float:

@@ -165,8 +165,10 @@ def energy_bound(rec: Recording) -> float:
 
     Ticks are `rec.times` with `dt = tick_s`. At each tick the pot is `capacity_w * dt`; the
     sessions present (tap_at <= t < min(leave_at, duration_s)) with energy still wanted (they
-    start at `wanted_wh`) each take up to `max_w * dt`, the earliest-leaving first, until the
-    pot is empty. A session needing less than its `max_w` in a tick is charged what it needs.
+    start at the lesser of `wanted_wh` and `alone_wh`: no controller gives a battery more
+    than its own charger draws never switched off) each take up to `max_w * dt`, the
+    earliest-leaving first, until the pot is empty. A session needing less than its `max_w`
+    in a tick is charged what it needs.
 
     Only the present sessions are looked at: arrivals are taken in tap order, and the active
     set (kept in leave order) changes only when one arrives, leaves or is full.
@@ -189,7 +191,7 @@ def energy_bound(rec: Recording) -> float:
             i = next_arrival
             next_arrival += 1
             if deadline[i] > t:
-                active.add(deadline[i], step_wh[i], order[i].wanted_wh)
+                active.add(deadline[i], step_wh[i], min(order[i].wanted_wh, order[i].alone_wh))
                 changed = True
         if active.drop_gone(t) or changed:
             active.sort()

@@ -31,6 +31,7 @@ import asyncio
 import dataclasses
 import heapq
 import logging
+import math
 import sqlite3
 import tempfile
 import time
@@ -43,6 +44,7 @@ import numpy as np
 
 from chargectl.config.schema import Shed
 from chargectl.replay import policies
+from chargectl.replay.alone import alone_wh
 from chargectl.replay.recording import Mark, Recording, SessionRecord, empty, trimmed
 from chargectl.replay.scenario import load_scenario
 from chargectl.replay.scenario_faults import CRASH, RESTART
@@ -62,6 +64,9 @@ T = TypeVar("T")
 
 POLICY_NAMES = ("chargectl", *policies.POLICIES)
 DRAWING_A = 0.05  # a socket or car drawing more than this draws current, in truth
+# A session is kept waiting once its bay has drawn nothing for this long while it wants current:
+# a start takes the tap's read, the next tick, a staggered close and the charger's soft start.
+START_GRACE_S = 10.0
 _FLOAT = STAGE_NAMES.index("float")
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, of total)
@@ -316,6 +321,7 @@ class Replay:
         n = len(layout_bays)
         self._switches = np.zeros(n, dtype=np.int64)
         self._was_on = np.zeros(n, dtype=bool)
+        self._dry_since = np.full(n, np.inf)
         self._present = np.zeros(n, dtype=bool)
         self._visits: dict[str, _Visit] = {}
         self._done: list[_Visit] = []
@@ -331,6 +337,14 @@ class Replay:
         out[self._is_socket] = self.world.chargers.amps[self._sockets] > DRAWING_A
         for row, wid in zip(self._wallbox_rows, self._wallbox_ids, strict=True):
             out[row] = self.world.wallboxes[wid].last_a > DRAWING_A
+        return out
+
+    def _switched_on(self) -> np.ndarray:
+        """Per bay: its relay closed in truth (a socket's contacts; a wallbox offering current)."""
+        out = np.zeros(len(self._bay_ids), dtype=bool)
+        out[self._is_socket] = self.world.closed[self._sockets]
+        for row, wid in zip(self._wallbox_rows, self._wallbox_ids, strict=True):
+            out[row] = self.world.wallboxes[wid].model.offered_a() > 0.0
         return out
 
     def _after_step(self, dt: float) -> None:
@@ -358,7 +372,7 @@ class Replay:
         head = np.clip(self._limit3 - unmanaged, 0.0, None) * self._mask
         rec.capacity_w[k] = float(head[self._roots].sum()) * w.volts
         drawing = self._drawing()
-        on = drawing
+        on = self._switched_on()
         self._switches += on != self._was_on
         self._was_on = on
         for b in np.flatnonzero(drawing & self._present):
@@ -367,7 +381,9 @@ class Replay:
                 v.first_current_at = w.now
         wants = self._wants if self._wants.shape[0] == len(self._bay_ids) else drawing
         rec.charging[k] = int(drawing.sum())
-        rec.waiting[k] = int((wants & self._present & ~drawing).sum())
+        dry = wants & self._present & ~drawing
+        self._dry_since = np.where(dry, np.minimum(self._dry_since, w.now), np.inf)
+        rec.waiting[k] = int((dry & (w.now - self._dry_since >= START_GRACE_S)).sum())
         room = (self._limit3 - w.circuit_amps) / self._limit3
         rec.unused_ratio[k] = max(0.0, float(room[self._mask].min()))
 
@@ -458,6 +474,7 @@ class Replay:
             rows = ledger.list_sessions(conn)
         finally:
             conn.close()
+        alone = self._alone()
         by_card: dict[str, list[ledger.SessionRow]] = {}
         for r in rows:
             by_card.setdefault(r.card, []).append(r)
@@ -491,9 +508,22 @@ class Replay:
                     ledger_wh=float(sum(r.energy_wh for r in booked)),
                     switches=v.switches_end - v.switches,
                     full=v.full,
+                    alone_wh=alone.get(id(v), math.inf),
                 )
             )
         return out
+
+    def _alone(self) -> dict[int, float]:
+        """Each socket visit's energy had its charger been on alone for its whole stay."""
+        visits = [v for v in self._done if v.arrival.charger is not None]
+        end = self.scenario.duration_s
+        wh = alone_wh(
+            [v.arrival.charger.profile for v in visits],  # type: ignore[union-attr]
+            [v.arrival.soc for v in visits],
+            [max(0.0, min(v.arrival.leave_at, end) - v.arrival.at) for v in visits],
+            self.world.nominal_v,
+        )
+        return {id(v): float(x) for v, x in zip(visits, wh, strict=True)}
 
     def _marks(self) -> list[Mark]:
         marks = [

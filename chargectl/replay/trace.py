@@ -95,6 +95,7 @@ SESSION_COLUMNS: tuple[tuple[str, Callable[[str], Any]], ...] = (
     ("ledger_wh", float),
     ("switches", int),
     ("full", _bool),
+    ("alone_wh", float),
 )
 
 MARK_COLUMNS: tuple[tuple[str, Callable[[str], Any]], ...] = (
