@@ -189,6 +189,10 @@ class Session:
     last_checkpoint: float = 0.0  # monotonic
     clock_ok: bool = True  # False: start_wall is provisional (wall clock not synchronized)
     resumed_elapsed_s: float = 0.0  # the ledger's elapsed time when it was resumed
+    # The charger has been seen without a break since its load began: the relay closed and
+    # the 10-s average at or above `unplugged_w` all along. A pause (relay open) or a dip
+    # breaks it for good: meanwhile a charger may have been unplugged and another plugged in.
+    unbroken: bool = False
 
     @property
     def energy_wh(self) -> int:
@@ -227,6 +231,7 @@ class BayMachine:
     max_power_w: float | None = None  # the most the bay can draw (counter plausibility)
     guard: CounterGuard = field(init=False)
     counter_reset: bool = False  # the counter was re-based under a session that counts
+    plugged: bool | None = None  # a wallbox's vehicle connected (None: a socket cannot tell)
     _now: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
@@ -339,6 +344,25 @@ class BayMachine:
         return done
 
     @property
+    def shows_its_charger(self) -> bool:
+        """The running session's own charger is evidently at the bay: at a socket, drawing now
+        without a break since its load began, or tapped less than the unplugged window ago and
+        not drawing yet; at a wallbox, its vehicle connected (or not yet come). Otherwise
+        another card tapped here takes the bay over (SessionManager.on_tap): a socket holds
+        one plug."""
+        s = self.session
+        if s is None:
+            return False
+        if self.plugged is not None:
+            # A wallbox sees its vehicle: had it left, the session would have ended unplugged.
+            return self.plugged or not s.seen_plugged
+        if not s.had_load:
+            # Just tapped: its charger is plugged in. One that never drew for the unplugged
+            # window is no evidence any more.
+            return self._now - s.start_now < self.settings.unplugged_window_s
+        return s.relay_closed and s.unbroken
+
+    @property
     def held(self) -> bool:
         """A session is open but waits for the previous one to settle."""
         return self.session is not None and self.ended is not None
@@ -358,6 +382,7 @@ class BayMachine:
         self.last_now = self._now = now
         if obs is not None:
             self.fault, self.emergency = obs.fault, obs.emergency
+            self.plugged = obs.plugged
             self._take_counter(obs.energy_wh, now)
             if obs.plugged is False and self.complete_until > now:
                 self.complete_until = 0.0  # the charger is unplugged: no more "complete" lamp
@@ -366,6 +391,8 @@ class BayMachine:
             return None
         if obs is not None:
             s.relay_closed = obs.relay_closed
+            if not obs.relay_closed:
+                s.unbroken = False
         if self.emergency:
             return Reason.EMERGENCY
         if self.fault is not None:
@@ -395,7 +422,10 @@ class BayMachine:
             avg, secs = bucket
             # "Had load" on a sustained run of 10-s averages, so one inrush never counts.
             s.load_run_s = s.load_run_s + secs if avg > t.load_w else 0.0
-            s.had_load = s.had_load or t.sustained(s.load_run_s)
+            if not s.had_load and t.sustained(s.load_run_s):
+                s.had_load = s.unbroken = True
+            if avg < cfg.unplugged_w:
+                s.unbroken = False
             s.first_run_s = s.first_run_s + secs if avg >= cfg.no_load_first_w else 0.0
             s.had_first_load = s.had_first_load or t.sustained(s.first_run_s)
         if bucket is not None and s.topup_s is None:

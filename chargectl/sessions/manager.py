@@ -201,7 +201,8 @@ class SessionManager:
             if s.card == uid:
                 self._end(m, Reason.USER_STOP, now, wall)
                 return self._tap(m, uid, TapOutcome.STOPPED, s.id, now=now, wall=wall)
-            return self._tap(m, uid, TapOutcome.BUSY, None, now=now, wall=wall)
+            if m.shows_its_charger or m.held:
+                return self._tap(m, uid, TapOutcome.BUSY, None, now=now, wall=wall)
         today = self._keeper.day(wall)
         used = self._keeper.used_wh(uid, today)
         verdict = judge(self._ledger.cards().get(uid), today, used)
@@ -209,6 +210,13 @@ class SessionManager:
             return self._tap(m, uid, VERDICT_OUTCOME[verdict], None, now=now, wall=wall)
         if self._at_limit(uid, wallbox=self._wallbox[bay]):
             return self._tap(m, uid, TapOutcome.LIMIT, None, now=now, wall=wall)
+        if s is not None:
+            # Another card at a bay whose session cannot show its own charger there (paused,
+            # waiting, or its load broke off): its owner has gone and this card's charger is
+            # plugged in, since a socket holds one plug. The old session ends as unplugged
+            # and settles; the new one is held meanwhile (relay open), so energy after the
+            # old session's last reading is never booked to it.
+            self._end(m, Reason.UNPLUGGED, now, wall)
         # While the previous session at the bay settles, the new one is held (BayMachine.start).
         sid = self._next_id
         self._next_id += 1
