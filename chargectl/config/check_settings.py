@@ -196,11 +196,14 @@ def check_bus_endpoints(ctx: Context) -> None:
 def check_endpoints(ctx: Context) -> None:
     shed = ctx.shed
     first: dict[tuple[str, int], str] = {}
-    for name, ep in (
+    endpoints: list[tuple[str, Endpoint]] = [
         ("metrics", shed.metrics),
         ("api", shed.api),
         ("sim.control_api", shed.sim.control_api),
-    ):
+    ]
+    if shed.residents is not None:
+        endpoints.append(("residents", shed.residents))
+    for name, ep in endpoints:
         check_ranges(ctx, ep, name)
         if not ep.host.strip():
             ctx.report(join(name, "host"), "must not be empty")

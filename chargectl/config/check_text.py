@@ -55,10 +55,10 @@ def check_hosts(ctx: Context) -> None:
         if host is not None and host.strip() and not is_host(host):
             ctx.report(path, f"must be a host name or an IP address, got {host!r}")
     # The metrics server binds the address's own family; the API's HTTP server IPv4 only.
-    for path, host, families in (
-        ("metrics.host", shed.metrics.host, (4, 6)),
-        ("api.host", shed.api.host, (4,)),
-    ):
+    binds = [("metrics.host", shed.metrics.host, (4, 6)), ("api.host", shed.api.host, (4,))]
+    if shed.residents is not None:
+        binds.append(("residents.host", shed.residents.host, (4, 6)))
+    for path, host, families in binds:
         if host.strip() and not is_bind_host(host, families):
             what = "an IPv4 address" if families == (4,) else "an IP address"
             ctx.report(path, f"must be {what} of this machine or localhost, got {host!r}")

@@ -313,6 +313,13 @@ class Converter:
             return self.bus(node, path)
         if origin is tuple:
             return self.sequence(node, typing.get_args(tp)[0], path)
+        if origin in (types.UnionType, typing.Union):
+            inner = [a for a in typing.get_args(tp) if a is not _NONE]
+            if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):  # an optional section
+                if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+                    return None
+                if isinstance(node, yaml.MappingNode):
+                    return self.value(node, inner[0], path)
         if dataclasses.is_dataclass(tp):
             assert isinstance(tp, type)
             fields = self.mapping_fields(node, tp, path)

@@ -247,6 +247,9 @@ class Shed:
     control: ControlSettings = ControlSettings()
     sessions: SessionSettings = SessionSettings()
     metrics: Endpoint = Endpoint("127.0.0.1", 9464)
+    # The residents' page (outputs/residents.py): read-only, no login, on the shed's network;
+    # None (no section): not served.
+    residents: Endpoint | None = None
     api: ApiSettings = ApiSettings("127.0.0.1", 8581)
     ledger: str = "chargectl.db"  # SQLite path, relative to the config file's folder
     mqtt: MqttSettings = MqttSettings()

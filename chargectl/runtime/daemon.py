@@ -41,6 +41,7 @@ from chargectl.topology import topology_of
 
 if TYPE_CHECKING:
     from chargectl.outputs.mqtt import MqttLink
+    from chargectl.outputs.residents import ResidentsPage
 
 log = logging.getLogger("chargectl")
 T = TypeVar("T")
@@ -168,6 +169,7 @@ class Daemon:
         reporters: list[Reporter] = (
             [metrics_reporter, self.status, self.events] if options.outputs else []
         )
+        self.residents: ResidentsPage | None = None
         self.mqtt: MqttLink | None = None
         if shed.mqtt.host is not None:
             from chargectl.outputs import mqtt  # aiomqtt and paho only when MQTT is on
@@ -259,6 +261,15 @@ class Daemon:
                     self.api.route(f"/{path}", command)
                 self.status.api = self.api
                 self.api.start()
+            if self.shed.residents is not None:
+                from chargectl.outputs.residents import ResidentsPage  # aiohttp: only if served
+
+                ep = self.shed.residents
+                # A function, not the dict: the status reporter replaces it every tick.
+                self.residents = ResidentsPage(
+                    lambda: self.status.latest, host=ep.host, port=ep.port
+                )
+                await self.residents.start()
             if self.mqtt is not None:
                 mqtt_task = asyncio.create_task(self.mqtt.run(mqtt_stop), name="mqtt")
             started = True
@@ -294,6 +305,8 @@ class Daemon:
                 except Exception:
                     log.exception("the MQTT link did not stop cleanly")
             self.writer.close()
+            if self.residents is not None:
+                await self.residents.close()
             if self.api is not None:
                 self.api.close()
             if server is not None and thread is not None:
