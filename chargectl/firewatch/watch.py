@@ -1,0 +1,171 @@
+"""The live watch: every running session's curve built tick by tick, and checked as it grows.
+
+`FireWatch` is pure: each call is handed `now` (the monotonic clock the sessions' starts are
+on) and, per bay, the running session (or None), the tick's power (the power the session rules
+use: the device's own, else current x voltage; NaN without a reading) and socket temperature
+(NaN where the pile reports none). No clock, no I/O.
+
+Two paths, because the detectors' signs come at two speeds:
+- the hard thresholds, on the tick's own values every tick: power at or above
+  `over_power_critical_w`, a socket at or above `temp_critical_c`. Either is critical at
+  once, so the tick that sees it can cut the socket (issue 12: within one tick);
+- the curve detectors (`check`), once per completed minute per session, on the session's
+  per-minute curve so far (at most `max_minutes`; a minute without ticks is a gap).
+
+Each (kind, severity) is reported once per session: `tick` returns only findings not reported
+before for that session. A new session at a bay starts a new curve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from chargectl.firewatch.curve import MINUTE_S, Curve
+from chargectl.firewatch.detectors import Finding, Kind, Severity, check
+from chargectl.firewatch.settings import FirewatchSettings
+
+FloatArray = npt.NDArray[np.float64]
+MAX_MINUTES = 720  # 12 h: the longest session the sessions layer allows by default
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The session running at a bay, as the watch needs it."""
+
+    session_id: str
+    card: str  # the card's UID, hex
+    start_s: float  # its start on the clock `now` is on
+
+
+@dataclass(slots=True)
+class _Track:
+    """One session's curve so far and the minute in progress."""
+
+    session: Running
+    bay: str
+    limit: int
+    t: FloatArray = field(init=False)
+    mean_w: FloatArray = field(init=False)
+    peak_w: FloatArray = field(init=False)
+    temp_c: FloatArray = field(init=False)
+    n: int = 0  # completed minutes kept
+    minute: int = -1  # the minute in progress
+    ticks: int = 0
+    sum_w: float = 0.0
+    max_w: float = -math.inf
+    temps: int = 0
+    sum_c: float = 0.0
+    reported: set[tuple[Kind, Severity]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.t = np.zeros(self.limit)
+        self.mean_w = np.zeros(self.limit)
+        self.peak_w = np.zeros(self.limit)
+        self.temp_c = np.full(self.limit, np.nan)
+
+    def close_minute(self) -> bool:
+        """The minute in progress into the curve; True when a minute was added."""
+        if self.ticks == 0 or self.n >= self.limit:
+            return False
+        i = self.n
+        self.t[i] = self.minute * MINUTE_S
+        self.mean_w[i] = self.sum_w / self.ticks
+        self.peak_w[i] = self.max_w
+        self.temp_c[i] = self.sum_c / self.temps if self.temps else math.nan
+        self.n += 1
+        self.ticks, self.sum_w, self.max_w, self.temps, self.sum_c = 0, 0.0, -math.inf, 0, 0.0
+        return True
+
+    def curve(self) -> Curve:
+        n = self.n
+        return Curve(
+            self.session.session_id,
+            self.bay,
+            self.session.card,
+            self.t[:n].copy(),
+            self.mean_w[:n].copy(),
+            self.peak_w[:n].copy(),
+            self.temp_c[:n].copy(),
+            MINUTE_S,
+        )
+
+
+class FireWatch:
+    def __init__(
+        self,
+        bays: Sequence[str],
+        settings: FirewatchSettings,
+        *,
+        max_minutes: int = MAX_MINUTES,
+    ) -> None:
+        self.bays = tuple(bays)
+        self.settings = settings
+        self.max_minutes = max_minutes
+        self._tracks: list[_Track | None] = [None] * len(self.bays)
+
+    def tick(
+        self,
+        now: float,
+        running: Sequence[Running | None],  # [B]
+        power_w: FloatArray,  # [B] W, NaN without a reading
+        temp_c: FloatArray,  # [B] C, NaN where none is reported
+    ) -> list[Finding]:
+        """Take one tick; return the findings not reported before, hard thresholds first."""
+        if len(running) != len(self.bays):
+            raise ValueError(f"running: {len(running)} bays, the watch has {len(self.bays)}")
+        new: list[Finding] = []
+        for j, run in enumerate(running):
+            track = self._tracks[j]
+            if run is None:
+                self._tracks[j] = None
+                continue
+            if track is None or track.session != run:
+                track = _Track(run, self.bays[j], self.max_minutes)
+                self._tracks[j] = track
+            age = now - run.start_s
+            if not age >= 0.0:  # NaN or a start in the future: nothing to place the tick in
+                continue
+            w, c = float(power_w[j]), float(temp_c[j])
+            found = self._hard(track, age, w, c)
+            minute = int(age // MINUTE_S)
+            if minute != track.minute:
+                if track.close_minute():
+                    found.extend(check(track.curve(), self.settings))
+                track.minute = minute
+            if math.isfinite(w):
+                track.ticks += 1
+                track.sum_w += w
+                track.max_w = max(track.max_w, w)
+                if math.isfinite(c):
+                    track.temps += 1
+                    track.sum_c += c
+            for f in found:
+                key = (f.kind, f.severity)
+                if key not in track.reported:
+                    track.reported.add(key)
+                    new.append(f)
+        return new
+
+    def _hard(self, track: _Track, age: float, w: float, c: float) -> list[Finding]:
+        s = self.settings
+        out = []
+        if math.isfinite(w) and w >= s.over_power_critical_w:
+            seen = (
+                f"{w:,.0f} W at the socket, far above any e-bike charger (critical at "
+                f"{s.over_power_critical_w:,.0f} W)"
+            )
+            out.append(self._finding(track, Kind.OVER_POWER, age, seen))
+        if math.isfinite(c) and c >= s.temp_critical_c:
+            seen = f"socket at {c:.1f} C (critical at {s.temp_critical_c:.0f} C)"
+            out.append(self._finding(track, Kind.SOCKET_HEAT, age, seen))
+        return out
+
+    @staticmethod
+    def _finding(track: _Track, kind: Kind, age: float, seen: str) -> Finding:
+        run = track.session
+        return Finding(kind, Severity.CRITICAL, run.session_id, track.bay, run.card, age, age, seen)

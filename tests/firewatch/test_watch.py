@@ -1,0 +1,112 @@
+"""FireWatch on synthetic tick streams: hard thresholds act in the tick that shows them, slow
+signs at the minute they become certain, nothing is reported twice."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from chargectl.firewatch.detectors import Finding, Kind, Severity
+from chargectl.firewatch.settings import FirewatchSettings
+from chargectl.firewatch.watch import FireWatch, Running
+
+S = FirewatchSettings()
+DT = 5.0
+BAYS = ("p1/1", "p1/2")
+A = Running("7", "04a1b2", 100.0)
+B = Running("8", "04c3d4", 100.0)
+NAN = math.nan
+
+
+def run(
+    watch: FireWatch,
+    seconds: float,
+    watts: float | list[float],
+    *,
+    start: float = 100.0,
+    temp: float = NAN,
+    sessions: tuple[Running | None, ...] = (A, None),
+) -> list[tuple[float, Finding]]:
+    """Tick from `start` for `seconds`; bay 0 draws `watts` (a list: one value per tick)."""
+    out = []
+    n = int(seconds / DT)
+    for i in range(n):
+        now = start + i * DT
+        w = watts[i] if isinstance(watts, list) else watts
+        for f in watch.tick(now, sessions, np.array([w, NAN]), np.array([temp, NAN])):
+            out.append((now, f))
+    return out
+
+
+def test_hard_over_power_acts_in_the_same_tick() -> None:
+    w = FireWatch(BAYS, S)
+    assert run(w, 600, 300.0) == []
+    found = w.tick(700.0, (A, None), np.array([1200.0, NAN]), np.array([NAN, NAN]))
+    assert [(f.kind, f.severity, f.bay, f.card, f.session_id) for f in found] == [
+        (Kind.OVER_POWER, Severity.CRITICAL, "p1/1", "04a1b2", "7")
+    ]
+    assert found[0].detected_s == 600.0
+    # the same power goes on: not reported again (the curve's own over_power critical too)
+    assert all(f.severity is not Severity.CRITICAL for _, f in run(w, 300, 1200.0, start=705.0))
+
+
+def test_just_below_the_hard_levels_is_not_critical_at_once() -> None:
+    w = FireWatch(BAYS, S)
+    found = w.tick(100.0, (A, None), np.array([899.0, NAN]), np.array([54.9, NAN]))
+    assert found == []
+
+
+def test_hard_temperature_acts_in_the_same_tick() -> None:
+    w = FireWatch(BAYS, S)
+    found = w.tick(100.0, (A, None), np.array([200.0, NAN]), np.array([55.0, NAN]))
+    assert [(f.kind, f.severity) for f in found] == [(Kind.SOCKET_HEAT, Severity.CRITICAL)]
+
+
+def test_no_reading_is_no_finding() -> None:
+    w = FireWatch(BAYS, S)
+    assert run(w, 600, NAN) == []
+
+
+def test_over_power_warning_at_the_minute_it_becomes_certain() -> None:
+    """700 W from the start: warned once two whole minutes are at it, when the third begins."""
+    w = FireWatch(BAYS, S)
+    found = run(w, 400, 700.0)
+    assert [(now, f.kind, f.severity) for now, f in found] == [
+        (100.0 + 120.0, Kind.OVER_POWER, Severity.WARNING)
+    ]
+
+
+def test_no_taper_warns_then_is_critical_once_each() -> None:
+    """A 300 W charger that never tapers: warned at 9.5 h, critical at 11.5 h of CC, at the
+    first tick after the minute that completed it; each only once (energy beyond the pack
+    warns too, at 2,800 Wh)."""
+    w = FireWatch(BAYS, S, max_minutes=800)
+    found = run(w, 12 * 3600, 300.0)
+    got = [(now - 100.0, f.kind, f.severity) for now, f in found]
+    assert [g for g in got if g[1] is Kind.NO_TAPER] == [
+        (9.5 * 3600, Kind.NO_TAPER, Severity.WARNING),
+        (11.5 * 3600, Kind.NO_TAPER, Severity.CRITICAL),
+    ]
+
+
+def test_a_new_session_starts_a_new_curve_and_may_be_reported_again() -> None:
+    w = FireWatch(BAYS, S)
+    assert len(run(w, 10, 1000.0)) == 1
+    assert run(w, 10, 1000.0, start=120.0) == []
+    again = run(w, 10, 1000.0, start=200.0, sessions=(B, None))
+    assert [f.session_id for _, f in again] == ["8"]
+
+
+def test_a_bay_without_a_session_is_forgotten() -> None:
+    w = FireWatch(BAYS, S)
+    assert len(run(w, 10, 1000.0)) == 1
+    assert run(w, 10, 1000.0, start=120.0, sessions=(None, None)) == []
+    assert len(run(w, 10, 1000.0, start=140.0)) == 1  # the same id again: a fresh curve
+
+
+def test_the_curve_is_bounded() -> None:
+    w = FireWatch(BAYS, S, max_minutes=3)
+    run(w, 600, 300.0)
+    track = w._tracks[0]
+    assert track is not None and track.n == 3
