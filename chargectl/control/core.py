@@ -3,7 +3,8 @@
 No I/O and no clock: `now` is passed in. The order within one step:
 1. estimate each circuit's current (its meter, or the bays plus a worst case) and advance the
    breaker thermal model; derate limits of hot breakers;
-2. latch alarms (smoke, e-stop: everything off until staff clear), faults and welded relays;
+2. latch alarms (smoke, e-stop: everything off until staff clear), faults, welded relays and
+   bays held out by a critical fire-risk finding (never eligible, relay open, until cleared);
 3. estimate unmanaged load (meter minus the bays under it, never negative, held at its recent
    maximum so a meter lagging a shed cannot make the plan flap; a lost or frozen meter keeps
    the larger of the configured worst case and what it last measured), plus the fixed load of
@@ -78,6 +79,9 @@ class ControlCore:
         self.changed_at = np.full(b, -np.inf)  # when the relay last changed
         self.weld_count = np.zeros(b, dtype=np.int64)
         self.welded = np.zeros(b, dtype=np.bool_)
+        # Held out of service by a critical fire-risk finding (firewatch) until staff clear it:
+        # never eligible, its relay opens and stays open, never a fail-safe bit.
+        self.held_out = np.zeros(b, dtype=np.bool_)
         self.alarm: str | None = None  # the kind, "smoke" or "estop" (a metrics label)
         self.alarm_at: str | None = None
         self.thermal = BreakerThermal(layout.breaker_a)
@@ -113,9 +117,18 @@ class ControlCore:
         self.alarm = None
         self.alarm_at = None
 
-    def clear_welded(self, bay: int) -> None:
+    def hold_out(self, bay: int) -> None:
+        """Take the bay out of service until staff clear it (a critical fire-risk finding). It
+        only ever removes: the next step opens its relay and never closes it."""
+        self.held_out[bay] = True
+
+    def clear_fault(self, bay: int) -> None:
+        """Staff cleared the bay: a welded relay (replaced) and a hold (the resident spoken to)."""
         self.welded[bay] = False
         self.weld_count[bay] = 0
+        self.held_out[bay] = False
+
+    clear_welded = clear_fault
 
     # -- the step ------------------------------------------------------------------------
     def step(
@@ -192,7 +205,7 @@ class ControlCore:
         for j in np.flatnonzero(newly_welded):
             notes.append(f"bay {lay.bays[j].id}: relay welded (current through an open relay)")
         self.welded |= newly_welded
-        faulted = (obs.bay_fault != FAULT_NONE) | self.welded
+        faulted = (obs.bay_fault != FAULT_NONE) | self.welded | self.held_out
 
         # 3. load the controller does not plan: welded relays, silent devices, and bays that
         # draw more than they were told (an open that did not reach the relay, a car still
@@ -205,7 +218,7 @@ class ControlCore:
         eligible = demand.wants & up & ~faulted & (self.alarm is None) & ~cut
         since = now - self.changed_at
         min_a, max_a = self._bounds(obs, eligible, since, hold, excess)
-        pinned = self.on & lay.socket & (since < self.settings.min_on_s) & ~cut
+        pinned = self.on & lay.socket & (since < self.settings.min_on_s) & ~cut & ~self.held_out
         over_bays = (lay.under[over].any(axis=0)) if over.any() else np.zeros_like(pinned)
         priority = demand.priority + np.where(pinned & ~over_bays, PIN_PRIORITY, 0)
 
@@ -227,6 +240,7 @@ class ControlCore:
                 limit, fixed, min_a, max_a, priority, demand.credit, self.on
             )
             setpoints = self._offers(setpoints)
+        setpoints = np.where(self.held_out, 0.0, setpoints)
         relay_on = setpoints > 0
         closing = np.flatnonzero(relay_on & ~self.on & lay.socket)
         if len(closing) > self.settings.max_closes_per_tick:
