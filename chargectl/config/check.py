@@ -11,6 +11,7 @@ problems in it; the loader sorts them by line):
                 against the template: ranges, safety rules         check_templates
     meters      each circuit's meter                               check_circuits
     endpoints   metrics, API, MQTT                                 check_settings
+    firewatch   the fire-risk watch's thresholds                   check_settings
     bays, text  unique bay ids; names, paths, hosts                check_devices, check_text
     templates   the template directories and their files           check_templates
     sim         the simulator's section                            check_sim
@@ -30,6 +31,7 @@ from chargectl.config.check_settings import (
     check_bus,
     check_bus_endpoints,
     check_endpoints,
+    check_firewatch,
     check_info,
     check_mqtt,
     check_ranges,
@@ -74,6 +76,7 @@ def check_shed(
     check_meters(ctx)
     check_endpoints(ctx)
     check_mqtt(ctx)
+    check_firewatch(ctx)
     check_bays(ctx)
     check_text(ctx)
     check_hosts(ctx)

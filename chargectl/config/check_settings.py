@@ -20,6 +20,7 @@ from chargectl.config.schema import (
     SimSettings,
     TcpBus,
 )
+from chargectl.firewatch.settings import problems as firewatch_problems
 from chargectl.topology import SUPPLY_PHASES
 
 # The phase (line-to-neutral) voltage of a low-voltage supply: 100..250 V. 400 V is a
@@ -227,6 +228,17 @@ def check_endpoints(ctx: Context) -> None:
         if isinstance(b, TcpBus) and (b.host, b.port) in first:
             path = join(ctx.path(b, f"buses[{i}]"), "tcp.port")
             ctx.report(path, f"{b.host}:{b.port} is used by {first[(b.host, b.port)]} too")
+
+
+def check_firewatch(ctx: Context) -> None:
+    """The fire-risk watch's thresholds (chargectl.firewatch.settings.problems), each at the
+    line of the key it names."""
+    for problem in firewatch_problems(ctx.shed.firewatch):
+        key = problem.split(":", 1)[0].split(" ", 1)[0]
+        if key.startswith("classes["):
+            key = key[: key.index("]") + 1]
+        message = problem.split(": ", 1)[1] if ": " in problem else problem
+        ctx.report(join("firewatch", key), message)
 
 
 def check_mqtt(ctx: Context) -> None:

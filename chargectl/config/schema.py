@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from chargectl.firewatch.settings import FirewatchSettings
+
 Curve = Literal["B", "C", "D"]
 Parity = Literal["N", "E", "O"]
 
@@ -254,6 +256,8 @@ class Shed:
     ledger: str = "chargectl.db"  # SQLite path, relative to the config file's folder
     mqtt: MqttSettings = MqttSettings()
     sim: SimSettings = SimSettings()
+    # The fire-risk watch (docs/firewatch.md): its thresholds, on by default.
+    firewatch: FirewatchSettings = field(default_factory=FirewatchSettings)
     # Directories of device templates (<kind>.yaml) besides the shipped ones, relative to the
     # config file's folder; the command line's `--templates DIR` are appended (absolute).
     templates: tuple[str, ...] = ()

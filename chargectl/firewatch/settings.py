@@ -58,6 +58,9 @@ DEFAULT_CLASSES: tuple[PowerClass, ...] = (
 class FirewatchSettings:
     """Thresholds of the detectors (docs/firewatch.md says what each one watches)."""
 
+    enabled: bool = True
+    """The live watch in the controller's tick (chargectl.firewatch.watch): off, no finding is
+    made and nothing is cut by it."""
     classes: tuple[PowerClass, ...] = DEFAULT_CLASSES
     """Power classes, ascending by `max_cc_w`; a session above the last uses the last."""
     class_window_s: float = 600.0
@@ -159,7 +162,7 @@ def problems(settings: FirewatchSettings) -> list[str]:
     out: list[str] = []
     for f in fields(settings):
         v = getattr(settings, f.name)
-        if f.name == "classes":
+        if f.name in ("classes", "enabled"):
             continue
         if isinstance(v, bool) or not isinstance(v, int | float):
             out.append(f"{f.name}: expected a number, got {v!r}")
@@ -180,6 +183,8 @@ def problems(settings: FirewatchSettings) -> list[str]:
             )
     if settings.float_cut_w < settings.off_w:
         out.append(f"float_cut_w ({settings.float_cut_w}) must be >= off_w ({settings.off_w})")
+    if not isinstance(settings.enabled, bool):
+        out.append(f"enabled: expected true or false, got {settings.enabled!r}")
     for name in ("swing_count", "cuts_per_day"):
         v = getattr(settings, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
