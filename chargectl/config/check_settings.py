@@ -3,6 +3,8 @@ controller's timing, the Modbus lines, the endpoints the daemon binds and MQTT."
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from chargectl.config.problems import Context, join
@@ -265,3 +267,34 @@ def check_mqtt(ctx: Context) -> None:
             "shed.name",
             f"is an MQTT topic level and must not contain {' '.join(bad)}, got {name!r}",
         )
+    problem = topic_path_problem(m.ha_prefix)
+    if problem:
+        ctx.report("mqtt.ha_prefix", f"{problem}, got {m.ha_prefix!r}")
+    # Home Assistant reads a discovery topic's node id (the shed's name) as [A-Za-z0-9_-]+.
+    if m.ha_discovery and not _HA_ID.fullmatch(name):
+        ctx.report(
+            "shed.name",
+            "with mqtt.ha_discovery on, must be letters, digits, '_' and '-' only "
+            f"(Home Assistant's node id), got {name!r}",
+        )
+
+
+_HA_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def topic_path_problem(path: str) -> str | None:
+    """What makes `path` unusable as the first levels of an MQTT topic name, or None."""
+    if not path:
+        return "must not be empty"
+    if path.startswith("/") or path.endswith("/"):
+        return "must not start or end with '/'"
+    if "//" in path:
+        return "must not have an empty level ('//')"
+    wild = sorted(set(path) & set("+#"))
+    if wild:
+        return f"must not contain the wildcards {' '.join(wild)}"
+    if any(unicodedata.category(ch) == "Cc" for ch in path):  # NUL, C0, DEL, C1
+        return "must not contain control characters"
+    if len(path.encode("utf-8")) > 1024:  # leaves room for the rest of the topic
+        return "must be at most 1024 bytes"
+    return None

@@ -190,6 +190,10 @@ class MqttSettings:
     state_interval_s: float = 10.0  # the retained state summary, this often
     queue_size: int = 1000  # events kept while the broker is away; the oldest go first
     reconnect_max_s: float = 60.0  # cap of the jittered exponential reconnect backoff
+    # Home Assistant MQTT discovery (chargectl.outputs.ha_discovery): its configs under
+    # `ha_prefix` while on; while off, empty retained messages that delete them.
+    ha_discovery: bool = False
+    ha_prefix: str = "homeassistant"
 
 
 @dataclass(frozen=True, slots=True)
