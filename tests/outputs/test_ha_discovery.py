@@ -54,8 +54,11 @@ def shed(request: pytest.FixtureRequest) -> Shed:
     return load_shed(EXAMPLES / f"{request.param}.yaml")
 
 
-def configs(shed: Shed, settings: MqttSettings = ON) -> dict[str, dict[str, Any]]:
-    msgs = ha_discovery.messages(settings, shed.shed.name, topology_of(shed))
+def configs(
+    shed: Shed, settings: MqttSettings = ON, prefix_name: str | None = None
+) -> dict[str, dict[str, Any]]:
+    name = prefix_name or shed.shed.name
+    msgs = ha_discovery.messages(settings, name, topology_of(shed))
     assert all(m.retain and m.qos == 1 for m in msgs)
     return {m.topic: json.loads(m.payload) for m in msgs}
 
@@ -217,9 +220,10 @@ async def retained(port: int, pattern: str, quiet_s: float = 1.0) -> dict[str, b
             while True:
                 async with asyncio.timeout(quiet_s):
                     m = await anext(aiter(c.messages))
-                if m.retain:
-                    assert isinstance(m.payload, bytes)
-                    out[m.topic.value] = m.payload
+                if not m.retain:  # live traffic: the retained ones came first
+                    break
+                assert isinstance(m.payload, bytes)
+                out[m.topic.value] = m.payload
     return out
 
 
@@ -233,13 +237,17 @@ async def test_daemon_publishes_then_removes(tmp_path: Path) -> None:
             mqtt = {"host": "127.0.0.1", "port": broker.port, "username": SHED}
             mqtt |= {"password_file": "mqtt.pw", "state_interval_s": 0.5, "ha_discovery": on}
             over = {"shed": {"name": SHED}, "control": {"tick_s": 0.25}, "mqtt": mqtt}
-            return write_config(tmp_path, "campus", overrides=over)
+            folder = tmp_path / ("on" if on else "off")  # each run its own ledger
+            folder.mkdir()
+            (folder / "mqtt.pw").write_text(PASSWORDS[SHED] + "\n")
+            return write_config(folder, "small", overrides=over)
 
         async with running_shed(config(True)) as rig:
-            assert rig.daemon.mqtt is not None
-            await rig.wait_for(lambda: rig.daemon.mqtt.published > 0, 20)
+            link = rig.daemon.mqtt
+            assert link is not None
+            await rig.wait_for(lambda: link.published > 0, 20)
             got = await retained(broker.port, "homeassistant/#")
-            assert set(got) == set(configs(load_shed(EXAMPLES / "campus.yaml")))
+            assert set(got) == set(configs(load_shed(EXAMPLES / "small.yaml"), prefix_name=SHED))
             state = await retained(broker.port, f"chargectl/{SHED}/#")
             for body in map(json.loads, got.values()):
                 assert body["state_topic"] in state
@@ -247,7 +255,7 @@ async def test_daemon_publishes_then_removes(tmp_path: Path) -> None:
                 value = render(body["value_template"], json.loads(state[body["state_topic"]]))
                 assert value not in {"", "None"}, body["name"]
         async with running_shed(config(False)) as rig:
-            await rig.wait_for(
-                lambda: rig.daemon.mqtt is not None and rig.daemon.mqtt.published > 0, 20
-            )
+            link = rig.daemon.mqtt
+            assert link is not None
+            await rig.wait_for(lambda: link.published > 0, 20)
             assert await retained(broker.port, "homeassistant/#") == {}
