@@ -255,7 +255,7 @@ async def test_daemon_publishes_then_removes(tmp_path: Path) -> None:
                 value = render(body["value_template"], json.loads(state[body["state_topic"]]))
                 assert value not in {"", "None"}, body["name"]
         async with running_shed(config(False)) as rig:
-            link = rig.daemon.mqtt
-            assert link is not None
-            await rig.wait_for(lambda: link.published > 0, 20)
+            off = rig.daemon.mqtt
+            assert off is not None
+            await rig.wait_for(lambda: off.published > 0, 20)
             assert await retained(broker.port, "homeassistant/#") == {}
