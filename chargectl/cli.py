@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "one screen of what the running daemon sees"),
     "cards": ("cards", "register, block and list cards"),
     "sessions": ("sessions", "list, export and stop charging sessions"),
+    "bays": ("bays", "clear a bay's fault or fire-risk hold (through the running daemon)"),
     "energy": ("energy", "energy per card for a month, as CSV"),
     "replay": (
         "replay",

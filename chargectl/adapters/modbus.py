@@ -116,6 +116,8 @@ class ModbusShedIO(ShedWrites):
         self.counters: dict[str, int | None] = {b.id: None for b in layout.bays}
         # A pile port's active power from its slow block: (when read, W or None if bad).
         self.power: dict[str, tuple[float, float | None]] = {}
+        # ...and its socket temperature from the same block: (when read, C or None if bad).
+        self.temp: dict[str, tuple[float, float | None]] = {}
         self.last_mask: dict[str, int] = {p: 0 for p in layout.pile_slices}
         # Slow blocks (energy, power, temperature) come due pile by pile, spread over
         # slow_poll_s: on an RS485 line, all of them in one tick would overrun it.
@@ -227,6 +229,7 @@ class ModbusShedIO(ShedWrites):
             self.counters[bay.id] = s.energy_wh[k]  # None where it was bad
             w = s.power_w[k]
             self.power[bay.id] = (read_at, None if w is None else float(w))
+            self.temp[bay.id] = (read_at, s.temperature_c[k])
 
     async def poll_taps(self) -> None:
         """Read the card readers now (between ticks): the pile page asks for two reads a
@@ -351,6 +354,8 @@ class ModbusShedIO(ShedWrites):
             at, watts = self.power.get(bay.id, (-math.inf, None))
             poll.power_w[bay.id] = watts if self._tick_start - at <= fresh_for else None
             poll.va[bay.id] = hot.current_a[k] * volts
+            at, temp = self.temp.get(bay.id, (-math.inf, None))
+            poll.temp_c[bay.id] = temp if self._tick_start - at <= fresh_for else None
         poll.errors.extend((dev, "BadField") for _ in hot.bad)
         if not hot.tap_bad:  # a bad tap is no tap, and no new "seen before we looked" either
             self._take_tap(dev, hot.tap, _pile_bay(dev), poll)

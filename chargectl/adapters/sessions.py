@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
+
 from chargectl.config.schema import Shed
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import Layout
@@ -24,7 +26,8 @@ from chargectl.control.observe import (
     Decision,
     Demand,
 )
-from chargectl.runtime.contracts import Poll, Tap
+from chargectl.firewatch.watch import Running
+from chargectl.runtime.contracts import Poll, Tap, WatchInputs
 from chargectl.runtime.events import SessionNews
 from chargectl.sessions.machine import BayObservation, Lamp
 from chargectl.sessions.manager import SessionManager, TapResult
@@ -63,6 +66,8 @@ class SessionLink:
         self.layout = layout
         self.taps: list[TapResult] = []  # this tick's, for the log and metrics
         self._wall_synced = wall_synced
+        n = len(layout.bays)
+        self._watch = WatchInputs([None] * n, np.full(n, np.nan), np.full(n, np.nan))
 
     def restore(self, counters: Mapping[str, int | None], wall: float, now: float) -> None:
         self.manager.restore(counters, wall, now)
@@ -82,9 +87,8 @@ class SessionLink:
         self._sync(now, wall)
         # Current x voltage where the adapter hands it apart from the device's own power.
         va: Mapping[str, float | None] = getattr(poll, "va", None) or {}
-        # Socket temperatures, where the adapter hands them over (the pile's slow block reads
-        # them; the Poll carries none yet): without them the curves' temperatures are NULL.
-        temp: Mapping[str, float | None] = getattr(poll, "temp_c", None) or {}
+        # Socket temperatures from the pile's slow block (none for a wallbox, None when stale).
+        temp: Mapping[str, float | None] = poll.temp_c
         obs = poll.observation
         emergency = core.alarm is not None or obs.alarm is not None
         seen: dict[str, BayObservation] = {}
@@ -92,7 +96,7 @@ class SessionLink:
             up = bool(obs.bay_up[j])
             code = int(obs.bay_fault[j])
             fault = None
-            if core.welded[j]:
+            if core.welded[j] or core.held_out[j]:  # held out: a critical fire-risk finding
                 fault = "fault"
             elif code != FAULT_NONE:
                 fault = _FAULT_NAMES.get(code, "fault")
@@ -107,6 +111,23 @@ class SessionLink:
                 temp_c=temp.get(bay.id) if up else None,
             )
         self.manager.update(now, wall, seen)
+        running: list[Running | None] = []
+        for bay in self.layout.bays:
+            s = self.manager.session_at(bay.id)
+            running.append(None if s is None else Running(str(s.id), s.card, s.start_now))
+        nan = float("nan")
+        power = [o.power for o in seen.values()]
+        temps = [o.temp_c for o in seen.values()]
+        self._watch = WatchInputs(
+            running,
+            np.array([nan if w is None else w for w in power]),
+            np.array([nan if c is None else c for c in temps]),
+        )
+
+    def watch_inputs(self) -> WatchInputs:
+        """The fire-risk watch's inputs from the last `update`: the running sessions (as they
+        stand after the rules) and the power and temperature the rules saw."""
+        return self._watch
 
     def demand(self) -> Demand:
         d = Demand.none(self.layout)

@@ -55,6 +55,11 @@ class Finding:
     detected_s: float  # when the curve first showed it, s from the session's start
     seen: str  # a short sentence with the numbers, for staff
 
+    @property
+    def held(self) -> bool:
+        """A critical finding cuts its socket and holds it out until staff clear it."""
+        return self.severity is Severity.CRITICAL
+
 
 def _finding(
     curve: Curve, kind: Kind, severity: Severity, span: tuple[float, float], seen: str

@@ -128,6 +128,7 @@ class TickReport:
     taps: tuple[str, ...] = ()  # one tap result per tap
     readings_set_aside: int | None = None  # since start-up (the session layer's count)
     clock_synced: bool | None = None
+    findings: tuple[tuple[str, str], ...] = ()  # (kind, severity) per new fire-risk finding
 
     def __post_init__(self) -> None:
         for a in self.alarms:
@@ -176,6 +177,7 @@ def tick_report(
     taps: Sequence[str] = (),
     readings_set_aside: int | None = None,
     clock_synced: bool | None = None,
+    findings: Sequence[tuple[str, str]] = (),
 ) -> TickReport:
     """One tick of the control core as a TickReport.
 
@@ -252,4 +254,5 @@ def tick_report(
         tuple(taps),
         readings_set_aside,
         clock_synced,
+        tuple(findings),
     )

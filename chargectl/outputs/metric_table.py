@@ -401,6 +401,17 @@ METRICS: tuple[MetricSpec, ...] = (
         initial=zero_each(TAP_RESULTS),
     ),
     M(
+        # Open label values (no `values`): the kinds and severities are chargectl.firewatch's
+        # Kind and Severity enums, but most (no taper after 7 h of constant current, energy
+        # beyond any pack, two pile cuts in a day) need hours of charging that the per-value
+        # simulator test cannot produce; a series appears at its first finding.
+        "chargectl_firewatch_findings_total",
+        "counter",
+        "Fire-risk findings (each kind and severity once per session), by kind and severity.",
+        ("kind", "severity"),
+        value=lambda r, s: ((f, 1.0) for f in r.findings),
+    ),
+    M(
         "chargectl_session_energy_joules",
         "histogram",
         "Energy of ended sessions.",

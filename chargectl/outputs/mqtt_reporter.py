@@ -18,6 +18,7 @@ from chargectl.outputs.mqtt_topics import (
     TOPICS,
     alarm_event,
     device_event,
+    finding_event,
     overload_event,
     session_end_event,
     state_summary,
@@ -69,6 +70,8 @@ class MqttReporter:
             self._event("alarm", alarm_event(d.alarm, self._was(ev.alarm.was), wall))
         for dev in ev.devices:
             self._event("device", device_event(dev.subject, bool(dev.now), wall))
+        for f in ev.findings:
+            self._event("finding", finding_event(f, wall))
         up = ev.device_up
         if tick.now >= self._next_state:
             self._next_state = tick.now + self.state_interval_s

@@ -17,6 +17,7 @@ from typing import Any
 
 from chargectl.control.layout import Layout
 from chargectl.control.observe import BAY_STATES, Decision
+from chargectl.firewatch.detectors import Finding, Severity
 from chargectl.sessions.manager import EndedSession, TapResult
 
 ROOT = "chargectl"
@@ -45,6 +46,7 @@ TOPICS: dict[str, Topic] = {
         Topic("overload", "events/overload", 1, False, "a circuit overload began or ended"),
         Topic("alarm", "events/alarm", 1, False, "the shed alarm latched or was cleared"),
         Topic("device", "events/device", 1, False, "a device stopped or resumed answering"),
+        Topic("finding", "events/finding", 1, False, "a fire-risk sign at a bay's session"),
         Topic("result", "cmd/result", 1, False, "the answer to a command"),
     )
 }
@@ -322,3 +324,18 @@ def alarm_event(alarm: str | None, was: str | None, wall: float) -> dict[str, An
 
 def device_event(device: str, up: bool, wall: float) -> dict[str, Any]:
     return {"wall": wall, "device": device, "up": up}
+
+
+def finding_event(f: Finding, wall: float) -> dict[str, Any]:
+    """A fire-risk finding; a critical one has cut its bay (held until staff clear it)."""
+    return {
+        "wall": wall,
+        "bay": f.bay,
+        "session": int(f.session_id) if f.session_id.isdigit() else f.session_id,
+        "card": f.card,
+        "kind": str(f.kind),
+        "severity": str(f.severity),
+        "since_s": round(f.since_s, 1),
+        "seen": f.seen,
+        "held": f.severity is Severity.CRITICAL,
+    }

@@ -15,7 +15,7 @@ from chargectl.control.layout import Layout
 from chargectl.control.observe import FAULT_NAMES
 from chargectl.outputs.api import ApiServer
 from chargectl.outputs.metrics import SessionEnd, ShedMetrics, tick_report
-from chargectl.outputs.status import snapshot
+from chargectl.outputs.status import finding_summary, snapshot
 from chargectl.runtime.contracts import TickOutcome
 from chargectl.runtime.events import TickEvents
 
@@ -44,6 +44,7 @@ class MetricsReporter:
                 taps=[str(t.outcome) for t in ev.taps],
                 readings_set_aside=readout.counter_anomalies if readout else 0,
                 clock_synced=readout.clock_synced if readout else True,
+                findings=[(str(f.kind), str(f.severity)) for f in ev.findings],
             )
         )
 
@@ -57,10 +58,18 @@ class StatusReporter:
         self.api = api
         self.ticks = 0
         self.latest: dict[str, Any] = {}
+        # bay -> its latest fire-risk finding, until the next session starts there
+        self.findings: dict[str, dict[str, Any]] = {}
 
     def report(self, tick: TickOutcome) -> None:
         self.ticks += 1
+        for t in tick.events.session_starts:
+            self.findings.pop(t.bay, None)
+        for f in tick.events.findings:
+            self.findings[f.bay] = finding_summary(f, tick.wall)
         snap = snapshot(self.shed_name, self.layout, self.ticks, tick)
+        for bay in snap["bays"]:
+            bay["finding"] = self.findings.get(bay["id"])
         snap["devices"] = dict(tick.events.device_up)
         snap["sessions"] = self.link_counts(tick)
         self.latest = snap
@@ -124,6 +133,15 @@ def event_lines(ev: TickEvents) -> list[tuple[str, int]]:
             logging.WARNING,
         )
         for c in ev.faults
+    ]
+    out += [
+        (
+            f"FIRE RISK {f.severity} {f.kind} at {f.bay} (card {f.card}, session "
+            f"{f.session_id}): {f.seen}"
+            + ("; the socket is cut and held out until staff clear it" if f.held else ""),
+            logging.WARNING,
+        )
+        for f in ev.findings
     ]
     return out
 

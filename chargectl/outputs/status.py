@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chargectl.control.layout import Layout
+from chargectl.firewatch.detectors import Finding, Severity
 
 
 def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[str, Any]:
@@ -53,6 +54,19 @@ def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[st
         "circuits": circuits,
         "bays": bays,
         "failsafe_mask": d.failsafe_mask,
+    }
+
+
+def finding_summary(f: Finding, wall: float) -> dict[str, Any]:
+    """A bay's latest fire-risk finding for staff (the card is in the event, not here: the
+    snapshot also feeds the residents' page's sampler)."""
+    return {
+        "kind": str(f.kind),
+        "severity": str(f.severity),
+        "session": f.session_id,
+        "seen": f.seen,
+        "wall": wall,
+        "held": f.severity is Severity.CRITICAL,
     }
 
 

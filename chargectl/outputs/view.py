@@ -50,6 +50,11 @@ def render_status(status: Mapping[str, Any], events: Sequence[str] = ()) -> str:
             for s in ("charging", "waiting", "paused", "idle", "fault", "disabled")
         )
     )
+    for b in status.get("bays", []):
+        f = b.get("finding")
+        if f:
+            held = "  HELD OUT until staff clear it" if b["state"] == "fault" and f["held"] else ""
+            lines.append(f"fire risk {b['id']}: {f['severity']} {f['kind']}: {f['seen']}{held}")
     down = [d for d, up in status.get("devices", {}).items() if not up]
     if down:
         lines.append("devices down: " + ", ".join(sorted(down)))

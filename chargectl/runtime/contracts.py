@@ -15,6 +15,7 @@ from typing import Protocol
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import FloatArray
 from chargectl.control.observe import Decision, Demand, Observation
+from chargectl.firewatch.watch import Running
 from chargectl.runtime.events import SessionNews, TickEvents
 
 
@@ -33,9 +34,21 @@ class Poll:
     # wallbox's hot block; None where it has none or it was bad
     power_w: dict[str, float | None] = field(default_factory=dict)
     va: dict[str, float | None] = field(default_factory=dict)  # bay -> current x voltage now
+    # pile socket bay -> its temperature (C) from the pile's slow block while recent; None where
+    # it was bad or is stale; absent for a wallbox
+    temp_c: dict[str, float | None] = field(default_factory=dict)
     relay_closed: dict[str, bool] = field(default_factory=dict)  # bay -> contact feedback
     plugged: dict[str, bool] = field(default_factory=dict)  # wallbox bay -> vehicle connected
     errors: list[tuple[str, str]] = field(default_factory=list)  # (device, error class name)
+
+
+@dataclass(frozen=True)
+class WatchInputs:
+    """Per bay, in layout order: what the fire-risk watch reads each tick."""
+
+    running: list[Running | None]  # the session running there
+    power_w: FloatArray  # the power the session rules judged (W), NaN without a reading
+    temp_c: FloatArray  # the socket's temperature (C), NaN where none
 
 
 class ShedIO(Protocol):
@@ -62,6 +75,7 @@ class SessionsAdapter(Protocol):
     def demand(self) -> Demand: ...
     def lamps(self, decision: Decision) -> Mapping[str, int]: ...
     def staff_stop(self, bay: str, now: float, wall: float) -> bool: ...
+    def watch_inputs(self) -> WatchInputs: ...
     def drain(self) -> SessionNews:
         """What happened to taps and sessions since the last call."""
         ...

@@ -31,6 +31,8 @@ import numpy as np
 from chargectl.config.schema import Shed
 from chargectl.control.core import OVERLOAD_TOLERANCE_A, Allocate, ControlCore
 from chargectl.control.layout import FloatArray, Layout
+from chargectl.firewatch.detectors import Finding, Severity
+from chargectl.firewatch.watch import FireWatch
 from chargectl.runtime.clock import Clock
 from chargectl.runtime.contracts import (
     Reporter,
@@ -73,6 +75,11 @@ class Controller:
         self.sheds_between_ticks = 0
         self._last_sample = np.full((layout.n_circuits, 3), np.nan)
         self._planning = asyncio.Lock()  # one plan and its writes at a time
+        self.firewatch = (
+            FireWatch([b.id for b in layout.bays], shed.firewatch)
+            if shed.firewatch.enabled
+            else None
+        )
 
     async def start(self) -> None:
         await self.io.connect()
@@ -95,6 +102,7 @@ class Controller:
         for tap in poll.taps:
             self.sessions.on_tap(tap, now, wall)
         self.sessions.update(now, wall, poll, self.core)
+        findings = self._watch(now)
         demand = self.sessions.demand()
         decision = self.core.step(now, poll.observation, demand)
         for note in decision.notes:
@@ -102,7 +110,7 @@ class Controller:
         lamps = self.sessions.lamps(decision)
         await self.io.apply(decision, lamps)
         events = self.tracker.tick(
-            poll.observation, decision, self.io.device_up(), self.sessions.drain()
+            poll.observation, decision, self.io.device_up(), self.sessions.drain(), findings
         )
         outcome = TickOutcome(
             now, wall, time.perf_counter() - t0, poll, decision, demand, lamps, events
@@ -115,6 +123,19 @@ class Controller:
             except Exception:  # a reporter must never stop the control loop
                 log.exception("reporter %s failed", type(r).__name__)
         return outcome
+
+    def _watch(self, now: float) -> tuple[Finding, ...]:
+        """The fire-risk watch on this tick's sessions. A critical finding holds its bay out
+        (the core opens its relay in this tick's step and keeps it open until staff clear it);
+        nothing here raises a current or closes a relay."""
+        if self.firewatch is None:
+            return ()
+        w = self.sessions.watch_inputs()
+        found = tuple(self.firewatch.tick(now, w.running, w.power_w, w.temp_c))
+        for f in found:  # the event log tells staff (outputs/reporters.py)
+            if f.severity is Severity.CRITICAL:
+                self.core.hold_out(self.layout.bay_index[f.bay])
+        return found
 
     async def shed_on_sample(self, meter_a: FloatArray) -> bool:
         """If a new meter sample shows more than the plan expects on a circuit (over its

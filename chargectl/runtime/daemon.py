@@ -222,7 +222,7 @@ class Daemon:
         if not isinstance(bay, str) or bay not in self.layout.bay_index:
             return 404, {"error": f"unknown bay {bay!r}"}
         await self.io.reset_fault(bay)
-        self.controller.core.clear_welded(self.layout.bay_index[bay])
+        self.controller.core.clear_fault(self.layout.bay_index[bay])  # welded or held out
         self.events.add(f"staff cleared the fault at {bay}")
         return 200, {"cleared": True}
 

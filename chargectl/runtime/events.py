@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chargectl.control.observe import Decision, Observation
+from chargectl.firewatch.detectors import Finding
 from chargectl.sessions.manager import (
     EndedSession,
     SessionReadout,
@@ -56,6 +57,7 @@ class TickEvents:
     pile_alarms: tuple[Change, ...] = ()  # pile id: "pile_overtemp"/"supply_fault"/None
     faults: tuple[Change, ...] = ()  # bay id: fault code (int), 0 when cleared
     notes: tuple[str, ...] = ()  # the core's state changes worth a line
+    findings: tuple[Finding, ...] = ()  # the fire-risk watch's new findings (each once)
 
     @property
     def session_starts(self) -> tuple[TapResult, ...]:
@@ -80,6 +82,7 @@ class EventTracker:
         decision: Decision,
         device_up: Mapping[str, bool],
         news: SessionNews,
+        findings: tuple[Finding, ...] = (),
     ) -> TickEvents:
         up = dict(device_up)
         devices: tuple[Change, ...] = ()
@@ -131,4 +134,5 @@ class EventTracker:
             pile_alarms=pile_alarms,
             faults=faults,
             notes=tuple(decision.notes),
+            findings=findings,
         )
