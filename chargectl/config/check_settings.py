@@ -199,7 +199,7 @@ def check_bus_endpoints(ctx: Context) -> None:
 def check_endpoints(ctx: Context) -> None:
     shed = ctx.shed
     first: dict[tuple[str, int], str] = {}
-    endpoints: list[tuple[str, Endpoint]] = [
+    endpoints: list[tuple[str, Endpoint | ApiSettings]] = [
         ("metrics", shed.metrics),
         ("api", shed.api),
         ("sim.control_api", shed.sim.control_api),

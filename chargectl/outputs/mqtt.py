@@ -21,7 +21,7 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import aiomqtt
 
 from chargectl.config.schema import MqttSettings, Shed
 from chargectl.control.layout import Layout
+from chargectl.outputs import ha_discovery
 from chargectl.outputs.api import Command
 from chargectl.outputs.mqtt_commands import COMMAND_QUEUE, CommandDesk
 from chargectl.outputs.mqtt_outbox import Outbox, Outgoing, encode
@@ -106,6 +107,7 @@ class MqttLink:
         flush_s: float = 2.0,
         reconnect_base_s: float = 1.0,
         command_queue: int = COMMAND_QUEUE,
+        discovery: Sequence[ha_discovery.Message] = (),
     ) -> None:
         if settings.host is None:
             raise MqttLinkError("mqtt.host is not set: the MQTT link is off")
@@ -123,6 +125,7 @@ class MqttLink:
         self.io_timeout_s = io_timeout_s
         self.flush_s = flush_s
         self.reconnect_base_s = reconnect_base_s
+        self.discovery = tuple(discovery)  # Home Assistant's configs, or their removal
         self.status_topic = topic(shed, TOPICS["status"].suffix)
         # What tests, logs and metrics look at (and the desk's counts, below).
         self.connected = False
@@ -252,6 +255,7 @@ class MqttLink:
                 await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
                 await client.subscribe(topic(self.shed, COMMAND_FILTER), qos=1)
                 self.subscribed = True
+                await ha_discovery.announce(client, self.discovery)
                 await self._serve(client, stop)
                 await self._flush(client)
                 await client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
@@ -313,7 +317,15 @@ def build(
     m = shed.mqtt
     outbox = Outbox(m.queue_size)
     name = shed.shed.name
-    link = MqttLink(m, name, outbox, commands=commands, clock=clock, base_dir=shed.source.parent)
+    link = MqttLink(
+        m,
+        name,
+        outbox,
+        commands=commands,
+        clock=clock,
+        base_dir=shed.source.parent,
+        discovery=ha_discovery.messages(m, name, layout.topology),
+    )
     reporter = MqttReporter(
         name,
         layout,
