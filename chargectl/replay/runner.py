@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import heapq
+import itertools
 import logging
 import math
 import sqlite3
@@ -67,6 +68,7 @@ DRAWING_A = 0.05  # a socket or car drawing more than this draws current, in tru
 # A session is kept waiting once its bay has drawn nothing for this long while it wants current:
 # a start takes the tap's read, the next tick, a staggered close and the charger's soft start.
 START_GRACE_S = 10.0
+RETAP_S, RETAPS = 6.0, 3  # a tap with no answer (no lamp) is tried again, this often
 _FLOAT = STAGE_NAMES.index("float")
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, of total)
@@ -128,6 +130,7 @@ class Replay:
         self._restart_due = False
         self._wants = np.zeros(0, dtype=bool)
         self._events: list[tuple[float, int, str, Any]] = []
+        self._judged: set[str] = set()  # card UIDs whose taps the controller judged
         self.applied_errors: list[str] = []
 
     # -- assembly ---------------------------------------------------------------------------
@@ -209,6 +212,7 @@ class Replay:
     def _schedule(self) -> None:
         seq = 0
         ev = self._events
+        self._seq = itertools.count(1 << 40)  # after the timeline's own
         for i, a in enumerate(self.timeline.arrivals):
             for at, kind in ((a.at, "plug"), (a.tap_at, "tap"), (a.leave_at, "leave")):
                 ev.append((at, seq, kind, i))
@@ -227,10 +231,18 @@ class Replay:
             _, _, kind, what = heapq.heappop(ev)
             if kind == "plug":
                 self._plug(self.timeline.arrivals[what])
-            elif kind == "tap":
-                a = self.timeline.arrivals[what]
-                if a.bay in self._visits and self._visits[a.bay].arrival is a:
+            elif kind in ("tap", "retap"):
+                i, tries = (what, 0) if kind == "tap" else what
+                a = self.timeline.arrivals[i]
+                here = a.bay in self._visits and self._visits[a.bay].arrival is a
+                if here and (kind == "tap" or parse_uid(a.uid) not in self._judged):
+                    # A pile holds only its latest tap: one at the same pile in the same tick
+                    # is lost. A resident whose tap got no answer taps again, a few times.
                     self.world.tap(a.bay, bytes.fromhex(a.uid))
+                    if tries < RETAPS:
+                        heapq.heappush(
+                            self._events, (now + RETAP_S, next(self._seq), "retap", (i, tries + 1))
+                        )
             elif kind == "leave":
                 self._leave(self.timeline.arrivals[what])
             elif kind == "action":
@@ -425,6 +437,7 @@ class Replay:
             if self.daemon is not None:
                 outcome = await self._drive(self.daemon.controller.tick())
                 self._wants = outcome.demand.wants
+                self._judged.update(t.uid for t in outcome.events.taps)
             self._record(rec, k)
             k += 1
             slot += tick

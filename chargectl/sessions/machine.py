@@ -190,9 +190,13 @@ class Session:
     clock_ok: bool = True  # False: start_wall is provisional (wall clock not synchronized)
     resumed_elapsed_s: float = 0.0  # the ledger's elapsed time when it was resumed
     # The charger has been seen without a break since its load began: the relay closed and
-    # the 10-s average at or above `unplugged_w` all along. A pause (relay open) or a dip
-    # breaks it for good: meanwhile a charger may have been unplugged and another plugged in.
+    # every reading at or above `unplugged_w` all along. A pause (relay open) or one reading
+    # without load breaks it for good: a charger may have been unplugged and another plugged
+    # in meanwhile (a swap within one tick's reading is not seen).
     unbroken: bool = False
+    # The bay's counter as read at the latest tick with no load flowing once the load had
+    # begun (relay open, or no current): where a takeover puts the boundary between cards.
+    quiet_counter: int | None = None
 
     @property
     def energy_wh(self) -> int:
@@ -319,6 +323,25 @@ class BayMachine:
         """A counter reading outside a tick (the one taken at start-up)."""
         self._take_counter(reading, now)
 
+    def hand_over(self, now: float) -> int | None:
+        """End the running session for another card's (SessionManager.on_tap): at once, at
+        the counter read while no load flowed since its charger left (when there is one), so
+        that what the next charger drew before its card was tapped is not the old card's.
+        Returns that counter (the next session starts from it), or None: the old session ends
+        as `end` ends it and settles as usual."""
+        s = self.session
+        q = None if s is None else s.quiet_counter
+        if s is None or q is None or s.counter_start is None:
+            self.end(Reason.UNPLUGGED, now)
+            return None
+        if counter_delta(s.counter_start, q) <= counter_delta(s.counter_start, s.counter_last):
+            s.counter_last = q
+        self.end(Reason.UNPLUGGED, now)
+        assert self.ended is not None
+        self.ended.frozen = True  # no later reading settles onto it: they are the next card's
+        self.ended.energy_at_end = s.energy_wh
+        return q
+
     def end(self, reason: Reason, now: float) -> Ended:
         s = self.session
         if s is None:
@@ -410,6 +433,17 @@ class BayMachine:
         if now - s.start_now >= self.settings.max_duration_s:
             return Reason.MAX_DURATION
         power = None if obs is None else obs.power
+        if obs is not None and s.had_load:
+            # The freshest sign of a swap: this tick's current x voltage (a device's active
+            # power may be a slow poll old, its last value standing in meanwhile).
+            fresh = obs.va if obs.va is not None else power
+            quiet = not obs.relay_closed or (
+                fresh is not None and fresh < self.settings.unplugged_w
+            )
+            if quiet:
+                s.unbroken = False
+                if obs.energy_wh is not None and self.counter_reset is False:
+                    s.quiet_counter = obs.energy_wh
         if obs is None or not obs.relay_closed or power is None or dt <= 0:
             return None
         return self._power_rules(s, dt, power)

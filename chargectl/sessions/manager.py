@@ -197,6 +197,7 @@ class SessionManager:
         if m.emergency or m.fault is not None:
             return self._tap(m, uid, TapOutcome.UNAVAILABLE, None, now=now, wall=wall)
         s = m.session
+        boundary: int | None = None
         if s is not None:
             if s.card == uid:
                 self._end(m, Reason.USER_STOP, now, wall)
@@ -213,14 +214,17 @@ class SessionManager:
         if s is not None:
             # Another card at a bay whose session cannot show its own charger there (paused,
             # waiting, or its load broke off): its owner has gone and this card's charger is
-            # plugged in, since a socket holds one plug. The old session ends as unplugged
-            # and settles; the new one is held meanwhile (relay open), so energy after the
-            # old session's last reading is never booked to it.
-            self._end(m, Reason.UNPLUGGED, now, wall)
+            # plugged in, since a socket holds one plug. The old session ends as unplugged at
+            # the counter read while no load flowed, and the new one starts from there (what
+            # its charger drew before the tap is its own); without such a reading the old one
+            # settles as usual and the new one is held meanwhile (relay open).
+            boundary = self._end(m, Reason.UNPLUGGED, now, wall, hand_over=True)
         # While the previous session at the bay settles, the new one is held (BayMachine.start).
         sid = self._next_id
         self._next_id += 1
         s = m.start(sid, uid, now, wall, clock_ok=self._keeper.wall_ok)
+        if boundary is not None:
+            s.counter_start = s.counter_last = boundary  # what its charger drew before the tap
         self._keeper.started(s, wall)
         return self._tap(m, uid, TapOutcome.STARTED, sid, now=now, wall=wall)
 
@@ -375,10 +379,20 @@ class SessionManager:
         self._keeper.tap(m.bay, uid, outcome, sid, wall)
         return TapResult(m.bay, uid, outcome, sid)
 
-    def _end(self, m: BayMachine, reason: Reason, now: float, wall: float) -> None:
+    def _end(
+        self, m: BayMachine, reason: Reason, now: float, wall: float, *, hand_over: bool = False
+    ) -> int | None:
+        """End the bay's session. `hand_over`: for another card's (BayMachine.hand_over);
+        returns the counter the next session starts from, when the boundary is known."""
         self._keeper.settled(m.take_settled(now, force=True))  # a held session's predecessor
         row = self._curves.close(self._slot[m.bay])  # its partial last minute
         if row is not None:
             self._ledger.record(row)
-        e = m.end(reason, now)
+        s = m.session
+        at = m.hand_over(now) if hand_over else None
+        e = m.ended if hand_over else m.end(reason, now)
+        assert e is not None and s is not None
         self._keeper.ended(e.session, reason, now, wall)
+        if at is not None:  # final now: the readings from here on are the next card's
+            self._keeper.settled(m.take_settled(now, force=True))
+        return at

@@ -67,10 +67,20 @@ def test_a_load_that_broke_off_is_taken_over() -> None:
     rig.run(600)
     watts["w"] = 0.0  # Alice unplugs with the relay closed ...
     rig.run(40)
-    watts["w"] = 300.0  # ... and Bob plugs his charger into the live socket
-    rig.run(10)
+    quiet = int(rig.bays["p/1"].counter)
+    watts["w"] = 360.0  # ... and Bob plugs his charger into the live socket,
+    rig.run(20)  # drawing 2 Wh before he taps
+    first = rig.mgr.session_at("p/1")
+    assert first is not None
     assert rig.tap("p/1", BOB).outcome is TapOutcome.STARTED
     assert [e.reason for e in rig.ledger.of(SessionEnd)] == ["unplugged"]
+    # The boundary is the counter read while no load flowed: Alice's session is final at
+    # once, and Bob's energy before his tap is his.
+    assert settled(rig)[first.id] == quiet - 1000
+    bob = rig.mgr.session_at("p/1")
+    assert bob is not None and bob.counter_start == quiet
+    rig.run(5)
+    assert bob.energy_wh == int(rig.bays["p/1"].counter) - quiet >= 2
 
 
 def test_a_session_that_never_drew_for_the_unplugged_window_is_taken_over() -> None:
@@ -117,3 +127,18 @@ def test_a_wallbox_sees_its_car_so_a_paused_car_is_busy() -> None:
     rig.bays["p/2"].hold_open = True  # paused; her car stays connected
     rig.run(120)
     assert rig.tap("p/2", BOB).outcome is TapOutcome.BUSY
+
+
+def test_a_swap_seen_in_one_reading_is_taken_over() -> None:
+    # A full shed: the next resident plugs in as soon as the socket is free. One tick's
+    # reading without load is the only trace of the swap.
+    rig = Rig()
+    watts = {"w": 150.0}
+    rig.bays["p/1"].profile = lambda t: watts["w"]
+    rig.tap("p/1", ALICE)
+    rig.run(900)
+    watts["w"] = 0.0
+    rig.run(1)
+    watts["w"] = 190.0
+    rig.run(11)
+    assert rig.tap("p/1", BOB).outcome is TapOutcome.STARTED
