@@ -96,8 +96,10 @@ class SessionLink:
             up = bool(obs.bay_up[j])
             code = int(obs.bay_fault[j])
             fault = None
-            if core.welded[j] or core.held_out[j]:  # held out: a critical fire-risk finding
+            if core.welded[j]:
                 fault = "fault"
+            elif core.held_out[j]:  # a critical fire-risk finding: over_power, over_temp, fault
+                fault = core.held_why.get(j, "fault")
             elif code != FAULT_NONE:
                 fault = _FAULT_NAMES.get(code, "fault")
             seen[bay.id] = BayObservation(

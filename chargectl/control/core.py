@@ -82,6 +82,7 @@ class ControlCore:
         # Held out of service by a critical fire-risk finding (firewatch) until staff clear it:
         # never eligible, its relay opens and stays open, never a fail-safe bit.
         self.held_out = np.zeros(b, dtype=np.bool_)
+        self.held_why: dict[int, str] = {}  # bay -> "over_power", "over_temp" or "fault"
         self.alarm: str | None = None  # the kind, "smoke" or "estop" (a metrics label)
         self.alarm_at: str | None = None
         self.thermal = BreakerThermal(layout.breaker_a)
@@ -117,9 +118,12 @@ class ControlCore:
         self.alarm = None
         self.alarm_at = None
 
-    def hold_out(self, bay: int) -> None:
+    def hold_out(self, bay: int, why: str = "fault") -> None:
         """Take the bay out of service until staff clear it (a critical fire-risk finding). It
-        only ever removes: the next step opens its relay and never closes it."""
+        only ever removes: the next step opens its relay and never closes it. `why` is the
+        session layer's fault name (its session's end reason)."""
+        if not self.held_out[bay]:
+            self.held_why[bay] = why
         self.held_out[bay] = True
 
     def clear_fault(self, bay: int) -> None:
@@ -127,6 +131,7 @@ class ControlCore:
         self.welded[bay] = False
         self.weld_count[bay] = 0
         self.held_out[bay] = False
+        self.held_why.pop(bay, None)
 
     clear_welded = clear_fault
 

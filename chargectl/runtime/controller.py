@@ -31,7 +31,7 @@ import numpy as np
 from chargectl.config.schema import Shed
 from chargectl.control.core import OVERLOAD_TOLERANCE_A, Allocate, ControlCore
 from chargectl.control.layout import FloatArray, Layout
-from chargectl.firewatch.detectors import Finding, Severity
+from chargectl.firewatch.detectors import Finding, Kind, Severity
 from chargectl.firewatch.watch import FireWatch
 from chargectl.runtime.clock import Clock
 from chargectl.runtime.contracts import (
@@ -48,6 +48,10 @@ log = logging.getLogger("chargectl")
 SURPRISE_A = 0.5
 # The pile page asks for its taps to be read at least twice a second (it holds only the latest).
 TAP_POLL_S = 0.4
+
+
+# A held bay's session ends with the reason closest to its finding (sessions' fault names).
+_HELD_WHY = {Kind.OVER_POWER: "over_power", Kind.SOCKET_HEAT: "over_temp"}
 
 
 class Controller:
@@ -134,7 +138,7 @@ class Controller:
         found = tuple(self.firewatch.tick(now, w.running, w.power_w, w.temp_c))
         for f in found:  # the event log tells staff (outputs/reporters.py)
             if f.severity is Severity.CRITICAL:
-                self.core.hold_out(self.layout.bay_index[f.bay])
+                self.core.hold_out(self.layout.bay_index[f.bay], _HELD_WHY.get(f.kind, "fault"))
         return found
 
     async def shed_on_sample(self, meter_a: FloatArray) -> bool:
