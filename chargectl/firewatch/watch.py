@@ -31,6 +31,20 @@ from chargectl.firewatch.settings import FirewatchSettings
 
 FloatArray = npt.NDArray[np.float64]
 MAX_MINUTES = 720  # 12 h: the longest session the sessions layer allows by default
+# Every (kind, severity) the live watch can report (the curve detectors and the hard
+# thresholds; repeated protection cuts are not watched live): the metric's series.
+LIVE_FINDINGS: tuple[tuple[Kind, Severity], ...] = (
+    (Kind.NO_TAPER, Severity.WARNING),
+    (Kind.NO_TAPER, Severity.CRITICAL),
+    (Kind.ENERGY_BEYOND_PACK, Severity.WARNING),
+    (Kind.ENERGY_BEYOND_PACK, Severity.CRITICAL),
+    (Kind.RISE_AFTER_TAPER, Severity.CRITICAL),
+    (Kind.OVER_POWER, Severity.WARNING),
+    (Kind.OVER_POWER, Severity.CRITICAL),
+    (Kind.SOCKET_HEAT, Severity.WARNING),
+    (Kind.SOCKET_HEAT, Severity.CRITICAL),
+    (Kind.ERRATIC_POWER, Severity.WARNING),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ loop and answered when the loop has carried them out.
     GET  /status                 the latest snapshot (circuits, bays, devices, alarms)
     POST /sessions/stop          {"bay": "pile-a/3"}  -> {"stopped": true|false}
     POST /alarm/clear            staff clear a smoke / e-stop alarm
-    POST /bays/clear-fault       {"bay": "pile-a/3"}  -> reset a latched fault or welded flag
+    POST /bays/clear-fault       {"bay": "pile-a/3"}  -> reset a fault, a weld, a fire-risk hold
 
 Who may ask (checked in this order, for every request):
 - bound to loopback (`127.0.0.1`, `localhost`, `::1`), a `Host` header must name loopback too:

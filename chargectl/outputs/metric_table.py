@@ -28,6 +28,7 @@ from chargectl.control.observe import (
     FAULT_WALLBOX,
     FAULT_WELDED,
 )
+from chargectl.firewatch.watch import LIVE_FINDINGS
 from chargectl.sessions.machine import Reason
 from chargectl.sessions.manager import TapOutcome
 
@@ -404,12 +405,13 @@ METRICS: tuple[MetricSpec, ...] = (
         # Open label values (no `values`): the kinds and severities are chargectl.firewatch's
         # Kind and Severity enums, but most (no taper after 7 h of constant current, energy
         # beyond any pack, two pile cuts in a day) need hours of charging that the per-value
-        # simulator test cannot produce; a series appears at its first finding.
+        # simulator test cannot produce. Every pair the live watch can report starts at 0.
         "chargectl_firewatch_findings_total",
         "counter",
         "Fire-risk findings (each kind and severity once per session), by kind and severity.",
         ("kind", "severity"),
         value=lambda r, s: ((f, 1.0) for f in r.findings),
+        initial=lambda s: (((str(k), str(v)), 0.0) for k, v in LIVE_FINDINGS),
     ),
     M(
         "chargectl_session_energy_joules",

@@ -73,7 +73,12 @@ COMMANDS: dict[str, CommandSpec] = {
     for c in (
         CommandSpec("sessions/stop", ("bay",), "staff stop of the session at a bay"),
         CommandSpec("alarm/clear", (), "clear the latched shed alarm (smoke, e-stop)"),
-        CommandSpec("bays/clear-fault", ("bay",), "reset a bay's latched fault or welded flag"),
+        CommandSpec(
+            "bays/clear-fault",
+            ("bay",),
+            "reset a bay's latched fault or welded flag, or its hold after a critical fire-risk "
+            "finding",
+        ),
     )
 }
 assert RESULT_SUFFIX.removeprefix("cmd/") not in COMMANDS  # the answer is never a command
