@@ -135,7 +135,11 @@ class Controller:
         if self.firewatch is None:
             return ()
         w = self.sessions.watch_inputs()
-        found = tuple(self.firewatch.tick(now, w.running, w.power_w, w.temp_c))
+        # E-bike sockets only: a car draws kilowatts by design, and its wallbox has its own
+        # protections (the detectors' thresholds are an e-bike charger's).
+        socket = self.layout.socket
+        running = [r if socket[j] else None for j, r in enumerate(w.running)]
+        found = tuple(self.firewatch.tick(now, running, w.power_w, w.temp_c))
         for f in found:  # the event log tells staff (outputs/reporters.py)
             if f.severity is Severity.CRITICAL:
                 self.core.hold_out(self.layout.bay_index[f.bay], _HELD_WHY.get(f.kind, "fault"))

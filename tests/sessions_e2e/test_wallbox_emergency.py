@@ -44,6 +44,8 @@ async def test_wallbox_session_ends_when_the_car_is_unplugged(tmp_path: Path) ->
         await until_lamp(rig, WALLBOX, CHARGING, 5)
         # A car draws kilowatts: let tens of Wh flow.
         await rig.wait_for(lambda: counter(rig.sim, WALLBOX) >= start + 20, 30, "20 Wh")
+        # A car's kilowatts are no fire-risk sign: the watch is the e-bike sockets'.
+        assert not rig.core.held_out.any()
 
         world.unplug(WALLBOX)
         ended = await until_ended(rig, WALLBOX, 10)
