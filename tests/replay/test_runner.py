@@ -79,9 +79,13 @@ def test_the_ledger_books_what_each_socket_delivered_in_truth(
     for rec in oversubscribed.values():
         served = [s for s in rec.sessions if s.delivered_wh > 0]
         assert served
+        tripped = any(m.kind == "trip" for m in rec.marks)
         for s in rec.sessions:
             # The pile counts whole Wh and the ledger books whole Wh: at most 1 Wh apart.
-            assert abs(s.ledger_wh - s.delivered_wh) <= 1.0 + 1e-6, s
+            # Without a controller the breaker trips and the pile dies: what flowed after
+            # its last counter reading (one slow poll, 10 s) is never read.
+            slack = 10.0 * s.max_w / 3600.0 if tripped else 0.0
+            assert abs(s.ledger_wh - s.delivered_wh) <= 1.0 + slack + 1e-6, s
             assert s.end_reason is not None  # every session ended and settled by the end
             if s.first_current_at is not None:
                 assert s.first_current_at >= s.tap_at
