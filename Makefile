@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 # The suite runs twice for the kernels: compiled, and with the JIT off so that coverage and
 # plain Python see the same code.
 test: $(STAMP) system-deps lint typecheck
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow" --durations=15
 	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m "not slow" tests/alloc tests/sim_physics tests/sim_devices
 
 test-long: $(STAMP) system-deps
