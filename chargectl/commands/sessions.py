@@ -114,60 +114,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    import urllib.error
-    import urllib.request
+    from chargectl.commands.staff import post_bay_command
 
-    from chargectl.commands.staff import load_config, shed_bays
-    from chargectl.outputs.api import client_headers
-
-    shed = load_config(args)
-    bay = args.bay.strip()
-    bays = shed_bays(shed)
-    if bay not in bays:
-        raise UsageError(
-            f"unknown bay {bay!r} in shed {shed.shed.name} (bays look like {bays[0]})"
-            if bays
-            else f"shed {shed.shed.name} has no bays"
-        )
-    url = f"http://{shed.api.host}:{shed.api.port}/sessions/stop"
-    req = urllib.request.Request(
-        url,
-        data=json.dumps({"bay": bay}).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", **client_headers(shed)},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=STOP_TIMEOUT_S) as resp:
-            body = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        detail = _error_text(exc)
-        if exc.code == 404:
-            raise UsageError(f"the daemon does not know bay {bay!r}: {detail}") from None
-        print(f"chargectl sessions: the daemon answered {exc.code}: {detail}", file=sys.stderr)
+    answer = post_bay_command(args, "sessions/stop", "sessions", STOP_TIMEOUT_S)
+    if answer is None:
         return 1
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        print(
-            f"chargectl sessions: the daemon is not running or not answering at {url} ({reason})",
-            file=sys.stderr,
-        )
-        return 1
-    except ValueError as exc:
-        print(f"chargectl sessions: the daemon's answer is not JSON: {exc}", file=sys.stderr)
-        return 1
-    if not isinstance(body, dict) or not isinstance(body.get("stopped"), bool):
+    bay, body = answer
+    if not isinstance(body.get("stopped"), bool):
         print(f"chargectl sessions: unexpected answer from the daemon: {body!r}", file=sys.stderr)
         return 1
     print(f"stopped the session at {bay}" if body["stopped"] else f"no session running at {bay}")
     return 0
-
-
-def _error_text(exc: object) -> str:
-    try:
-        body = json.loads(exc.read())  # type: ignore[attr-defined]
-        return str(body.get("error", body))
-    except (ValueError, AttributeError, OSError):
-        return str(getattr(exc, "reason", exc))
 
 
 def _session_id(text: str) -> int:

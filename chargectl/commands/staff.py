@@ -166,3 +166,68 @@ def table(header: list[str], rows: list[list[str]]) -> str:
         for row in [header, *rows]
     ]
     return "\n".join(lines)
+
+
+def post_bay_command(
+    args: argparse.Namespace, path: str, command: str, timeout_s: float
+) -> tuple[str, dict[str, object]] | None:
+    """POST `{"bay": args.bay}` to the running daemon's API `path` (`sessions/stop`,
+    `bays/clear-fault`): the bay and the daemon's answer, or None once the failure is
+    printed (`chargectl COMMAND: ...`, exit 1). An unknown bay is a UsageError (exit 2),
+    whether the config or the daemon does not know it."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from chargectl.outputs.api import client_headers
+
+    shed = load_config(args)
+    bay = args.bay.strip()
+    bays = shed_bays(shed)
+    if bay not in bays:
+        raise UsageError(
+            f"unknown bay {bay!r} in shed {shed.shed.name} (bays look like {bays[0]})"
+            if bays
+            else f"shed {shed.shed.name} has no bays"
+        )
+    url = f"http://{shed.api.host}:{shed.api.port}/{path}"
+    req = urllib.request.Request(
+        url,
+        data=json.dumps({"bay": bay}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **client_headers(shed)},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            body = json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = error_text(exc)
+        if exc.code == 404:
+            raise UsageError(f"the daemon does not know bay {bay!r}: {detail}") from None
+        print(f"chargectl {command}: the daemon answered {exc.code}: {detail}", file=sys.stderr)
+        return None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(
+            f"chargectl {command}: the daemon is not running or not answering at {url} ({reason})",
+            file=sys.stderr,
+        )
+        return None
+    except ValueError as exc:
+        print(f"chargectl {command}: the daemon's answer is not JSON: {exc}", file=sys.stderr)
+        return None
+    if not isinstance(body, dict):
+        print(f"chargectl {command}: unexpected answer from the daemon: {body!r}", file=sys.stderr)
+        return None
+    return bay, body
+
+
+def error_text(exc: object) -> str:
+    """The `error` of an HTTP error's JSON body, else its reason."""
+    import json
+
+    try:
+        body = json.loads(exc.read())  # type: ignore[attr-defined]
+        return str(body.get("error", body))
+    except (ValueError, AttributeError, OSError):
+        return str(getattr(exc, "reason", exc))
