@@ -26,11 +26,13 @@ from chargectl.control.observe import (
     Decision,
     Demand,
 )
+from chargectl.firewatch.detectors import Finding
 from chargectl.firewatch.watch import Running
 from chargectl.runtime.contracts import Poll, Tap, WatchInputs
 from chargectl.runtime.events import SessionNews
 from chargectl.sessions.machine import BayObservation, Lamp
 from chargectl.sessions.manager import SessionManager, TapResult
+from chargectl.sessions.records import CardFlag
 
 _FAULT_NAMES = {FAULT_OVER_POWER: "over_power", FAULT_OVER_TEMP: "over_temp"}
 
@@ -152,6 +154,15 @@ class SessionLink:
 
     def staff_stop(self, bay: str, now: float, wall: float) -> bool:
         return self.manager.staff_stop(bay, now, wall)
+
+    def flag_card(self, finding: Finding, wall: float) -> None:
+        """Mark the finding's card in the ledger (staff speak to its resident)."""
+        sid = finding.session_id
+        reason = (
+            f"{finding.kind} ({finding.severity}) at {finding.bay}, session {sid}: {finding.seen}"
+        )
+        session = int(sid) if sid.isdigit() else None
+        self.manager.flag_card(CardFlag(finding.card, reason, wall, session, finding.bay))
 
     def drain(self) -> SessionNews:
         """The taps judged and the sessions ended and settled since the last call, with the

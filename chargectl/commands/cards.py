@@ -1,4 +1,5 @@
-"""`chargectl cards`: register, block, unblock, list and import residents' cards.
+"""`chargectl cards`: register, block, unblock, list and import residents' cards, and clear
+the mark a critical fire-risk finding puts on a card (`unflag`).
 
 Safe while the daemon runs on the same ledger: each change is one short transaction, and the
 daemon's card book picks it up within a few seconds.
@@ -13,10 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chargectl.cli import UsageError
-from chargectl.commands.staff import add_config_argument, open_ledger, staff_command, table
+from chargectl.commands.staff import (
+    add_config_argument,
+    iso,
+    open_ledger,
+    short,
+    staff_command,
+    table,
+)
 
 if TYPE_CHECKING:
     from chargectl.sessions.cards import Card
+    from chargectl.sessions.records import CardFlag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(action, help=text)
         p.add_argument("uid", metavar="UID")
         add_config_argument(p, top=False)
-    p = sub.add_parser("list", help="list the cards")
+    p = sub.add_parser(
+        "unflag",
+        help="clear a card's fire-risk mark (once staff have spoken to its resident)",
+    )
+    p.add_argument("uid", metavar="UID")
+    add_config_argument(p, top=False)
+    p = sub.add_parser("list", help="list the cards (FLAG: a critical fire-risk finding)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     add_config_argument(p, top=False)
     p = sub.add_parser("import", help="add or update cards from a CSV file (all or nothing)")
@@ -72,11 +87,17 @@ def run(args: argparse.Namespace) -> int:
             changed = ledger.set_status(conn, uid, status, wall)
         word = "blocked" if status == "blocked" else "unblocked"
         print(f"{word} card {uid}" if changed else f"card {uid} was already {word}")
+    elif args.action == "unflag":
+        uid = parse_uid(args.uid)
+        with open_ledger(args, create=False) as conn:
+            changed = ledger.unflag_card(conn, uid)
+        print(f"cleared the fire-risk mark of card {uid}" if changed else f"card {uid} has no mark")
     elif args.action == "list":
         with open_ledger(args, create=False) as conn:
             cards = ledger.list_cards(conn)
+            flags = ledger.card_flags(conn)
         if args.json:
-            print(json.dumps([_card_dict(c) for c in cards], indent=2))
+            print(json.dumps([_card_dict(c, flags.get(c.uid)) for c in cards], indent=2))
         else:
             rows = [
                 [
@@ -85,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
                     "" if c.daily_kwh is None else f"{c.daily_kwh:g}",
                     "" if c.expires is None else c.expires.isoformat(),
                     c.name,
+                    _flag_text(flags.get(c.uid)),
                 ]
                 for c in cards
             ]
-            print(table(["UID", "STATUS", "DAILY_KWH", "EXPIRES", "NAME"], rows))
+            print(table(["UID", "STATUS", "DAILY_KWH", "EXPIRES", "NAME", "FLAG"], rows))
     else:  # import
         path = Path(args.file)
         try:
@@ -121,11 +143,18 @@ def _daily_kwh_ok(kwh: float) -> bool:
     return DAILY_KWH_RANGE[0] <= kwh <= DAILY_KWH_RANGE[1]
 
 
-def _card_dict(c: Card) -> dict[str, object]:
+def _flag_text(flag: CardFlag | None) -> str:
+    return "" if flag is None else f"{short(flag.at)} {flag.reason}"
+
+
+def _card_dict(c: Card, flag: CardFlag | None = None) -> dict[str, object]:
     return {
         "uid": c.uid,
         "name": c.name,
         "status": c.status,
         "daily_kwh": c.daily_kwh,
         "expires": None if c.expires is None else c.expires.isoformat(),
+        "flag": None
+        if flag is None
+        else {"reason": flag.reason, "at": iso(flag.at), "session": flag.session, "bay": flag.bay},
     }

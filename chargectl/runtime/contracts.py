@@ -15,6 +15,7 @@ from typing import Protocol
 from chargectl.control.core import ControlCore
 from chargectl.control.layout import FloatArray
 from chargectl.control.observe import Decision, Demand, Observation
+from chargectl.firewatch.detectors import Finding
 from chargectl.firewatch.watch import Running
 from chargectl.runtime.events import SessionNews, TickEvents
 
@@ -76,6 +77,10 @@ class SessionsAdapter(Protocol):
     def lamps(self, decision: Decision) -> Mapping[str, int]: ...
     def staff_stop(self, bay: str, now: float, wall: float) -> bool: ...
     def watch_inputs(self) -> WatchInputs: ...
+    def flag_card(self, finding: Finding, wall: float) -> None:
+        """Mark the card of a critical finding that cut its bay (the ledger keeps it)."""
+        ...
+
     def drain(self) -> SessionNews:
         """What happened to taps and sessions since the last call."""
         ...

@@ -106,7 +106,7 @@ class Controller:
         for tap in poll.taps:
             self.sessions.on_tap(tap, now, wall)
         self.sessions.update(now, wall, poll, self.core)
-        findings = self._watch(now)
+        findings = self._watch(now, wall)
         demand = self.sessions.demand()
         decision = self.core.step(now, poll.observation, demand)
         for note in decision.notes:
@@ -128,10 +128,11 @@ class Controller:
                 log.exception("reporter %s failed", type(r).__name__)
         return outcome
 
-    def _watch(self, now: float) -> tuple[Finding, ...]:
+    def _watch(self, now: float, wall: float) -> tuple[Finding, ...]:
         """The fire-risk watch on this tick's sessions. A critical finding holds its bay out
-        (the core opens its relay in this tick's step and keeps it open until staff clear it);
-        nothing here raises a current or closes a relay."""
+        (the core opens its relay in this tick's step and keeps it open until staff clear it)
+        and marks its card in the ledger (staff speak to the resident); nothing here raises a
+        current or closes a relay."""
         if self.firewatch is None:
             return ()
         w = self.sessions.watch_inputs()
@@ -143,6 +144,7 @@ class Controller:
         for f in found:  # the event log tells staff (outputs/reporters.py)
             if f.severity is Severity.CRITICAL:
                 self.core.hold_out(self.layout.bay_index[f.bay], _HELD_WHY.get(f.kind, "fault"))
+                self.sessions.flag_card(f, wall)
         return found
 
     async def shed_on_sample(self, meter_a: FloatArray) -> bool:

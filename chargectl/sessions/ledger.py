@@ -30,7 +30,7 @@ from chargectl.sessions.ledger_schema import (
     schema_version,
     transaction,
 )
-from chargectl.sessions.records import TapRecord
+from chargectl.sessions.records import CardFlag, TapRecord
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -38,10 +38,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "BadLedger",
     "CardEnergy",
+    "CardFlag",
     "NewerSchema",
     "SessionRow",
     "add_card",
     "apply",
+    "card_flags",
     "connect",
     "energy_by_card",
     "get_card",
@@ -58,6 +60,7 @@ __all__ = [
     "sessions_between",
     "set_status",
     "transaction",
+    "unflag_card",
     "unsynced_sessions",
 ]
 
@@ -161,6 +164,32 @@ def set_status(conn: sqlite3.Connection, uid: str, status: str, wall: float) -> 
             "UPDATE cards SET status = ?, updated_at = ? WHERE uid = ?", (status, wall, uid)
         )
         return True
+
+
+# ----- cards marked by a critical fire-risk finding -----
+def card_flags(conn: sqlite3.Connection) -> dict[str, CardFlag]:
+    """Every marked card's mark, by UID (a mark may outlive its card's registration)."""
+    rows = conn.execute(
+        "SELECT uid, reason, at, session, bay FROM card_flags ORDER BY uid"
+    ).fetchall()
+    return {
+        str(u): CardFlag(
+            str(u), str(r), float(a), None if s is None else int(s), None if b is None else str(b)
+        )
+        for u, r, a, s, b in rows
+    }
+
+
+def unflag_card(conn: sqlite3.Connection, uid: str) -> bool:
+    """Clear a card's mark; False when it had none. Raises UnknownCard for a card that is
+    neither registered nor marked (a typo)."""
+    with transaction(conn):
+        gone = conn.execute("DELETE FROM card_flags WHERE uid = ?", (uid,)).rowcount
+        if gone:
+            return True
+        if conn.execute("SELECT 1 FROM cards WHERE uid = ?", (uid,)).fetchone() is None:
+            raise UnknownCard(f"card {uid} is not registered")
+        return False
 
 
 # ----- sessions for people -----

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from chargectl.sessions.ledger_schema import transaction
 from chargectl.sessions.records import (
+    CardFlag,
     Checkpoint,
     CurveMinute,
     CurvePrune,
@@ -177,6 +178,15 @@ def _curve_prune(conn: sqlite3.Connection, r: CurvePrune) -> None:
     )
 
 
+def _card_flag(conn: sqlite3.Connection, r: CardFlag) -> None:
+    conn.execute(
+        "INSERT INTO card_flags (uid, reason, at, session, bay) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (uid) DO UPDATE SET reason = excluded.reason, at = excluded.at,"
+        " session = excluded.session, bay = excluded.bay",
+        (r.uid, r.reason, r.at, r.session, r.bay),
+    )
+
+
 _APPLY: dict[type, Callable[[sqlite3.Connection, LedgerRecord], None]] = {
     SessionStart: _start,  # type: ignore[dict-item]
     Checkpoint: _checkpoint,  # type: ignore[dict-item]
@@ -186,6 +196,7 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, LedgerRecord], None]] = {
     TapRecord: _tap,  # type: ignore[dict-item]
     CurveMinute: _curve_minute,  # type: ignore[dict-item]
     CurvePrune: _curve_prune,  # type: ignore[dict-item]
+    CardFlag: _card_flag,  # type: ignore[dict-item]
 }
 
 

@@ -102,11 +102,26 @@ _V4 = (
     ) WITHOUT ROWID""",
 )
 
+# v5: a card marked by a critical fire-risk finding (issue 12), so that staff speak to its
+# resident: the reason (what was seen, at which bay, in which session) and the wall time of the
+# latest such finding, kept until staff clear it (`chargectl cards unflag`). A table of its own:
+# registering, importing or blocking a card never touches its mark.
+_V5 = (
+    """CREATE TABLE card_flags (
+        uid TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        session INTEGER,
+        bay TEXT
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2,
     _V3,
     _V4,
+    _V5,
 )  # MIGRATIONS[n] takes version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -39,7 +39,7 @@ from chargectl.sessions.machine import (
     Session,
     Timings,
 )
-from chargectl.sessions.records import U32, EndedRecord, LedgerPort, LedgerState
+from chargectl.sessions.records import U32, CardFlag, EndedRecord, LedgerPort, LedgerState
 from chargectl.sessions.taps import VERDICT_OUTCOME, TapDebounce, TapOutcome, TapResult
 
 __all__ = [
@@ -312,6 +312,11 @@ class SessionManager:
             return False
         self._end(m, Reason.STAFF_STOP, now, wall)
         return True
+
+    def flag_card(self, flag: CardFlag) -> None:
+        """Mark a card in the ledger (a critical fire-risk finding cut its session's bay), so
+        staff speak to its resident; the mark stays until staff clear it."""
+        self._ledger.record(flag)
 
     # ----- read-outs -----
     def demand(self) -> Mapping[str, BayDemand]:

@@ -110,6 +110,19 @@ class CurvePrune:
     ended_before: float
 
 
+@dataclass(frozen=True, slots=True)
+class CardFlag:
+    """A card marked by a critical fire-risk finding (staff speak to its resident): written
+    by the daemon when the finding cuts a bay, read by `chargectl cards list`. A later finding
+    replaces the reason and the time; staff clear it (`chargectl cards unflag`)."""
+
+    uid: str  # the card's UID, normalised
+    reason: str  # what was seen, where, in which session
+    at: float  # wall time of the finding
+    session: int | None = None  # the session the finding was in
+    bay: str | None = None
+
+
 LedgerRecord = (
     SessionStart
     | Checkpoint
@@ -119,6 +132,7 @@ LedgerRecord = (
     | TapRecord
     | CurveMinute
     | CurvePrune
+    | CardFlag
 )
 
 

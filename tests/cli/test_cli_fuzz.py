@@ -93,6 +93,7 @@ TEMPLATES: list[list[str]] = [
     ["cards", "add", "04A1B2CB", "--name", "Flat 3", "--expires", "{}"],
     ["cards", "block", "{}"],
     ["cards", "unblock", "{}"],
+    ["cards", "unflag", "{}"],
     ["cards", "import", "{}"],
     ["sessions", "export", "--from", "{}", "--to", "2026-01-31"],
     ["sessions", "export", "--from", "2026-01-01", "--to", "{}"],

@@ -40,6 +40,7 @@ COMMANDS = [
     ["cards", "list"],
     ["cards", "add", "04A1B2C3", "--name", "Flat 1"],
     ["cards", "block", "04A1B2C3"],
+    ["cards", "unflag", "04A1B2C3"],
     ["sessions", "list"],
     ["sessions", "export", "--from", "2026-01-01", "--to", "2026-01-31"],
     ["energy", "--month", "2026-01"],

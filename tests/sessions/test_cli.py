@@ -88,8 +88,16 @@ def test_add_list_block_unblock(cfg: str, capsys: pytest.CaptureFixture[str]) ->
             "status": "active",
             "daily_kwh": 2.5,
             "expires": "2026-12-31",
+            "flag": None,
         },
-        {"uid": BOB, "name": "Flat 2B", "status": "active", "daily_kwh": None, "expires": None},
+        {
+            "uid": BOB,
+            "name": "Flat 2B",
+            "status": "active",
+            "daily_kwh": None,
+            "expires": None,
+            "flag": None,
+        },
     ]
     code, out, _ = cli(capsys, "cards", "-c", cfg, "block", "04a1b2c3")
     assert (code, out.strip()) == (0, "blocked card 04A1B2C3")
@@ -97,7 +105,7 @@ def test_add_list_block_unblock(cfg: str, capsys: pytest.CaptureFixture[str]) ->
     assert "already blocked" in out
     code, out, _ = cli(capsys, "cards", "-c", cfg, "list")
     lines = out.splitlines()
-    assert lines[0].split() == ["UID", "STATUS", "DAILY_KWH", "EXPIRES", "NAME"]
+    assert lines[0].split() == ["UID", "STATUS", "DAILY_KWH", "EXPIRES", "NAME", "FLAG"]
     assert lines[1].split()[:2] == [ALICE, "blocked"]
     assert cli(capsys, "cards", "-c", cfg, "unblock", ALICE)[0] == 0
     code, out, _ = cli(capsys, "cards", "-c", cfg, "list", "--json")

@@ -207,7 +207,7 @@ def test_migration_from_v3_keeps_the_sessions(tmp_path: Path) -> None:
     )
     raw.close()
     with closing(ledger.connect(path)) as conn:
-        assert ledger.schema_version(conn) == 4
+        assert ledger.schema_version(conn) == ledger.SCHEMA_VERSION
         rows = ledger.list_sessions(conn)
         assert [(r.id, r.energy_wh, r.reason) for r in rows] == [(1, 300, "full"), (2, 120, None)]
         (open_s,) = ledger.load_state(conn, WALL0 - 86400).open_sessions

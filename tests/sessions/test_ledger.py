@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_fresh_ledger_is_wal_at_the_current_version(tmp_path: Path) -> None:
     conn = ledger.connect(tmp_path / "l.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert ledger.schema_version(conn) == ledger.SCHEMA_VERSION == 4
+    assert ledger.schema_version(conn) == ledger.SCHEMA_VERSION == len(ledger.MIGRATIONS)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"cards", "sessions", "taps", "checkpoints"} <= tables
     conn.close()
@@ -71,7 +71,7 @@ def test_migration_from_v1_with_data(tmp_path: Path) -> None:
     raw.close()
 
     conn = ledger.connect(path)
-    assert ledger.schema_version(conn) == 4
+    assert ledger.schema_version(conn) == ledger.SCHEMA_VERSION
     cards = ledger.load_cards(conn)
     assert cards[ALICE] == Card(ALICE, "Flat 1A", "active", 2.5, date(2026, 12, 31))
     assert cards[BOB].status == "blocked"
@@ -92,7 +92,7 @@ def test_migration_from_v1_with_data(tmp_path: Path) -> None:
     conn.close()
     # Opening again is a no-op.
     conn = ledger.connect(path)
-    assert ledger.migrate(conn) == 4
+    assert ledger.migrate(conn) == ledger.SCHEMA_VERSION
     conn.close()
 
 
