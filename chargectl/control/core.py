@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from chargectl.config.schema import ControlSettings, Shed
+from chargectl.control.external_limits import ExternalLimits
 from chargectl.control.failsafe import failsafe_cost_a, failsafe_masks, mask_bits
 from chargectl.control.layout import BoolArray, FloatArray, IntArray, Layout, circuit_load
 from chargectl.control.observe import (
@@ -87,6 +88,8 @@ class ControlCore:
         self.alarm_at: str | None = None
         self.thermal = BreakerThermal(layout.breaker_a)
         self.derate = Derate(above=self.settings.thermal_derate_ratio)
+        # Caps set from above (MQTT circuits/limit): they only lower the planned limits.
+        self.external = ExternalLimits(layout.circuit_ids, layout.limit_a.max(axis=1).tolist())
         self.overloaded = np.zeros(c, dtype=np.bool_)
         self._overloads_since_tick = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
@@ -177,7 +180,7 @@ class ControlCore:
         current = np.where(metered, obs.meter_a, estimated) * lay.circuit_phases
         self.thermal.step(dt, current)
         ratio = self.thermal.ratio()
-        limit = self.derate.apply(ratio, lay.limit_a)
+        limit = self.external.apply(now, self.derate.apply(ratio, lay.limit_a))
         over = np.asarray(
             ((current > lay.limit_a + OVERLOAD_TOLERANCE_A) & lay.circuit_phases).any(axis=1),
             dtype=np.bool_,
@@ -295,6 +298,7 @@ class ControlCore:
             notes=notes,
             alarm_at=self.alarm_at,
             pile_alarms=dict(self.pile_alarms),
+            external_caps=self.external.in_force(now),
         )
 
     # -- parts ---------------------------------------------------------------------------

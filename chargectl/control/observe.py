@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chargectl.control.external_limits import Cap
 from chargectl.control.layout import BoolArray, FloatArray, IntArray, Layout
 
 # Pile fault codes (hardware/pile.md) and the controller's own.
@@ -82,7 +83,7 @@ class Decision:
     relay_on: BoolArray  # [B] sockets: relay commanded closed; wallboxes: setpoint > 0
     setpoint_a: FloatArray  # [B] a wallbox's offered current; a socket's planned current
     circuit_current_a: FloatArray  # [C, 3] measured (meter) or estimated
-    limit_a: FloatArray  # [C, 3] the limit planned against (after thermal derating)
+    limit_a: FloatArray  # [C, 3] the limit planned against (thermal derating, external cap)
     planned_a: FloatArray  # [C, 3]
     binding: BoolArray  # [C, 3]
     infeasible: BoolArray  # [C, 3]
@@ -97,3 +98,5 @@ class Decision:
     notes: list[str] = field(default_factory=list)  # state changes worth one log line
     alarm_at: str | None = None  # the pile that raised the latched alarm
     pile_alarms: dict[str, str] = field(default_factory=dict)  # as observed this tick
+    # circuit id -> the cap set from above in force this tick (limit_a above is under it)
+    external_caps: dict[str, Cap] = field(default_factory=dict)

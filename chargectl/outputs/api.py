@@ -8,6 +8,8 @@ loop and answered when the loop has carried them out.
     POST /sessions/stop          {"bay": "pile-a/3"}  -> {"stopped": true|false}
     POST /alarm/clear            staff clear a smoke / e-stop alarm
     POST /bays/clear-fault       {"bay": "pile-a/3"}  -> reset a fault, a weld, a fire-risk hold
+    POST /circuits/limit         {"circuit": "main", "limit_a": 20, "ttl_s": 900}: a cap
+  and every other command of the MQTT table (docs/mqtt.md), with the same fields and answers.
 
 Who may ask (checked in this order, for every request):
 - bound to loopback (`127.0.0.1`, `localhost`, `::1`), a `Host` header must name loopback too:

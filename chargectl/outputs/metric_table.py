@@ -251,7 +251,8 @@ METRICS: tuple[MetricSpec, ...] = (
     M(
         "chargectl_circuit_limit_amperes",
         "gauge",
-        "The most the controller may plan on a circuit's phase.",
+        "The most the controller may plan on a circuit's phase (its limit, lowered while the "
+        "breaker is hot or under a cap set over MQTT).",
         CIRCUIT_PHASE,
         "amperes",
         value=per_phase("limit_a"),

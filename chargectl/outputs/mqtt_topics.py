@@ -66,6 +66,14 @@ class CommandSpec:
     path: str  # the topic after chargectl/<shed>/cmd/, and the daemon's command name
     fields: tuple[str, ...]  # required string fields of the JSON object
     does: str
+    numbers: tuple[str, ...] = ()  # required number fields (finite, not booleans)
+    # Fields it may carry or leave out; the daemon's command checks their values.
+    optional: tuple[str, ...] = ()
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        """Every field it takes besides "id", in the order docs/mqtt.md lists them."""
+        return (*self.fields, *self.numbers, *self.optional)
 
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -78,6 +86,13 @@ COMMANDS: dict[str, CommandSpec] = {
             ("bay",),
             "reset a bay's latched fault or welded flag, or its hold after a critical fire-risk "
             "finding",
+        ),
+        CommandSpec(
+            "circuits/limit",
+            ("circuit",),
+            "cap a circuit's limit at `limit_a` A per phase for `ttl_s` s (at most a day); only "
+            "ever lower: above the configured limit is refused, equal to it clears the cap",
+            numbers=("limit_a", "ttl_s"),
         ),
     )
 }
@@ -166,7 +181,8 @@ def decode_json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def check_fields(path: str, body: Mapping[str, Any]) -> None:
-    """The fields of `COMMANDS[path]`, each a string, and no others (`CommandError`)."""
+    """The fields of `COMMANDS[path]`: its strings, its numbers, and no others
+    (`CommandError`). The values of its optional fields are the daemon's command's to check."""
     spec = COMMANDS.get(path)
     if spec is None:
         return
@@ -175,9 +191,15 @@ def check_fields(path: str, body: Mapping[str, Any]) -> None:
             raise CommandError(f"missing field {name!r} (a string)")
         if not isinstance(body[name], str):
             raise CommandError(f"field {name!r} must be a string, got {_kind(body[name])}")
-    extra = sorted(set(body) - set(spec.fields))
+    for name in spec.numbers:
+        if name not in body:
+            raise CommandError(f"missing field {name!r} (a number)")
+        value = body[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CommandError(f"field {name!r} must be a number, got {_kind(value)}")
+    extra = sorted(set(body) - set(spec.known))
     if extra:
-        allowed = ", ".join(["id", *spec.fields])
+        allowed = ", ".join(["id", *spec.known])
         raise CommandError(f"unknown field {_clip(extra[0])!r}; known: {allowed}")
 
 
@@ -271,6 +293,8 @@ def state_summary(
                 "planned_a": _amps(decision.planned_a[c], idx),
                 "overloaded": bool(decision.overloaded[c]),
                 "thermal_ratio": round(float(decision.thermal_ratio[c]), 3),
+                # a cap set from above (circuits/limit) in force, amperes per phase, or null
+                "cap_a": _cap_a(decision, cid),
             }
         )
     bays = dict.fromkeys(BAY_STATES, 0)
@@ -286,6 +310,11 @@ def state_summary(
         "events_dropped": dropped,
         "commands_busy": commands_busy,
     }
+
+
+def _cap_a(decision: Decision, circuit: str) -> float | None:
+    cap = decision.external_caps.get(circuit)
+    return None if cap is None else round(cap.limit_a, 2)
 
 
 def tap_event(tap: TapResult, wall: float) -> dict[str, Any]:

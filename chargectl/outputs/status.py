@@ -26,6 +26,7 @@ def snapshot(shed_name: str, layout: Layout, tick: int, outcome: Any) -> dict[st
                 "binding": [bool(d.binding[c, i]) for i in idx],
                 "thermal_ratio": round(float(d.thermal_ratio[c]), 4),
                 "overloaded": bool(d.overloaded[c]),
+                "cap": _cap(d, cid, outcome.now),  # set from above: limit_a is under it
             }
         )
     bays = [
@@ -75,3 +76,11 @@ def _power(poll: Any, bay: str) -> float | None:
     if w is None:
         w = poll.va.get(bay)
     return None if w is None else round(float(w), 1)
+
+
+def _cap(decision: Any, circuit: str, now: float) -> dict[str, float] | None:
+    """The circuit's cap set from above (MQTT circuits/limit), or None."""
+    cap = decision.external_caps.get(circuit)
+    if cap is None:
+        return None
+    return {"limit_a": round(cap.limit_a, 3), "left_s": round(cap.left_s(now), 1)}

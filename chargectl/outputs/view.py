@@ -41,6 +41,13 @@ def render_status(status: Mapping[str, Any], events: Sequence[str] = ()) -> str:
                 f" {lim:6.1f}  [{bar(cur, lim)}]"
             )
         lines.append(f"{'':<10}     breaker thermal {c['thermal_ratio']:.2f}")
+        cap = c.get("cap")
+        if cap:
+            left = int(cap["left_s"])
+            lines.append(
+                f"{'':<10}     CAPPED from above at {cap['limit_a']:.1f} A for "
+                f"{left // 60} min {left % 60:02d} s more"
+            )
     counts = Counter(b["state"] for b in status.get("bays", []))
     lines.append("")
     lines.append(

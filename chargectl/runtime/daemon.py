@@ -30,6 +30,7 @@ from chargectl.drivers.registry import templates_for
 from chargectl.outputs.api import ApiServer, Command, read_token
 from chargectl.outputs.metrics import ShedMetrics, stop
 from chargectl.outputs.reporters import EventLog, MetricsReporter, StatusReporter
+from chargectl.runtime.central_commands import CentralCommands
 from chargectl.runtime.clock import Clock, RealClock
 from chargectl.runtime.contracts import Reporter
 from chargectl.runtime.controller import Controller
@@ -197,6 +198,7 @@ class Daemon:
             "sessions/stop": self._stop_session,
             "alarm/clear": self._clear_alarm,
             "bays/clear-fault": self._clear_fault,
+            **CentralCommands(self).table(),  # circuits/limit, bays/start, cards/*
         }
 
     async def _stop_session(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:

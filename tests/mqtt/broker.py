@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ACL = ROOT / "deploy" / "mosquitto" / "chargectl.acl"
 SHED = "campus"
 PASSWORDS = {SHED: "campus-secret", "north": "north-secret", "ops": "ops-secret"}
+PASSWORDS |= {"energy": "energy-secret"}  # central systems (tests/mqtt/central.py)
 
 
 def free_port() -> int:
