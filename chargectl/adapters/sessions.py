@@ -126,6 +126,7 @@ class SessionLink:
             running,
             np.array([nan if w is None else w for w in power]),
             np.array([nan if c is None else c for c in temps]),
+            np.where(obs.bay_up, obs.bay_fault, -1).astype(np.int64),
         )
 
     def watch_inputs(self) -> WatchInputs:

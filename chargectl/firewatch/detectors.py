@@ -9,8 +9,9 @@ one watches, why, and what it cannot see: docs/firewatch.md.
 
 Severities: over-power at or above its critical level, a socket at or above its critical
 temperature or heating at the critical rate, a rise after the taper (a shorting cell), and
-repeated protection cuts are critical at once; no taper and energy beyond the pack warn first
-and are critical far beyond; erratic power only warns.
+repeated protection cuts of one card's charger are critical at once (of different cards: a
+warning); no taper and energy beyond the pack warn first and are critical far beyond; erratic
+power only warns.
 """
 
 from __future__ import annotations
@@ -406,10 +407,15 @@ class ProtectionCut:
 def repeated_protection_cuts(
     cuts: Sequence[ProtectionCut], settings: FirewatchSettings
 ) -> list[Finding]:
-    """A socket cut `cuts_per_day` times within `cuts_window_s`: critical, named after the
-    session of the cut that completed the count. One finding per socket (its first such cut).
-    `since_s` is the first cut's time in that session, or 0 when the first cut was in an
-    earlier session."""
+    """A socket cut `cuts_per_day` times within `cuts_window_s`, named after the session of
+    the cut that completed the count. One finding per socket (its first such cut). `since_s`
+    is the first cut's time in that session, or 0 when the first cut was in an earlier session.
+
+    Severity: critical when every cut counted was one card's (its pack trips the pile again and
+    again: held, and the card is marked so staff speak to the resident); a warning when the
+    cards differ or one is unknown (the socket, its plug or wiring is as likely as any one
+    pack: staff look at the socket, and no resident is blamed). Either way the pile's own latch
+    already keeps the socket off until staff reset it."""
     s = settings
     out = []
     by_bay: dict[str, list[ProtectionCut]] = {}
@@ -423,14 +429,18 @@ def repeated_protection_cuts(
             hours = (last.t_s - first.t_s) / 3600.0
             reasons = ", ".join(c.reason for c in seq[n - s.cuts_per_day + 1 : n + 1])
             since = first.session_t_s if first.session_id == last.session_id else 0.0
+            counted = seq[n - s.cuts_per_day + 1 : n + 1]
+            one_card = bool(last.card) and all(c.card == last.card for c in counted)
+            severity = Severity.CRITICAL if one_card else Severity.WARNING
+            who = "one card" if one_card else "different or unknown cards"
             seen = (
                 f"cut by the pile's own protection {s.cuts_per_day} times within "
-                f"{hours:.1f} h ({reasons})"
+                f"{hours:.1f} h ({reasons}; {who})"
             )
             out.append(
                 Finding(
                     Kind.REPEATED_PROTECTION_CUTS,
-                    Severity.CRITICAL,
+                    severity,
                     last.session_id,
                     bay,
                     last.card,

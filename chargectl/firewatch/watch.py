@@ -14,6 +14,14 @@ Two paths, because the detectors' signs come at two speeds:
 
 Each (kind, severity) is reported once per session: `tick` returns only findings not reported
 before for that session. A new session at a bay starts a new curve.
+
+The pile's own protection: per bay, the pile's fault code (FAULT_OVER_POWER, FAULT_OVER_TEMP
+latch when the pile cuts a socket; -1 while the bay is not read). A code that latches is one
+cut, named after the session running there, or the one that ran there the tick before (the
+sessions' rules end a cut session in the tick that sees the fault, before the watch runs).
+Each cut that completes `cuts_per_day` within `cuts_window_s` at a socket is a
+`repeated_protection_cuts` finding (`detectors.repeated_protection_cuts`). The cuts are kept in
+memory: a restart forgets them.
 """
 
 from __future__ import annotations
@@ -26,13 +34,21 @@ import numpy as np
 import numpy.typing as npt
 
 from chargectl.firewatch.curve import MINUTE_S, Curve
-from chargectl.firewatch.detectors import Finding, Kind, Severity, check
+from chargectl.firewatch.detectors import (
+    Finding,
+    Kind,
+    ProtectionCut,
+    Severity,
+    check,
+    repeated_protection_cuts,
+)
 from chargectl.firewatch.settings import FirewatchSettings
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 MAX_MINUTES = 720  # 12 h: the longest session the sessions layer allows by default
-# Every (kind, severity) the live watch can report (the curve detectors and the hard
-# thresholds; repeated protection cuts are not watched live): the metric's series.
+# Every (kind, severity) the live watch can report (the curve detectors, the hard thresholds
+# and the pile's repeated cuts): the metric's series.
 LIVE_FINDINGS: tuple[tuple[Kind, Severity], ...] = (
     (Kind.NO_TAPER, Severity.WARNING),
     (Kind.NO_TAPER, Severity.CRITICAL),
@@ -44,7 +60,13 @@ LIVE_FINDINGS: tuple[tuple[Kind, Severity], ...] = (
     (Kind.SOCKET_HEAT, Severity.WARNING),
     (Kind.SOCKET_HEAT, Severity.CRITICAL),
     (Kind.ERRATIC_POWER, Severity.WARNING),
+    (Kind.REPEATED_PROTECTION_CUTS, Severity.WARNING),
+    (Kind.REPEATED_PROTECTION_CUTS, Severity.CRITICAL),
 )
+# The pile's fault codes that are a cut by its own protection (chargectl.control.observe:
+# FAULT_OVER_POWER, FAULT_OVER_TEMP; ../shared/hardware/pile.md, port_state bits 8..15).
+CUT_CODES = {1: "over_power", 2: "over_temp"}
+UNREAD = -1  # a fault code while the bay is not read: the last one read stands
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +143,8 @@ class FireWatch:
         self.settings = settings
         self.max_minutes = max_minutes
         self._tracks: list[_Track | None] = [None] * len(self.bays)
+        self._fault: IntArray | None = None  # the last fault code read per bay
+        self._cuts: list[ProtectionCut] = []  # within cuts_window_s of the latest
 
     def tick(
         self,
@@ -128,11 +152,13 @@ class FireWatch:
         running: Sequence[Running | None],  # [B]
         power_w: FloatArray,  # [B] W, NaN without a reading
         temp_c: FloatArray,  # [B] C, NaN where none is reported
+        fault: IntArray | None = None,  # [B] the pile's fault code, UNREAD where not read
     ) -> list[Finding]:
-        """Take one tick; return the findings not reported before, hard thresholds first."""
+        """Take one tick; return the findings not reported before: the pile's repeated cuts
+        first, then per bay the hard thresholds, then the curve's."""
         if len(running) != len(self.bays):
             raise ValueError(f"running: {len(running)} bays, the watch has {len(self.bays)}")
-        new: list[Finding] = []
+        new: list[Finding] = [] if fault is None else self._protection_cuts(now, running, fault)
         for j, run in enumerate(running):
             track = self._tracks[j]
             if run is None:
@@ -164,6 +190,36 @@ class FireWatch:
                     track.reported.add(key)
                     new.append(f)
         return new
+
+    def _protection_cuts(
+        self, now: float, running: Sequence[Running | None], fault: IntArray
+    ) -> list[Finding]:
+        """The cuts that latched since the last tick; a finding for each that completes the
+        count at its socket (before the tracks move on: a cut session ended this tick)."""
+        codes = np.asarray(fault, dtype=np.int64)
+        if codes.shape != (len(self.bays),):
+            raise ValueError(f"fault: shape {codes.shape}, the watch has {len(self.bays)} bays")
+        last = self._fault
+        self._fault = np.where(codes == UNREAD, UNREAD if last is None else last, codes)
+        if last is None:  # the first reading: faults latched before the watch are no news
+            return []
+        out: list[Finding] = []
+        for j in map(int, np.flatnonzero((codes != last) & (codes != UNREAD) & (last != UNREAD))):
+            reason = CUT_CODES.get(int(codes[j]))
+            if reason is None:
+                continue
+            track = self._tracks[j]
+            run = running[j] or (None if track is None else track.session)
+            sid, card = ("", "") if run is None else (run.session_id, run.card)
+            at = 0.0 if run is None else max(0.0, now - run.start_s)
+            cut = ProtectionCut(now, self.bays[j], sid, card, at, reason)
+            window = self.settings.cuts_window_s
+            self._cuts = [c for c in self._cuts if now - c.t_s < window]
+            self._cuts.append(cut)
+            recent = [c for c in self._cuts if c.bay == cut.bay][-self.settings.cuts_per_day :]
+            # The latest cuts_per_day: a finding only when this cut completes the count.
+            out.extend(repeated_protection_cuts(recent, self.settings))
+        return out
 
     def _hard(self, track: _Track, age: float, w: float, c: float) -> list[Finding]:
         s = self.settings

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chargectl.control.core import ControlCore
-from chargectl.control.layout import FloatArray
+from chargectl.control.layout import FloatArray, IntArray
 from chargectl.control.observe import Decision, Demand, Observation
 from chargectl.firewatch.detectors import Finding
 from chargectl.firewatch.watch import Running
@@ -50,6 +50,9 @@ class WatchInputs:
     running: list[Running | None]  # the session running there
     power_w: FloatArray  # the power the session rules judged (W), NaN without a reading
     temp_c: FloatArray  # the socket's temperature (C), NaN where none
+    # the device's fault code (Observation.bay_fault; a pile's own cuts latch 1 over-power, 2
+    # over-temperature), -1 where the bay was not read this tick; None: not known
+    fault: IntArray | None = None
 
 
 class ShedIO(Protocol):

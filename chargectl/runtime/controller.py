@@ -140,7 +140,8 @@ class Controller:
         # protections (the detectors' thresholds are an e-bike charger's).
         socket = self.layout.socket
         running = [r if socket[j] else None for j, r in enumerate(w.running)]
-        found = tuple(self.firewatch.tick(now, running, w.power_w, w.temp_c))
+        fault = None if w.fault is None else np.where(socket, w.fault, 0)
+        found = tuple(self.firewatch.tick(now, running, w.power_w, w.temp_c, fault))
         for f in found:  # the event log tells staff (outputs/reporters.py)
             if f.severity is Severity.CRITICAL:
                 self.core.hold_out(self.layout.bay_index[f.bay], _HELD_WHY.get(f.kind, "fault"))

@@ -334,9 +334,13 @@ def test_erratic_power_edge() -> None:
 
 
 def _cut(
-    t_h: float, bay: str = "p1-1", session: str = "a", reason: str = "over_power"
+    t_h: float,
+    bay: str = "p1-1",
+    session: str = "a",
+    reason: str = "over_power",
+    card: str = "04aa",
 ) -> ProtectionCut:
-    return ProtectionCut(t_h * 3600.0, bay, session, "04aa", t_h * 3600.0 - 1000.0, reason)
+    return ProtectionCut(t_h * 3600.0, bay, session, card, t_h * 3600.0 - 1000.0, reason)
 
 
 def test_repeated_protection_cuts() -> None:
@@ -350,11 +354,26 @@ def test_repeated_protection_cuts() -> None:
             "p1-1",
             2600.0,
             88640.0,
-            "cut by the pile's own protection 2 times within 23.9 h (over_power, over_temp)",
+            "cut by the pile's own protection 2 times within 23.9 h (over_power, over_temp;"
+            " one card)",
         )
     ]
     other = repeated_protection_cuts([_cut(1.0, session="a"), _cut(3.0, session="b")], S)
-    assert [(f.session_id, f.since_s) for f in other] == [("b", 0.0)]
+    assert [(f.session_id, f.since_s, f.severity) for f in other] == [("b", 0.0, C)]
+    # just inside and just outside the window
+    day = S.cuts_window_s / 3600.0
+    assert len(repeated_protection_cuts([_cut(1.0), _cut(1.0 + day - 1e-6)], S)) == 1
+    assert repeated_protection_cuts([_cut(1.0), _cut(1.0 + day)], S) == []
+
+
+def test_repeated_cuts_of_different_cards_only_warn() -> None:
+    """Two residents' chargers cut at one socket: the socket is as likely as either pack."""
+    cuts = [_cut(1.0, session="a"), _cut(2.0, session="b", card="04bb")]
+    (f,) = repeated_protection_cuts(cuts, S)
+    assert (f.severity, f.card, f.session_id) == (Severity.WARNING, "04bb", "b")
+    assert f.seen.endswith("(over_power, over_power; different or unknown cards)")
+    unknown = [_cut(1.0, card=""), _cut(2.0, card="")]
+    assert [f.severity for f in repeated_protection_cuts(unknown, S)] == [Severity.WARNING]
 
 
 def test_check_orders_by_detection_and_a_silent_curve_finds_nothing() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from chargectl.firewatch.detectors import Finding, Kind, Severity
 from chargectl.firewatch.settings import FirewatchSettings
@@ -110,3 +111,59 @@ def test_the_curve_is_bounded() -> None:
     run(w, 600, 300.0)
     track = w._tracks[0]
     assert track is not None and track.n == 3
+
+
+def _ticks(
+    watch: FireWatch, now: float, running: tuple[Running | None, ...], codes: list[int]
+) -> list[Finding]:
+    return watch.tick(now, running, np.array([300.0, NAN]), np.array([NAN, NAN]), np.array(codes))
+
+
+def test_two_pile_cuts_of_one_card_within_a_day_are_critical() -> None:
+    """The pile latches over-power (1); staff reset it (0); it latches over-temperature (2) in
+    a later session of the same card. The session is named though the sessions' rules ended it
+    in the tick that saw the fault (the watch runs after them)."""
+    w = FireWatch(BAYS, S)
+    assert _ticks(w, 100.0, (A, None), [0, 0]) == []
+    assert _ticks(w, 700.0, (None, None), [1, 0]) == []  # cut 1: A (ended this tick)
+    assert _ticks(w, 800.0, (None, None), [0, 0]) == []  # staff reset the pile's fault
+    a2 = Running("9", A.card, 5000.0)
+    assert _ticks(w, 5000.0, (a2, None), [0, 0]) == []
+    found = _ticks(w, 5600.0, (None, None), [2, 0])
+    assert [(f.kind, f.severity, f.bay, f.card, f.session_id) for f in found] == [
+        (Kind.REPEATED_PROTECTION_CUTS, Severity.CRITICAL, "p1/1", A.card, "9")
+    ]
+    assert (found[0].since_s, found[0].detected_s) == (0.0, 600.0)  # the first in another session
+    assert "(over_power, over_temp; one card)" in found[0].seen
+    assert _ticks(w, 5700.0, (None, None), [2, 0]) == []  # the latch stays: no new cut
+
+
+def test_two_cuts_of_different_cards_warn_and_a_day_apart_nothing() -> None:
+    w = FireWatch(BAYS, S)
+    _ticks(w, 100.0, (A, B), [0, 0])
+    _ticks(w, 200.0, (A, B), [0, 1])  # B cut at p1/2
+    _ticks(w, 300.0, (A, None), [0, 0])
+    c = Running("10", "04eeff", 400.0)
+    _ticks(w, 400.0, (A, c), [0, 0])
+    (f,) = _ticks(w, 500.0, (A, c), [0, 1])
+    assert (f.severity, f.bay, f.card) == (Severity.WARNING, "p1/2", "04eeff")
+    # p1/1: one cut now, one a day later: not within the window
+    _ticks(w, 600.0, (A, None), [1, 0])
+    _ticks(w, 700.0, (None, None), [0, 0])
+    later = 600.0 + S.cuts_window_s
+    _ticks(w, later - 10.0, (A, None), [0, 0])
+    assert _ticks(w, later, (A, None), [1, 0]) == []
+
+
+def test_a_latch_from_before_or_a_bay_not_read_is_no_cut() -> None:
+    w = FireWatch(BAYS, S)
+    assert _ticks(w, 100.0, (A, None), [1, 0]) == []  # latched before the watch began
+    assert _ticks(w, 200.0, (A, None), [-1, 0]) == []  # the pile not read
+    assert _ticks(w, 300.0, (A, None), [1, 0]) == []  # read again: the same latch
+    assert _ticks(w, 400.0, (A, None), [0, 0]) == []
+    assert _ticks(w, 500.0, (A, None), [1, 0]) == []  # one cut
+    assert _ticks(w, 600.0, (A, None), [3, 0]) == []  # welded (3): not a protection cut
+    (f,) = _ticks(w, 700.0, (A, None), [2, 0])
+    assert f.severity is Severity.CRITICAL
+    with pytest.raises(ValueError, match=r"fault: shape \(3,\)"):
+        _ticks(w, 800.0, (A, None), [0, 0, 0])
