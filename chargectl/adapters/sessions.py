@@ -76,10 +76,17 @@ class SessionLink:
         self._sync(now, wall)
 
     def on_tap(self, tap: Tap, now: float, wall: float) -> None:
+        self.tap(tap.bay, tap.uid_hex, now, wall)
+
+    def tap(self, bay: str, uid_hex: str, now: float, wall: float) -> TapResult | None:
+        """A card at a bay: a reader's tap, or an app's start (MQTT `bays/start`), judged alike
+        by the manager and reported alike (this tick's taps). None for a repeat of the same
+        tap, which is only counted (readout)."""
         self._sync(now, wall)
-        result = self.manager.on_tap(tap.bay, tap.uid_hex, now, wall)
-        if result is not None:  # a repeat of the same tap is only counted (readout)
+        result = self.manager.on_tap(bay, uid_hex, now, wall)
+        if result is not None:
             self.taps.append(result)
+        return result
 
     def _sync(self, now: float, wall: float) -> None:
         if self._wall_synced is not None:

@@ -94,6 +94,12 @@ COMMANDS: dict[str, CommandSpec] = {
             "ever lower: above the configured limit is refused, equal to it clears the cap",
             numbers=("limit_a", "ttl_s"),
         ),
+        CommandSpec(
+            "bays/start",
+            ("bay", "card"),
+            "an app's start of `card` (UID hex) at a bay, judged exactly as a tap of it there; "
+            "never stops a session",
+        ),
     )
 }
 assert RESULT_SUFFIX.removeprefix("cmd/") not in COMMANDS  # the answer is never a command

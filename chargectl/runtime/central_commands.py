@@ -15,11 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 from chargectl.control.external_limits import LimitRefused, UnknownCircuit
 from chargectl.outputs.api import Command
+from chargectl.sessions.cards import parse_uid
+from chargectl.sessions.errors import InvalidUid
+from chargectl.sessions.taps import TapOutcome
 
 if TYPE_CHECKING:
     from chargectl.runtime.daemon import Daemon
 
 Answer = tuple[int, dict[str, Any]]
+
+# Why a start was not made, after the tap outcome that says it (the tap event's `result`).
+NOT_STARTED = {
+    TapOutcome.UNKNOWN: "the card is not in the card list",
+    TapOutcome.BLOCKED: "the card is blocked",
+    TapOutcome.EXPIRED: "the card has expired",
+    TapOutcome.QUOTA: "the card's daily energy limit is used up",
+    TapOutcome.BUSY: "another card's session runs at the bay",
+    TapOutcome.UNAVAILABLE: "the bay is in fault or the shed in emergency",
+    TapOutcome.LIMIT: "the card runs as many sessions as sessions.max_per_card allows",
+}
 
 
 class CentralCommands:
@@ -29,6 +43,7 @@ class CentralCommands:
     def table(self) -> dict[str, Command]:
         return {
             "circuits/limit": self.limit_circuit,
+            "bays/start": self.start_at_bay,
         }
 
     async def limit_circuit(self, body: Mapping[str, Any]) -> Answer:
@@ -49,3 +64,40 @@ class CentralCommands:
             f"{float(body['ttl_s']):g} s"
         )
         return 200, {"circuit": circuit, "cap_a": cap.limit_a, "ttl_s": float(body["ttl_s"])}
+
+    async def start_at_bay(self, body: Mapping[str, Any]) -> Answer:
+        """An app's start: the card judged exactly as a tap at the bay (the sessions' own tap
+        path: card checks, session start, lamp, the tap's record, event and metric). It never
+        stops a session: the card's own session at the bay is answered, left running."""
+        d = self.daemon
+        bay, card = body.get("bay"), body.get("card")
+        if not isinstance(bay, str) or bay not in d.layout.bay_index:
+            return 404, {"error": f"unknown bay {str(bay)[:120]!r}"}
+        try:
+            uid = parse_uid(str(card))
+        except InvalidUid as exc:
+            return 400, {"error": f"card: {exc}"}
+        if d.controller.ticks == 0:
+            return 503, {"error": "the daemon is starting: no tick has run yet"}
+        running = d.link.manager.session_at(bay)
+        if running is not None and running.card == uid:
+            return 409, {
+                "error": f"running: card {uid}'s session {running.id} runs at {bay} already "
+                "(bays/start never stops one: sessions/stop does)"
+            }
+        result = d.link.tap(bay, uid, d.clock.now(), d.clock.wall())
+        if result is None:
+            return 409, {
+                "error": f"repeat: card {uid} was at {bay} within sessions.tap_debounce_s: "
+                "taken as the same tap, nothing done"
+            }
+        d.events.add(f"bays/start at {bay} for card {uid}: {result.outcome}")
+        if result.outcome is not TapOutcome.STARTED:
+            why = NOT_STARTED.get(result.outcome, "not started")
+            return 409, {"error": f"{result.outcome}: {why}"}
+        return 200, {
+            "bay": bay,
+            "card": uid,
+            "result": str(result.outcome),
+            "session": result.session,
+        }

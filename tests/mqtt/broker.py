@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ACL = ROOT / "deploy" / "mosquitto" / "chargectl.acl"
 SHED = "campus"
 PASSWORDS = {SHED: "campus-secret", "north": "north-secret", "ops": "ops-secret"}
-PASSWORDS |= {"energy": "energy-secret"}  # central systems (tests/mqtt/central.py)
+# Central systems' users (tests/mqtt/central.py).
+PASSWORDS |= {"energy": "energy-secret", "app": "app-secret"}
 
 
 def free_port() -> int:
