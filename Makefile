@@ -44,12 +44,15 @@ typecheck: $(STAMP)
 
 # The suite runs twice for the kernels: compiled, and with the JIT off so that coverage and
 # plain Python see the same code.
+# Two files at a time (pytest-xdist): most tests wait on real processes, not on the CPU; a
+# module's tests stay on one worker, so its module fixtures run once.
+PYTEST_PAR := -n 2 --dist loadfile
 test: $(STAMP) system-deps lint typecheck
-	$(VENV)/bin/pytest -q -m "not slow" --durations=15
-	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m "not slow" tests/alloc tests/sim_physics tests/sim_devices
+	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_PAR) --durations=15
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q -m "not slow" $(PYTEST_PAR) tests/alloc tests/sim_physics tests/sim_devices
 
 test-long: $(STAMP) system-deps
-	$(VENV)/bin/pytest -q -m slow
+	$(VENV)/bin/pytest -q -m slow $(PYTEST_PAR)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b; done

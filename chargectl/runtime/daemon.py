@@ -244,6 +244,7 @@ class Daemon:
             # In a thread of its own: a cold compile takes seconds, the loop (the API, a
             # simulator in the same process) stays responsive meanwhile, and a stop during it
             # ends the daemon at once without a write (the thread dies with the process).
+            log.info("loading the allocation kernel (numba's cache, or a compile)")
             warmed, warm_s = await _unless_stopped(_in_thread(warm), stop_event)
             if not warmed:
                 log.info("stopped while the kernel compiled: nothing was written")

@@ -33,7 +33,9 @@ def test_sighup_ends_in_the_failsafe_state_like_sigterm(tmp_path: Path) -> None:
         sent = time.monotonic()
         daemon.proc.send_signal(signal.SIGHUP)
         assert daemon.proc.wait(10) == 0
-        assert time.monotonic() - sent <= 1.0 + 0.5  # a second, and a busy 2-core box
+        # The daemon's own shutdown, not the pile's watchdog, left the contacts at the mask:
+        # it ended before the watchdog could have run out.
+        assert time.monotonic() - sent < WATCHDOG_S
         assert pile(sim)["contact_closed"] == [bool((mask >> k) & 1) for k in range(12)]
         wait_until(lambda: pile(sim)["failsafe"], WATCHDOG_S + 3, "fail-safe")
         assert_safe_failsafe(sim, mask)
@@ -49,13 +51,18 @@ def test_a_stop_during_a_cold_compile_ends_at_once_and_writes_nothing(tmp_path: 
     cold: dict[str, Any] = {"NUMBA_CACHE_DIR": str(tmp_path / "empty-numba-cache")}
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log", env=cold)
     try:
-        time.sleep(1.5)  # importing and compiling: a cold compile takes 10 s or more here
+        # The signal handlers are in place before the kernel loads; a cold compile takes 10 s
+        # or more here, so the stop below lands in it.
+        daemon.wait_log("loading the allocation kernel")
+        time.sleep(0.5)
         assert daemon.proc.poll() is None
         assert "first write at" not in daemon.log.read_text(), "the compile was not cold"
         sent = time.monotonic()
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(10) == 0
-        assert time.monotonic() - sent <= 1.5
+        # At once: well before the compile would have ended (what the time allows on a busy
+        # 2-core box; the stop does not wait for the compile's thread).
+        assert time.monotonic() - sent < 5.0
         assert writes(sim) == 0  # no set-up write went out after the signal
         assert "nothing was written" in daemon.log.read_text()
         assert "Traceback" not in daemon.log.read_text()
