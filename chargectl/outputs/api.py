@@ -10,6 +10,7 @@ loop and answered when the loop has carried them out.
     POST /bays/clear-fault       {"bay": "pile-a/3"}  -> reset a fault, a weld, a fire-risk hold
     POST /circuits/limit         {"circuit": "main", "limit_a": 20, "ttl_s": 900}: a cap
     POST /bays/start             {"bay": "pile-a/3", "card": "04A1B2C3"}: as a tap there
+    POST /cards/upsert, /cards/block   the central card list's changes, versioned
   and every other command of the MQTT table (docs/mqtt.md), with the same fields and answers.
 
 Who may ask (checked in this order, for every request):

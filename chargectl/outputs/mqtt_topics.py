@@ -100,6 +100,21 @@ COMMANDS: dict[str, CommandSpec] = {
             "an app's start of `card` (UID hex) at a bay, judged exactly as a tap of it there; "
             "never stops a session",
         ),
+        CommandSpec(
+            "cards/upsert",
+            ("uid", "name"),
+            "register or replace a card from the central list (fields as the card CSV), unless "
+            "the box holds it at this `version` or newer",
+            numbers=("version",),
+            optional=("daily_kwh", "expires", "status"),
+        ),
+        CommandSpec(
+            "cards/block",
+            ("uid",),
+            "block a card from the central list unless the box holds it at this `version` or "
+            "newer; its running session is stopped",
+            numbers=("version",),
+        ),
     )
 }
 assert RESULT_SUFFIX.removeprefix("cmd/") not in COMMANDS  # the answer is never a command

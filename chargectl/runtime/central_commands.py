@@ -10,13 +10,18 @@ answers (code, body): 200 with what it did, or a 4xx with an `error`, having cha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chargectl.control.external_limits import LimitRefused, UnknownCircuit
 from chargectl.outputs.api import Command
-from chargectl.sessions.cards import parse_uid
-from chargectl.sessions.errors import InvalidUid
+from chargectl.sessions import card_sync, ledger
+from chargectl.sessions.card_sync import CardChange
+from chargectl.sessions.cards import CardBook, parse_uid
+from chargectl.sessions.errors import InvalidInput, InvalidUid, LedgerError
 from chargectl.sessions.taps import TapOutcome
 
 if TYPE_CHECKING:
@@ -44,6 +49,8 @@ class CentralCommands:
         return {
             "circuits/limit": self.limit_circuit,
             "bays/start": self.start_at_bay,
+            "cards/upsert": self.upsert_card,
+            "cards/block": self.block_card,
         }
 
     async def limit_circuit(self, body: Mapping[str, Any]) -> Answer:
@@ -76,7 +83,7 @@ class CentralCommands:
         try:
             uid = parse_uid(str(card))
         except InvalidUid as exc:
-            return 400, {"error": f"card: {exc}"}
+            return 400, {"error": _clip(f"card: {exc}")}
         if d.controller.ticks == 0:
             return 503, {"error": "the daemon is starting: no tick has run yet"}
         running = d.link.manager.session_at(bay)
@@ -101,3 +108,69 @@ class CentralCommands:
             "result": str(result.outcome),
             "session": result.session,
         }
+
+    async def upsert_card(self, body: Mapping[str, Any]) -> Answer:
+        try:
+            card, version = card_sync.upsert_from(body)
+        except InvalidInput as exc:
+            return 400, {"error": _clip(str(exc))}
+        wall = self.daemon.clock.wall()
+        return await self._card_change(
+            lambda conn: card_sync.apply_upsert(conn, card, version, wall), "upserted"
+        )
+
+    async def block_card(self, body: Mapping[str, Any]) -> Answer:
+        try:
+            uid, version = card_sync.block_from(body)
+        except InvalidInput as exc:
+            return 400, {"error": _clip(str(exc))}
+        wall = self.daemon.clock.wall()
+        return await self._card_change(
+            lambda conn: card_sync.apply_block(conn, uid, version, wall), "blocked"
+        )
+
+    async def _card_change(
+        self, change: Callable[[sqlite3.Connection], CardChange], what: str
+    ) -> Answer:
+        """Write a versioned card change in a thread of its own (a connection of its own, as
+        the staff command line's: the loop never waits on the disk), adopt the card book read
+        right after it, and end a running session of a card that is now blocked."""
+        d = self.daemon
+        try:
+            done, book = await asyncio.to_thread(_write_cards, d.writer.path, change)
+        except (LedgerError, sqlite3.Error) as exc:
+            return 503, {"error": _clip(f"the ledger did not take it: {exc}")}
+        out: dict[str, Any] = {"uid": done.uid, "applied": done.applied, "version": done.version}
+        if not done.applied:
+            return 200, out | {"status": done.status}
+        d.writer.adopt_cards(book)
+        stopped: list[str] = []
+        if done.status == "blocked":
+            # A blocked card charges no further (a lost or stolen card): its session ends now,
+            # as a staff stop, rather than running on unseen until it is full.
+            now, wall = d.clock.now(), d.clock.wall()
+            for bay in d.link.manager.bays:
+                s = d.link.manager.session_at(bay)
+                if s is not None and s.card == done.uid and d.link.staff_stop(bay, now, wall):
+                    stopped.append(bay)
+        d.events.add(
+            f"card {done.uid} {what} from the central list (version {done.version})"
+            + (f": its session stopped at {', '.join(stopped)}" if stopped else "")
+        )
+        return 200, out | {"status": done.status, "stopped": stopped}
+
+
+def _write_cards(
+    path: Path, change: Callable[[sqlite3.Connection], CardChange]
+) -> tuple[CardChange, CardBook]:
+    conn = ledger.connect(path)
+    try:
+        done = change(conn)
+        return done, ledger.load_cards(conn)
+    finally:
+        conn.close()
+
+
+def _clip(text: str, at: int = 240) -> str:
+    """What a sender sent, quoted back no longer than this."""
+    return text if len(text) <= at else text[:at] + "..."

@@ -189,7 +189,7 @@ def parse_cards_csv(text: str, path: str = "<csv>") -> list[Card]:
                 continue
             cells = dict(zip(header, row, strict=True))
             try:
-                card = _card_from_cells(cells)
+                card = card_from_cells(cells)
             except InvalidInput as exc:
                 problems.append((line, str(exc)))
                 continue
@@ -210,7 +210,9 @@ def parse_cards_csv(text: str, path: str = "<csv>") -> list[Card]:
     return cards
 
 
-def _card_from_cells(cells: Mapping[str, str]) -> Card:
+def card_from_cells(cells: Mapping[str, str]) -> Card:
+    """One card from its fields as text (a CSV line's cells, the central list's `cards/upsert`):
+    uid and name required, daily_kwh, expires and status optional (blank: none, active)."""
     uid = parse_uid(cells["uid"])
     name = parse_name(cells["name"])
     kwh = cells.get("daily_kwh", "").strip()

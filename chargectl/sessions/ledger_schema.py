@@ -116,12 +116,19 @@ _V5 = (
     ) WITHOUT ROWID""",
 )
 
+# v6: the version of a card's latest change from the central card list (MQTT cards/upsert and
+# cards/block, chargectl.sessions.card_sync): a message with a version at or below it changes
+# nothing, so an old message delivered late never undoes a newer one. NULL: the card was never
+# changed from the central list (staff changes on the box leave it as it is).
+_V6 = ("ALTER TABLE cards ADD COLUMN version INTEGER",)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2,
     _V3,
     _V4,
     _V5,
+    _V6,
 )  # MIGRATIONS[n] takes version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

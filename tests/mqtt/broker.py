@@ -21,7 +21,7 @@ ACL = ROOT / "deploy" / "mosquitto" / "chargectl.acl"
 SHED = "campus"
 PASSWORDS = {SHED: "campus-secret", "north": "north-secret", "ops": "ops-secret"}
 # Central systems' users (tests/mqtt/central.py).
-PASSWORDS |= {"energy": "energy-secret", "app": "app-secret"}
+PASSWORDS |= {"energy": "energy-secret", "app": "app-secret", "cardlist": "cardlist-secret"}
 
 
 def free_port() -> int:
