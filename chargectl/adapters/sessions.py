@@ -134,6 +134,7 @@ class SessionLink:
             np.array([nan if w is None else w for w in power]),
             np.array([nan if c is None else c for c in temps]),
             np.where(obs.bay_up, obs.bay_fault, -1).astype(np.int64),
+            np.array([nan if o.va is None else o.va for o in seen.values()]),
         )
 
     def watch_inputs(self) -> WatchInputs:

@@ -341,15 +341,33 @@ def socket_heat(curve: Curve, settings: FirewatchSettings) -> list[Finding]:
     return out
 
 
+# A stage change's sample may end a little below the lower level (the float stage's noise).
+STEP_TOLERANCE = 0.9
+
+
 def erratic_power(curve: Curve, settings: FirewatchSettings) -> list[Finding]:
     """Power jumping within samples (a contact that drops out for seconds): `swing_count`
     samples within `swing_window_s` whose peak is far above their mean. Samples next to a pause
-    do not count (a pause or resume inside a minute looks the same). A warning."""
+    do not count (a pause or resume inside a minute looks the same), nor a stage change inside
+    a sample: the levels before and after it differ by `swing_ratio` or more and its mean lies
+    between them (the step down to float; a charger back at its constant-current level after
+    a supply dip once it had tapered, chargers.py restart_cc_s). A poor contact drops out and
+    comes back to the level it left. So a sample counts once the next one is known (the last
+    sample waits a minute). A warning."""
     sh = _shape(curve, settings)
     if sh is None:
         return []
     s, mean, peak, t = settings, curve.mean_w, curve.peak_w, curve.t
+    n = len(curve)
+    before, after = np.full(n, np.nan), np.full(n, np.nan)
+    before[1:], after[:-1] = mean[:-1], mean[1:]
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.fmin(before, after), np.fmax(before, after)
+        stage_change = (hi >= s.swing_ratio * lo) & (mean >= STEP_TOLERANCE * lo) & (mean <= hi)
+    known_after = np.zeros(n, dtype=np.bool_)
+    known_after[:-1] = True
     swing = sh.on & ~sh.near_off & (peak >= s.swing_ratio * mean) & (peak - mean >= s.swing_min_w)
+    swing &= known_after & ~stage_change
     idx = np.flatnonzero(swing)
     for n in range(s.swing_count - 1, idx.size):
         first, last = int(idx[n - s.swing_count + 1]), int(idx[n])

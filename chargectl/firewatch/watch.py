@@ -8,9 +8,13 @@ use: the device's own, else current x voltage; NaN without a reading) and socket
 Two paths, because the detectors' signs come at two speeds:
 - the hard thresholds, on the tick's own values every tick: power at or above
   `over_power_critical_w`, a socket at or above `temp_critical_c`. Either is critical at
-  once, so the tick that sees it can cut the socket (issue 12: within one tick);
+  once, so the tick that sees it can cut the socket (issue 12: within one tick). The pile's
+  power reading is up to a slow poll old; with the tick's current x voltage (`va`) the power
+  judged is also that at the lowest power factor the session has shown (`_Track.power_now`):
+  a heater or a modified pack joining a running charger is seen in the tick its current is;
 - the curve detectors (`check`), once per completed minute per session, on the session's
-  per-minute curve so far (at most `max_minutes`; a minute without ticks is a gap).
+  per-minute curve so far (at most `max_minutes`; a minute without ticks is a gap); at most
+  `checks_per_tick` sessions a tick, the others in the next ticks in turn.
 
 Each (kind, severity) is reported once per session: `tick` returns only findings not reported
 before for that session. A new session at a bay starts a new curve.
@@ -47,6 +51,11 @@ from chargectl.firewatch.settings import FirewatchSettings
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 MAX_MINUTES = 720  # 12 h: the longest session the sessions layer allows by default
+# Curve checks per tick at most (`check` on a 12 h curve takes about 2 ms): sessions whose
+# minutes end in one tick (tapped together) are checked over the next ticks, in turn, so a
+# tick of a 200-socket shed never holds 200 checks. A minute's check waits at most
+# ceil(sockets / CHECKS_PER_TICK) ticks.
+CHECKS_PER_TICK = 8
 # Every (kind, severity) the live watch can report (the curve detectors, the hard thresholds
 # and the pile's repeated cuts): the metric's series.
 LIVE_FINDINGS: tuple[tuple[Kind, Severity], ...] = (
@@ -67,6 +76,10 @@ LIVE_FINDINGS: tuple[tuple[Kind, Severity], ...] = (
 # FAULT_OVER_POWER, FAULT_OVER_TEMP; ../shared/hardware/pile.md, port_state bits 8..15).
 CUT_CODES = {1: "over_power", 2: "over_temp"}
 UNREAD = -1  # a fault code while the bay is not read: the last one read stands
+# The hard over-power threshold between the pile's slow power readings: the tick's current x
+# voltage at the session's lowest power factor seen (chargers: 0.5..0.99, a heater 1).
+PF_FLOOR = 0.45
+MIN_VA = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,25 @@ class _Track:
     temps: int = 0
     sum_c: float = 0.0
     reported: set[tuple[Kind, Severity]] = field(default_factory=set)
+    due: bool = False  # a minute was added and the curve is not checked since
+    pf: float = math.inf  # the lowest power factor seen at a fresh power reading
+    last_w: float = math.nan  # the power of the last tick (a change: a fresh reading)
+
+    def power_now(self, w: float, va: float, off_w: float) -> float:
+        """The tick's power for the hard threshold: the reading `w` (up to a slow poll old),
+        or the tick's current x voltage at the lowest power factor the session has shown,
+        whichever is higher. A reading that changed is fresh (read with this tick's `va`):
+        its ratio to `va` is a power factor seen. Below PF_FLOOR (no charger's) the ratio is
+        a glitch of timing and the estimate is not used."""
+        # (w == va: the rules' fallback to current x voltage, no power reading at all)
+        fresh = math.isfinite(w) and w not in (self.last_w, va)
+        if fresh and w > off_w and va > MIN_VA:
+            self.pf = min(self.pf, w / va, 1.0)
+        self.last_w = w
+        if not (math.isfinite(va) and PF_FLOOR <= self.pf <= 1.0):
+            return w
+        est = va * self.pf
+        return est if not math.isfinite(w) or est > w else w
 
     def __post_init__(self) -> None:
         self.t = np.zeros(self.limit)
@@ -138,10 +170,13 @@ class FireWatch:
         settings: FirewatchSettings,
         *,
         max_minutes: int = MAX_MINUTES,
+        checks_per_tick: int = CHECKS_PER_TICK,
     ) -> None:
         self.bays = tuple(bays)
         self.settings = settings
         self.max_minutes = max_minutes
+        self.checks_per_tick = checks_per_tick
+        self._next_check = 0  # the bay the round of due checks starts from
         self._tracks: list[_Track | None] = [None] * len(self.bays)
         self._fault: IntArray | None = None  # the last fault code read per bay
         self._cuts: list[ProtectionCut] = []  # within cuts_window_s of the latest
@@ -152,7 +187,9 @@ class FireWatch:
         running: Sequence[Running | None],  # [B]
         power_w: FloatArray,  # [B] W, NaN without a reading
         temp_c: FloatArray,  # [B] C, NaN where none is reported
+        *,
         fault: IntArray | None = None,  # [B] the pile's fault code, UNREAD where not read
+        va: FloatArray | None = None,  # [B] the tick's current x voltage, NaN without
     ) -> list[Finding]:
         """Take one tick; return the findings not reported before: the pile's repeated cuts
         first, then per bay the hard thresholds, then the curve's."""
@@ -171,11 +208,12 @@ class FireWatch:
             if not age >= 0.0:  # NaN or a start in the future: nothing to place the tick in
                 continue
             w, c = float(power_w[j]), float(temp_c[j])
-            found = self._hard(track, age, w, c)
+            now_w = w if va is None else track.power_now(w, float(va[j]), self.settings.off_w)
+            how = "" if now_w == w else f" (current x voltage at power factor {track.pf:.2f})"
+            found = self._hard(track, age, now_w, c, how)
             minute = int(age // MINUTE_S)
             if minute != track.minute:
-                if track.close_minute():
-                    found.extend(check(track.curve(), self.settings))
+                track.due |= track.close_minute()
                 track.minute = minute
             if math.isfinite(w):
                 track.ticks += 1
@@ -184,12 +222,36 @@ class FireWatch:
                 if math.isfinite(c):
                     track.temps += 1
                     track.sum_c += c
-            for f in found:
-                key = (f.kind, f.severity)
-                if key not in track.reported:
-                    track.reported.add(key)
-                    new.append(f)
-        return new
+            new.extend(self._news(track, found))
+        return new + self._checks()
+
+    def _checks(self) -> list[Finding]:
+        """The curve detectors on the due sessions, at most `checks_per_tick`, in turn."""
+        out: list[Finding] = []
+        n, done = len(self._tracks), 0
+        for k in range(n):
+            j = (self._next_check + k) % n
+            track = self._tracks[j]
+            if track is None or not track.due:
+                continue
+            if done == self.checks_per_tick:
+                self._next_check = j
+                return out
+            track.due = False
+            done += 1
+            out.extend(self._news(track, check(track.curve(), self.settings)))
+        return out
+
+    @staticmethod
+    def _news(track: _Track, found: list[Finding]) -> list[Finding]:
+        """Each (kind, severity) once per session."""
+        out = []
+        for f in found:
+            key = (f.kind, f.severity)
+            if key not in track.reported:
+                track.reported.add(key)
+                out.append(f)
+        return out
 
     def _protection_cuts(
         self, now: float, running: Sequence[Running | None], fault: IntArray
@@ -221,12 +283,12 @@ class FireWatch:
             out.extend(repeated_protection_cuts(recent, self.settings))
         return out
 
-    def _hard(self, track: _Track, age: float, w: float, c: float) -> list[Finding]:
+    def _hard(self, track: _Track, age: float, w: float, c: float, how: str) -> list[Finding]:
         s = self.settings
         out = []
         if math.isfinite(w) and w >= s.over_power_critical_w:
             seen = (
-                f"{w:,.0f} W at the socket, far above any e-bike charger (critical at "
+                f"{w:,.0f} W at the socket{how}, far above any e-bike charger (critical at "
                 f"{s.over_power_critical_w:,.0f} W)"
             )
             out.append(self._finding(track, Kind.OVER_POWER, age, seen))

@@ -53,6 +53,7 @@ class WatchInputs:
     # the device's fault code (Observation.bay_fault; a pile's own cuts latch 1 over-power, 2
     # over-temperature), -1 where the bay was not read this tick; None: not known
     fault: IntArray | None = None
+    va: FloatArray | None = None  # the tick's current x voltage (VA), NaN without a reading
 
 
 class ShedIO(Protocol):

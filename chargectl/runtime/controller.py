@@ -141,7 +141,7 @@ class Controller:
         socket = self.layout.socket
         running = [r if socket[j] else None for j, r in enumerate(w.running)]
         fault = None if w.fault is None else np.where(socket, w.fault, 0)
-        found = tuple(self.firewatch.tick(now, running, w.power_w, w.temp_c, fault))
+        found = tuple(self.firewatch.tick(now, running, w.power_w, w.temp_c, fault=fault, va=w.va))
         for f in found:  # the event log tells staff (outputs/reporters.py)
             if f.severity is Severity.CRITICAL:
                 self.core.hold_out(self.layout.bay_index[f.bay], _HELD_WHY.get(f.kind, "fault"))

@@ -116,7 +116,9 @@ def test_the_curve_is_bounded() -> None:
 def _ticks(
     watch: FireWatch, now: float, running: tuple[Running | None, ...], codes: list[int]
 ) -> list[Finding]:
-    return watch.tick(now, running, np.array([300.0, NAN]), np.array([NAN, NAN]), np.array(codes))
+    return watch.tick(
+        now, running, np.array([300.0, NAN]), np.array([NAN, NAN]), fault=np.array(codes)
+    )
 
 
 def test_two_pile_cuts_of_one_card_within_a_day_are_critical() -> None:
@@ -167,3 +169,46 @@ def test_a_latch_from_before_or_a_bay_not_read_is_no_cut() -> None:
     assert f.severity is Severity.CRITICAL
     with pytest.raises(ValueError, match=r"fault: shape \(3,\)"):
         _ticks(w, 800.0, (A, None), [0, 0, 0])
+
+
+def _slow(watch: FireWatch, now: float, w: float, va: float) -> list[Finding]:
+    return watch.tick(
+        now, (A, None), np.array([w, NAN]), np.array([NAN, NAN]), va=np.array([va, NAN])
+    )
+
+
+def test_a_heater_joining_a_charger_is_seen_in_its_first_tick_between_slow_readings() -> None:
+    """A charger at power factor 0.6 (300 W, 500 VA); the pile's power is read every 10 ticks.
+    A 1,000 W heater joins between readings: its tick's VA at the session's power factor is
+    900 W or more, critical at once, not at the next reading."""
+    w = FireWatch(BAYS, S)
+    for k in range(30):
+        assert _slow(w, 100.0 + k, 300.0 + (k // 10), 500.0) == []  # read at k = 0, 10, 20
+    (f,) = _slow(w, 130.5, 302.0, 500.0 + 1000.0)  # the reading still the charger's
+    assert (f.kind, f.severity) == (Kind.OVER_POWER, Severity.CRITICAL)
+    assert f.seen.startswith("900 W at the socket (current x voltage at power factor 0.60)")
+
+
+def test_a_low_power_factor_charger_is_never_judged_by_its_va() -> None:
+    """li72 at power factor 0.5: 488 W, 976 VA (over 900) every tick, readings now and then;
+    and where no reading comes at all (the rules judge VA: w == va) nothing is learnt."""
+    w = FireWatch(BAYS, S)
+    for k in range(200):
+        assert _slow(w, 100.0 + k, 488.0 + (k // 10) % 2, 976.0) == []
+    w2 = FireWatch(BAYS, S)
+    assert _slow(w2, 100.0, 600.0, 600.0) == []  # the fallback: VA is all there is
+    assert _slow(w2, 101.0, 300.0, 600.0) == []  # a reading at PF 0.5
+    assert _slow(w2, 102.0, 300.0, 1790.0) == []  # 1,790 VA x 0.5 = 895 W: under 900
+    (f,) = _slow(w2, 103.0, 300.0, 1800.0)
+    assert f.seen.startswith("900 W")
+
+
+def test_curve_checks_are_spread_over_ticks_when_many_minutes_end_together() -> None:
+    """20 sessions tapped in one tick, each drawing 700 W: the over-power warning (two whole
+    minutes) is due for all in the same tick; 8 are checked a tick, in turn."""
+    bays = [f"p/{k}" for k in range(20)]
+    runs = [Running(str(k), f"04{k:06x}", 0.0) for k in range(20)]
+    w = FireWatch(bays, S, checks_per_tick=8)
+    watts, temps = np.full(20, 700.0), np.full(20, NAN)
+    per_tick = [len(w.tick(float(t), runs, watts, temps)) for t in range(0, 126)]
+    assert per_tick[120:123] == [8, 8, 4] and sum(per_tick) == 20
