@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "how many sockets a supply carries: replays over counts, seeds",
     ),
     "warm": ("warm", "compile the numba kernels into their cache, before the first start"),
+    "fleet": ("fleet", "an edge box's bridge to the central broker; the central Prometheus"),
 }
 
 
