@@ -6,7 +6,7 @@ simulator and daemon, its edge mosquitto on the config `chargectl fleet bridge` 
 (b) with both links cut for 30 s, every tap made at the sheds meanwhile reaches the centre
     once the links return, and nothing was dropped; a card command sent centrally during the
     cut is delivered after it (queued), a staff stop is not (never kept for an absent shed);
-(c) a card blocked centrally is refused at both sheds.
+(c) a card blocked centrally (`cards/block`) is refused at both sheds.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from tests.fleet.rig import SHEDS, Centre, ShedBox, start_shed
 from tests.mqtt.broker import Broker
-from tests.rig import CARD, bay_card
+from tests.rig import CARD, OTHER_CARD, bay_card
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,7 +46,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     try:
         centre = Centre(central.port)
         for name in SHEDS:
-            boxes[name] = start_shed(name, central, root / name, [CARD])
+            boxes[name] = start_shed(name, central, root / name, [CARD, OTHER_CARD])
         for box in boxes.values():
             box.daemon.wait_up()
         yield Fleet(central, centre, boxes)
@@ -86,26 +86,34 @@ def test_a_link_cut_for_30_s_loses_no_event(fleet: Fleet) -> None:
     for shed in SHEDS:  # the centre sees each link go: the bridge's Will
         centre.until(lambda t, p, s=shed: _is(t, s, "bridge") and p == 0)
     # While the links are down: residents tap at every shed (each tap seen by its daemon
-    # before the next: a pile holds only its latest), staff stop a session from the centre.
+    # before the next: a pile holds only its latest); the card list blocks a card (queued
+    # for the shed), staff stop a session (not kept for it).
     for box in fleet.boxes.values():
         for bay in BAYS:
             box.tap(bay, bay_card(bay))
             box.wait_bay(bay, ("charging", "waiting"))
         centre.send(f"chargectl/{box.name}/cmd/sessions/stop", {"bay": BAYS[0], "id": "late"})
+        block = {"uid": OTHER_CARD, "version": int(time.time()), "id": "queued"}
+        centre.send(f"chargectl/{box.name}/cmd/cards/block", block)
     time.sleep(max(0.0, CUT_S - (time.monotonic() - cut_at)))
     for box in fleet.boxes.values():
         box.link.restore()
 
+    # Every tap, and each shed's answer to the queued block, in whatever order they come.
     want = {(shed, bay, bay_card(bay)) for shed in SHEDS for bay in BAYS}
     got: set[tuple[str, str, str]] = set()
+    blocked: set[str] = set()
 
-    def tap_arrived(topic: str, p: Any) -> bool:
+    def all_arrived(topic: str, p: Any) -> bool:
         shed = topic.split("/")[1]
         if topic.endswith("/events/tap") and p["result"] == "started":
             got.add((shed, p["bay"], p["card"]))
-        return got == want
+        if topic.endswith("/cmd/result") and p["id"] == "queued":
+            assert p["ok"] and p["result"]["applied"], p
+            blocked.add(shed)
+        return got == want and blocked == set(SHEDS)
 
-    centre.until(tap_arrived, within=30)
+    centre.until(all_arrived, within=30)
     for shed in SHEDS:
         _, state = centre.until(lambda t, p, s=shed: _is(t, s, "state"))
         assert state["events_dropped"] == 0
@@ -115,3 +123,30 @@ def test_a_link_cut_for_30_s_loses_no_event(fleet: Fleet) -> None:
         assert fleet.boxes[shed].bay_state(BAYS[0]) in ("charging", "waiting")
     late = [m for m in centre.seen if m[0].endswith("/cmd/result") and b'"late"' in m[1]]
     assert late == []
+
+
+def test_a_card_blocked_centrally_is_refused_at_both_sheds(fleet: Fleet) -> None:
+    centre = fleet.centre
+    version = int(time.time() * 1000)
+    for shed in SHEDS:
+        block = {"uid": CARD, "version": version, "id": f"block-{shed}"}
+        centre.send(f"chargectl/{shed}/cmd/cards/block", block)
+    for shed in SHEDS:
+        _, answer = centre.until(
+            lambda t, p, s=shed: _is(t, s, "cmd/result") and p["id"] == f"block-{s}"
+        )
+        assert answer["ok"] and answer["result"]["status"] == "blocked", answer
+    bay = "pile-a/5"
+    for box in fleet.boxes.values():
+        box.tap(bay, CARD)
+    refused = set()
+
+    def tap_refused(topic: str, p: Any) -> bool:
+        if topic.endswith("/events/tap") and p["card"] == CARD and p["bay"] == bay:
+            assert p["result"] == "blocked", p
+            refused.add(topic.split("/")[1])
+        return refused == set(SHEDS)
+
+    centre.until(tap_refused)
+    for box in fleet.boxes.values():
+        assert box.bay_state(bay) == "idle"
