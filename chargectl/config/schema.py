@@ -99,7 +99,7 @@ class ControlSettings:
     min_on_s: float = 900.0
     min_off_s: float = 120.0
     socket_nominal_a: float = 2.5  # a socket about to close counts this until measured
-    ramp_margin_a: float = 0.3  # added to a measured socket current (chargers ramp, wander)
+    ramp_margin_a: float = 0.3  # a lone socket's; n on a circuit-phase share it x sqrt(n)
     wallbox_probe_a: float = 1.0  # room a wallbox gets above what its car draws
     slow_poll_s: float = 10.0  # energy, power and temperature blocks
     thermal_derate_ratio: float = 0.8  # breaker thermal ratio above which the plan is lowered

@@ -454,7 +454,7 @@ class ControlCore:
         s = self.settings
         lay = self.layout
         sock = lay.socket
-        measured = obs.bay_current_a + s.ramp_margin_a
+        measured = obs.bay_current_a + self._margin_shares(self.on & sock)
         ramping = since < RAMP_S
         on_amps = np.where(ramping, np.maximum(measured, s.socket_nominal_a), measured)
         sock_amps = np.where(self.on, on_amps, s.socket_nominal_a)
@@ -472,6 +472,19 @@ class ControlCore:
         min_a = np.where(sock, sock_amps, self.layout.wallbox_min_a)
         max_a = np.where(sock, np.where(sock_ok, sock_amps, 0.0), np.where(wb_ok, wb_max, 0.0))
         return min_a, max_a
+
+    def _margin_shares(self, on: BoolArray) -> FloatArray:
+        """[B]: each switched-on socket's share of the ramp margin of its circuit and phase.
+        Chargers wander independently of each other, so n of them on one circuit-phase need
+        `ramp_margin_a` x sqrt(n) together, not x n: with 34 sockets on a phase, 1.7 A held
+        back rather than 10 A (measured on the evening-peak replay: the plan stood 10.8 A
+        above the true current of the campus main while residents waited). What moves them
+        all at once (a sag, a load step) the meters show between ticks, and that sheds."""
+        lay = self.layout
+        group = lay.bay_circuit * 3 + np.argmax(lay.bay_phases, axis=1)
+        n = np.bincount(group[on], minlength=lay.n_circuits * 3)
+        share = self.settings.ramp_margin_a / np.sqrt(np.maximum(n[group], 1))
+        return np.where(lay.socket, share, self.settings.ramp_margin_a)
 
     def _states(
         self,

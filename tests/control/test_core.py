@@ -236,3 +236,18 @@ def test_a_frozen_meter_counts_as_lost_after_five_seconds() -> None:
     obs.meter_a[0, 0] = 4.1  # it moves again: believed again
     d = core.step(9.0, obs, demand)
     assert d.unmanaged_a[0, 0] < 7.0
+
+
+@pytest.mark.parametrize("n", [1, 4, 16])
+def test_sockets_on_one_phase_share_the_ramp_margin_as_its_square_root(n: int) -> None:
+    # Chargers wander independently: n of them on one circuit-phase hold back
+    # ramp_margin_a x sqrt(n) together (a lone socket its whole margin), not n margins.
+    _shed, lay, core, obs = make(ports=16, row_limit=60.0, main_limit=100.0)
+    demand = want(lay, [f"pa/{i}" for i in range(1, n + 1)])
+    for t in range(12):  # past the staggered closes and the ramp's nominal current
+        d = core.step(float(t), obs, demand)
+        physical(lay, core, obs, 1.0)
+    assert int(core.on.sum()) == n
+    row = lay.circuit_ids.index("row-a")
+    margin = core.settings.ramp_margin_a
+    assert d.planned_a[row, 0] == pytest.approx(n * 1.0 + margin * np.sqrt(n))
