@@ -4,14 +4,12 @@ No clock and no I/O: a curve in, findings out, so the same code runs on a live s
 tick, on a stored session, and in replays. Each detector reports, per severity, the first time
 its sign was seen (`since_s`: where the sign became certain) and when the curve showed it
 (`detected_s`: the end of the sample that completed it), both in seconds from the session's
-start. A later, worse sign is a second finding of the same kind, not a replacement. What each
-one watches, why, and what it cannot see: docs/firewatch.md.
+start. A later, worse sign is a second finding of the same kind. What each one watches, why,
+and what it cannot see: docs/firewatch.md.
 
-Severities: over-power at or above its critical level, a socket at or above its critical
-temperature or heating at the critical rate, a rise after the taper (a shorting cell), and
-repeated protection cuts of one card's charger are critical at once (of different cards: a
-warning); no taper and energy beyond the pack warn first and are critical far beyond; erratic
-power only warns.
+Severities: over-power or socket heat at the critical level or rate, a rise after the taper
+(a shorting cell) and repeated protection cuts of one card's charger are critical at once;
+no taper and energy beyond the pack warn first, critical far beyond; erratic power warns.
 """
 
 from __future__ import annotations
@@ -209,7 +207,7 @@ def rise_after_taper(curve: Curve, settings: FirewatchSettings) -> list[Finding]
         return []
     s, cc, t, mean = settings, sh.cls.cc_w, curve.t, curve.mean_w
     restart_t = float(t[int(np.flatnonzero(sh.on)[0])])
-    trough = math.inf
+    trough, found = math.inf, None
     run_start: int | None = None
     for i in range(len(curve)):
         if not sh.on[i]:
@@ -235,17 +233,51 @@ def rise_after_taper(curve: Curve, settings: FirewatchSettings) -> list[Finding]
                 f"{mean[i]:,.0f} W for {held / 60:.0f} min after the charge had tapered to "
                 f"{trough:,.0f} W (constant current {cc:,.0f} W)"
             )
-            detected = float(t[i]) + curve.period_s
-            return [
-                _finding(
-                    curve,
-                    Kind.RISE_AFTER_TAPER,
-                    Severity.CRITICAL,
-                    (float(t[run_start]), detected),
-                    seen,
-                )
-            ]
-    return []
+            found = (float(t[run_start]), float(t[i]) + curve.period_s, seen)
+            break
+    step = _step_in_taper(curve, sh, settings)
+    found = step if step is not None and (found is None or step[1] < found[1]) else found
+    if found is None:
+        return []
+    return [_finding(curve, Kind.RISE_AFTER_TAPER, Severity.CRITICAL, found[:2], found[2])]
+
+
+def _step_in_taper(
+    curve: Curve, sh: _Shape, s: FirewatchSettings
+) -> tuple[float, float, str] | None:
+    """A step up between steady minutes after the taper, at most one partial minute apart,
+    not to CC nor in a restart's allowance, held without a pause or a step down as large."""
+    assert sh.tapered_at is not None
+    cc, t, mean, peak = sh.cls.cc_w, curve.t, curve.mean_w, curve.peak_w
+    at = prev = None  # the minute the step came in; the last steady minute
+    base, top, restart_t = 0.0, 0.0, -math.inf
+    for i in range(1, len(curve)):
+        if sh.restart[i] or sh.fresh[i]:
+            restart_t = float(t[i])
+        joined = t[i] - t[i - 1] < curve.period_s * 1.5
+        if not (sh.on[i] and joined) or sh.near_off[i] or sh.restart[i]:
+            at = prev = None
+            continue
+        if i <= sh.tapered_at or not sh.steady[i]:
+            continue  # a partial minute (the step inside it) keeps `prev`
+        if prev is not None and i - prev <= 2:
+            change = float(mean[i] - mean[prev])
+            size = max(s.rise_min_w, s.step_ratio * float(mean[prev]))
+            if at is not None and -change >= size:
+                at = None  # undone: a load that came and went
+            since_restart = max(float(t[i]) - restart_t - curve.period_s - s.restart_cc_s, 0.0)
+            decay = cc * math.exp(-since_restart / s.restart_tau_s)
+            if change >= size and peak[i] < s.cc_ratio * cc and mean[i] > decay:
+                at, base, top = prev + 1, float(mean[prev]), float(mean[i])
+        prev = i
+        if at is not None and float(t[i]) + curve.period_s - float(t[at]) >= s.rise_hold_s:
+            seen = (
+                f"power stepped up from {base:,.0f} W to {top:,.0f} W in the taper (where it "
+                f"only falls), not back down in {s.rise_hold_s / 60:.0f} min (now "
+                f"{mean[i]:,.0f} W; constant current {cc:,.0f} W)"
+            )
+            return float(t[at]), float(t[i]) + curve.period_s, seen
+    return None
 
 
 def _held_runs(curve: Curve, mask: BoolArray, hold_s: float) -> tuple[int, int] | None:
@@ -347,13 +379,10 @@ STEP_TOLERANCE = 0.9
 
 def erratic_power(curve: Curve, settings: FirewatchSettings) -> list[Finding]:
     """Power jumping within samples (a contact that drops out for seconds): `swing_count`
-    samples within `swing_window_s` whose peak is far above their mean. Samples next to a pause
-    do not count (a pause or resume inside a minute looks the same), nor a stage change inside
-    a sample: the levels before and after it differ by `swing_ratio` or more and its mean lies
-    between them (the step down to float; a charger back at its constant-current level after
-    a supply dip once it had tapered, chargers.py restart_cc_s). A poor contact drops out and
-    comes back to the level it left. So a sample counts once the next one is known (the last
-    sample waits a minute). A warning."""
+    samples within `swing_window_s` whose peak is far above their mean, not next to a pause,
+    not a stage change (the levels either side differ by `swing_ratio`, its mean between them:
+    the step to float, a restart to CC after a dip), so once the next sample is known. A
+    poor contact comes back to the level it left. A warning."""
     sh = _shape(curve, settings)
     if sh is None:
         return []
@@ -429,11 +458,9 @@ def repeated_protection_cuts(
     the cut that completed the count. One finding per socket (its first such cut). `since_s`
     is the first cut's time in that session, or 0 when the first cut was in an earlier session.
 
-    Severity: critical when every cut counted was one card's (its pack trips the pile again and
-    again: held, and the card is marked so staff speak to the resident); a warning when the
-    cards differ or one is unknown (the socket, its plug or wiring is as likely as any one
-    pack: staff look at the socket, and no resident is blamed). Either way the pile's own latch
-    already keeps the socket off until staff reset it."""
+    Critical when every cut counted was one card's (its pack trips the pile again and again:
+    held, the card marked); a warning when the cards differ or one is unknown (the socket is as
+    likely as any one pack; no resident is blamed). docs/firewatch.md."""
     s = settings
     out = []
     by_bay: dict[str, list[ProtectionCut]] = {}

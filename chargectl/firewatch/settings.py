@@ -94,6 +94,12 @@ class FirewatchSettings:
     """...and at least this many watts above it (a float stage of 10 W going to 16 W is noise)."""
     rise_hold_s: float = 600.0
     """...for this long without a break: critical (a cell shorting inside the pack)."""
+    step_ratio: float = 0.15
+    """A step up in the taper: a steady minute at least this share (and `rise_min_w`) above
+    the steady minute before it, not back at the CC level (a restart), not undone by a step
+    down as large within `rise_hold_s`: critical. In constant voltage a charger's power only
+    falls; a short that starts while the taper is still high (a 72 V lithium pack tapers from
+    488 W over hours) adds 60..150 W that the decay hides from the trough rule."""
     over_power_warning_w: float = 650.0
     """Mean power no e-bike charger draws: DOMAIN 100..500 W, the largest profile 488 W."""
     over_power_warning_hold_s: float = 120.0
@@ -147,7 +153,7 @@ _POSITIVE = {
     "cuts_window_s",
     "restart_tau_s",
 }
-_FRACTIONS = ("steady_ratio", "cc_ratio", "taper_ratio")  # within (0, 1]
+_FRACTIONS = ("steady_ratio", "cc_ratio", "taper_ratio", "step_ratio")  # within (0, 1]
 # (warning field, critical field): the warning must be below the critical.
 _ORDERED = (
     ("over_power_warning_w", "over_power_critical_w"),

@@ -165,6 +165,48 @@ def test_a_short_developing_after_the_taper() -> None:
     assert (found[0].session_id, found[0].bay, found[0].card) == ("s0", "b0", "04ab")
 
 
+def test_a_short_while_a_72_v_lithium_pack_still_tapers_high() -> None:
+    """li72 tapers from 488 W over hours: a 60 W short at 95 % comes in at about 250 W, and the
+    decay hides it from the trough (it is back at the pre-short level 10 min on). The step up
+    in constant voltage, held, is the sign."""
+
+    def short(bank: ChargerBank, t: float) -> None:
+        if t == 0.0:
+            bank.set_cell_short(0, 60.0, at_soc=0.95)
+
+    (cv,) = _simulate([("li72", 0.7)], [np.ones(TICKS.size, dtype=np.bool_)], short)
+    (f,) = rise_after_taper(cv, S)
+    assert (f.kind, f.severity, f.since_s, f.detected_s - f.since_s) == (
+        Kind.RISE_AFTER_TAPER,
+        C,
+        5820.0,
+        600.0,
+    )
+    assert f.seen.startswith("power stepped up from 247 W to 301 W in the taper (where it only")
+
+
+def _taper(step: float, back: float | None = None) -> list[float]:
+    """200 W CC for an hour, then a taper by 2 % a minute; `step` W added from minute 80,
+    taken off again 5 min later when `back`."""
+    out = [200.0] * 60 + [140.0 * 0.98**m for m in range(60)]
+    return [w + (step if m >= 80 and (back is None or m < 85) else 0.0) for m, w in enumerate(out)]
+
+
+def test_a_step_in_the_taper_edge() -> None:
+    # minute 79 is at 140 * 0.98**19 = 95.3 W: a step needs 25 W (15 % is 14 W) over it, and
+    # the decay takes 1.9 W of the added watts
+    assert rise_after_taper(_curve(_taper(27.0)), S) != []
+    assert rise_after_taper(_curve(_taper(26.8)), S) == []
+    assert rise_after_taper(_curve(_taper(40.0, back=True)), S) == []  # it came and went
+    # the step inside minute 80: a partial minute (not steady) between the two levels
+    mean, peak = _taper(40.0), _taper(40.0)
+    mean[80] -= 30.0
+    (f,) = rise_after_taper(_curve(mean, peak), S)
+    assert (f.since_s, f.detected_s) == (80 * 60.0, 90 * 60.0)
+    # to the CC level: a restart (its allowance decays), not a step
+    assert rise_after_taper(_curve(_taper(0.0)[:80] + [200.0] * 3 + _taper(0.0)[83:]), S) == []
+
+
 @pytest.mark.parametrize(
     ("heater_w", "expected"),
     [
@@ -189,8 +231,8 @@ def test_supply_dips_on_a_tapered_lead_acid_pack_are_no_erratic_power() -> None:
     contact that drops out and comes back to where it was."""
     decay = [301.0, 301.0, 284.0, 257.0, 233.0, 211.0, 191.0, 173.0, 156.0, 141.0, 128.0]
     decay += [116.0, 105.0, 95.0, 86.0, 78.0, 70.0, 63.0]
-    cycle_mean = decay + [23.0, 20.0, 20.0, 37.0]  # the step to float, float, the dip
-    cycle_peak = decay + [60.0, 20.0, 20.0, 301.0]
+    cycle_mean = [*decay, 23.0, 20.0, 20.0, 37.0]  # the step to float, float, the dip
+    cycle_peak = [*decay, 60.0, 20.0, 20.0, 301.0]
     mean = [301.0] * 60 + cycle_mean * 4 + [301.0] * 3
     peak = [301.0] * 60 + cycle_peak * 4 + [301.0] * 3
     assert erratic_power(_curve(mean, peak), S) == []

@@ -210,5 +210,5 @@ def test_curve_checks_are_spread_over_ticks_when_many_minutes_end_together() -> 
     runs = [Running(str(k), f"04{k:06x}", 0.0) for k in range(20)]
     w = FireWatch(bays, S, checks_per_tick=8)
     watts, temps = np.full(20, 700.0), np.full(20, NAN)
-    per_tick = [len(w.tick(float(t), runs, watts, temps)) for t in range(0, 126)]
+    per_tick = [len(w.tick(float(t), runs, watts, temps)) for t in range(126)]
     assert per_tick[120:123] == [8, 8, 4] and sum(per_tick) == 20
