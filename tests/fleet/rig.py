@@ -117,7 +117,7 @@ class Centre:
         c.username_pw_set("ops", PASSWORDS["ops"])
         ready: queue.Queue[int] = queue.Queue()
         c.on_connect = lambda _c, _u, _f, rc, _p: ready.put(int(rc.value))
-        c.on_message = lambda _c, _u, m: self.inbox.put((m.topic, m.payload, bool(m.retain)))
+        c.on_message = lambda _c, _u, m: self.inbox.put((m.topic, bytes(m.payload), bool(m.retain)))
         c.connect("127.0.0.1", port, keepalive=30)
         c.loop_start()
         assert ready.get(timeout=10) == 0

@@ -12,7 +12,7 @@ simulator and daemon, its edge mosquitto on the config `chargectl fleet bridge` 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -58,8 +58,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         central.stop()
 
 
-def _is(topic: str, shed: str, suffix: str) -> bool:
-    return topic == f"chargectl/{shed}/{suffix}"
+def on(shed: str, suffix: str, **fields: Any) -> Callable[[str, Any], bool]:
+    """A message on chargectl/<shed>/<suffix>: a JSON object with `fields`, or that payload
+    (`payload=...`) decoded."""
+    want = fields.pop("payload", None)
+
+    def match(topic: str, p: Any) -> bool:
+        if topic != f"chargectl/{shed}/{suffix}":
+            return False
+        if want is not None:
+            return bool(p == want)
+        return all(isinstance(p, dict) and p.get(k) == v for k, v in fields.items())
+
+    return match
 
 
 def test_both_sheds_state_reaches_the_centre(fleet: Fleet) -> None:
@@ -84,7 +95,7 @@ def test_a_link_cut_for_30_s_loses_no_event(fleet: Fleet) -> None:
         box.link.cut()
     cut_at = time.monotonic()
     for shed in SHEDS:  # the centre sees each link go: the bridge's Will
-        centre.until(lambda t, p, s=shed: _is(t, s, "bridge") and p == 0)
+        centre.until(on(shed, "bridge", payload=0))
     # While the links are down: residents tap at every shed (each tap seen by its daemon
     # before the next: a pile holds only its latest); the card list blocks a card (queued
     # for the shed), staff stop a session (not kept for it).
@@ -115,11 +126,11 @@ def test_a_link_cut_for_30_s_loses_no_event(fleet: Fleet) -> None:
 
     centre.until(all_arrived, within=30)
     for shed in SHEDS:
-        _, state = centre.until(lambda t, p, s=shed: _is(t, s, "state"))
+        _, state = centre.until(on(shed, "state"))
         assert state["events_dropped"] == 0
         # A stop sent now is answered; the one sent during the cut never runs (QoS 0 in).
         centre.send(f"chargectl/{shed}/cmd/sessions/stop", {"bay": BAYS[1], "id": "now"})
-        centre.until(lambda t, p, s=shed: _is(t, s, "cmd/result") and p["id"] == "now")
+        centre.until(on(shed, "cmd/result", id="now"))
         assert fleet.boxes[shed].bay_state(BAYS[0]) in ("charging", "waiting")
     late = [m for m in centre.seen if m[0].endswith("/cmd/result") and b'"late"' in m[1]]
     assert late == []
@@ -132,9 +143,7 @@ def test_a_card_blocked_centrally_is_refused_at_both_sheds(fleet: Fleet) -> None
         block = {"uid": CARD, "version": version, "id": f"block-{shed}"}
         centre.send(f"chargectl/{shed}/cmd/cards/block", block)
     for shed in SHEDS:
-        _, answer = centre.until(
-            lambda t, p, s=shed: _is(t, s, "cmd/result") and p["id"] == f"block-{s}"
-        )
+        _, answer = centre.until(on(shed, "cmd/result", id=f"block-{shed}"))
         assert answer["ok"] and answer["result"]["status"] == "blocked", answer
     bay = "pile-a/5"
     for box in fleet.boxes.values():
