@@ -159,7 +159,7 @@ class ShedBox:
     shed: Shed
     sim: SimProc
     daemon: DaemonProc
-    edge: subprocess.Popen[bytes]
+    edge: EdgeBroker
     link: Link
     folder: Path
 
@@ -182,44 +182,77 @@ class ShedBox:
             with contextlib.suppress(AssertionError):
                 p.terminate()
             p.close()
-        self.edge.terminate()
+        self.edge.close()
+
+
+class EdgeBroker:
+    """An edge box's mosquitto on the config `bridge_config` makes, bridged to `central`
+    through a `Link`; `restart()` stops it (SIGTERM: it saves what waits) and starts it again."""
+
+    def __init__(self, name: str, central: Broker, folder: Path) -> None:
+        self.port = free_port()
+        self.link = Link(central.tls_port if BRIDGE_TLS else central.port)
+        self.folder = folder
+        conf = bridge_config(
+            name,
+            Central("127.0.0.1", self.link.port, str(central.ca) if BRIDGE_TLS else None),
+            PASSWORDS[name],
+            local_port=self.port,
+            data_dir=f"{folder}/",
+            restart_s=(1, 2),  # a test's patience; the shipped 5..60 s suits a fleet
+        )
+        # Started as root, mosquitto would drop to its own user, who cannot read tmp_path.
+        (folder / "edge.conf").write_text(conf + "user root\n")
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        log = (self.folder / "edge.log").open("ab")
+        proc = subprocess.Popen(
+            [tool("mosquitto"), "-c", str(self.folder / "edge.conf")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 10
+        while True:
+            assert proc.poll() is None, (self.folder / "edge.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return proc
+            except OSError:
+                assert time.monotonic() < deadline, (self.folder / "edge.log").read_text()
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.proc.terminate()
         try:
-            self.edge.wait(10)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.edge.kill()
-            self.edge.wait()
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = self._start()
+
+    def close(self) -> None:
+        self.stop()
         self.link.close()
 
 
 def start_shed(name: str, central: Broker, folder: Path, cards: list[str]) -> ShedBox:
-    """The edge box of shed `name`: its mosquitto bridged to `central` through a `Link`,
-    then the simulator and the daemon (reporting to the edge broker) on the small example."""
+    """The edge box of shed `name` (an `EdgeBroker`), then the simulator and the daemon
+    (reporting to the edge broker) on the small example."""
     folder.mkdir()
-    edge_port = free_port()
-    link = Link(central.tls_port if BRIDGE_TLS else central.port)
-    conf = bridge_config(
-        name,
-        Central("127.0.0.1", link.port, str(central.ca) if BRIDGE_TLS else None),
-        PASSWORDS[name],
-        local_port=edge_port,
-        data_dir=f"{folder}/",
-        restart_s=(1, 2),  # a test's patience; the shipped 5..60 s suits a fleet
-    )
-    # Started as root, mosquitto would drop to its own user, who cannot read tmp_path.
-    (folder / "edge.conf").write_text(conf + "user root\n")
-    log = (folder / "edge.log").open("ab")
-    edge = subprocess.Popen(
-        [tool("mosquitto"), "-c", str(folder / "edge.conf")], stdout=log, stderr=subprocess.STDOUT
-    )
-    log.close()
+    edge = EdgeBroker(name, central, folder)
 
     def edit(d: dict[str, Any]) -> None:
         d["shed"]["name"] = name
-        d["mqtt"] = {"host": "127.0.0.1", "port": edge_port, "state_interval_s": 1.0}
+        d["mqtt"] = {"host": "127.0.0.1", "port": edge.port, "state_interval_s": 1.0}
 
     config = write_config(folder, "small", edit=edit)
     shed = load_shed(config)
     add_cards(shed, [*cards, *bay_cards(shed)])
     sim = SimProc(config, shed, folder / "sim.log", speed=1.0)
     daemon = DaemonProc(config, shed, folder / "daemon.log")
-    return ShedBox(name, shed, sim, daemon, edge, link, folder)
+    return ShedBox(name, shed, sim, daemon, edge, edge.link, folder)
