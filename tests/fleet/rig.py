@@ -146,6 +146,22 @@ class Centre:
             if pred(topic, payload):
                 return topic, payload
 
+    def until_each(
+        self, preds: dict[str, Callable[[str, Any], bool]], within: float = 20.0
+    ) -> dict[str, Any]:
+        """Read on until each of `preds` has matched a message, in whatever order they come;
+        the payload each matched, by its key."""
+        found: dict[str, Any] = {}
+
+        def each(topic: str, payload: Any) -> bool:
+            for key, pred in preds.items():
+                if key not in found and pred(topic, payload):
+                    found[key] = payload
+            return len(found) == len(preds)
+
+        self.until(each, within)
+        return found
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

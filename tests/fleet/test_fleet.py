@@ -94,8 +94,8 @@ def test_a_link_cut_for_30_s_loses_no_event(fleet: Fleet) -> None:
     for box in fleet.boxes.values():
         box.link.cut()
     cut_at = time.monotonic()
-    for shed in SHEDS:  # the centre sees each link go: the bridge's Will
-        centre.until(on(shed, "bridge", payload=0))
+    # The centre sees each link go: the bridge's Will.
+    centre.until_each({s: on(s, "bridge", payload=0) for s in SHEDS})
     # While the links are down: residents tap at every shed (each tap seen by its daemon
     # before the next: a pile holds only its latest); the card list blocks a card (queued
     # for the shed), staff stop a session (not kept for it).
@@ -142,8 +142,8 @@ def test_a_card_blocked_centrally_is_refused_at_both_sheds(fleet: Fleet) -> None
     for shed in SHEDS:
         block = {"uid": CARD, "version": version, "id": f"block-{shed}"}
         centre.send(f"chargectl/{shed}/cmd/cards/block", block)
-    for shed in SHEDS:
-        _, answer = centre.until(on(shed, "cmd/result", id=f"block-{shed}"))
+    answers = centre.until_each({s: on(s, "cmd/result", id=f"block-{s}") for s in SHEDS})
+    for answer in answers.values():
         assert answer["ok"] and answer["result"]["status"] == "blocked", answer
     bay = "pile-a/5"
     for box in fleet.boxes.values():
