@@ -8,7 +8,8 @@ them never breaks, and the bridge carries the shed's topics to the central broke
 persistent session (clean session off on both ends, QoS 1): what the shed publishes while the
 central broker is out of reach waits in the edge broker's queue (on disk at each autosave) and
 goes out when the link returns. Inbound, card commands are queued at the central broker the
-same way (a card blocked while the link is down is still blocked when it returns); every other
+same way (a card blocked centrally while the link is down is blocked at the shed once it
+returns; the list's versions make a late or repeated change harmless); every other
 command is bridged at QoS 0, which a broker does not keep for a client that is away: a stop or an
 alarm clear that arrived hours late would act on whatever is at the bay, or latched, by then
 (docs/mqtt.md: commands are not kept for an offline shed).
