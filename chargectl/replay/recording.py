@@ -21,7 +21,8 @@ the amps and NaN in nothing: `phases` says which ones count):
   circuit's limit less the true unmanaged current through it, times the supply voltage,
   summed over its phases and the roots (the ideal bound's pot);
 - `charging`: sockets and wallboxes drawing current; `waiting`: sessions that want current
-  (the controller's demand) on a bay that has drawn none in truth for longer than a start
+  (the controller's demand) on a bay the controller has not switched on (relay open, or a
+  wallbox offering nothing) and that has drawn none in truth for longer than a start
   takes (`START_GRACE_S` in the runner: the tap read, the next tick, the staggered close, the
   charger's soft start), so a session that is being started is not counted as kept waiting;
 - `unused_ratio`: the unused fraction of the binding circuit-phase's limit, in truth (the

@@ -393,7 +393,10 @@ class Replay:
                 v.first_current_at = w.now
         wants = self._wants if self._wants.shape[0] == len(self._bay_ids) else drawing
         rec.charging[k] = int(drawing.sum())
-        dry = wants & self._present & ~drawing
+        # Waiting on the controller: wants current, has none and is not given any. A bay the
+        # controller switched on whose battery takes nothing (a car or pack that is full but
+        # still plugged, a charger resting) is not kept waiting by anyone.
+        dry = wants & self._present & ~drawing & ~on
         self._dry_since = np.where(dry, np.minimum(self._dry_since, w.now), np.inf)
         rec.waiting[k] = int((dry & (w.now - self._dry_since >= START_GRACE_S)).sum())
         room = (self._limit3 - w.circuit_amps) / self._limit3
