@@ -4,9 +4,9 @@
   rate is constant between two points, so each stretch draws its count and then its times).
   Each arrival draws, in one fixed order, what it brings (by the mix's shares), its state of
   charge, how long it stays, whether it leaves early and when, and a bay among those free at
-  that moment (a bay is taken from plugging in until leaving). With no bay free it is
-  turned away. Sockets and wallboxes draw from streams of their own, so adding cars leaves
-  the e-bikes' day as it was.
+  that moment (a bay is taken from plugging in until leaving, and `SWAP_S` after). With no
+  bay free it is turned away. Sockets and wallboxes draw from streams of their own, so adding
+  cars leaves the e-bikes' day as it was.
 - Unmanaged load: the value of each circuit's profile at the start and at every change point.
 - Faults: a start event, and an end event after `for` (the ending action of
   `scenario_faults`); a crash's end is the controller's restart.
@@ -28,6 +28,10 @@ from chargectl.topology import topology_of
 
 _DAY = 86400.0
 TAP_DELAY_S = (3.0, 20.0)  # plug in, then the card: this long after
+# A socket holds one plug: the next resident's goes in this long after the last one came out
+# at the soonest (one pulls the plug and steps aside, the other plugs in). A swap quicker than
+# a tick would show the controller no quiet sample between the two chargers.
+SWAP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +171,7 @@ def _arrivals(
             away.append(at)
             continue
         j = int(free[int(pick * free.size)])
-        free_at[j] = leave
+        free_at[j] = leave + SWAP_S
         out.append(
             Arrival(
                 at=at,
