@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from chargectl.config.load import load_shed
 from chargectl.config.schema import Shed
 from chargectl.outputs.fleet import Central, bridge_config
-from tests.mqtt.broker import PASSWORDS, Broker, free_port, tool
+from tests.mqtt.broker import PASSWORDS, Broker, free_port, start_mosquitto, stop_process
 from tests.rig import add_cards, bay_cards, write_config
 from tests.sessions_e2e.procs import DaemonProc, SimProc, _http
 
@@ -222,30 +222,10 @@ class EdgeBroker:
         self.proc = self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        log = (self.folder / "edge.log").open("ab")
-        proc = subprocess.Popen(
-            [tool("mosquitto"), "-c", str(self.folder / "edge.conf")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, (self.folder / "edge.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return proc
-            except OSError:
-                assert time.monotonic() < deadline, (self.folder / "edge.log").read_text()
-                time.sleep(0.02)
+        return start_mosquitto(self.folder / "edge.conf", self.folder / "edge.log", self.port)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
     def restart(self) -> None:
         self.stop()

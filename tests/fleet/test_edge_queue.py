@@ -14,21 +14,15 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.fleet.rig import Centre, EdgeBroker
-from tests.mqtt.broker import Broker
+from tests.mqtt.broker import Broker, running_broker
 
 EVENTS = 5
 
 
 @pytest.fixture
 def central(tmp_path: Path) -> Iterator[Broker]:
-    (tmp_path / "central").mkdir()
-    b = Broker(tmp_path / "central")
-    b.write_files()
-    b.start()
-    try:
+    with running_broker(tmp_path / "central") as b:
         yield b
-    finally:
-        b.stop()
 
 
 def publish(port: int, topic: str, payloads: list[str]) -> None:

@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,33 +94,14 @@ class Broker:
         return conf
 
     def start(self) -> None:
-        log = (self.folder / "mosquitto.log").open("a")
-        self.proc = subprocess.Popen(
-            [tool("mosquitto"), "-c", str(self.folder / "mosquitto.conf")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.proc = start_mosquitto(
+            self.folder / "mosquitto.conf", self.folder / "mosquitto.log", self.port, self.tls_port
         )
-        log.close()
-        deadline = time.monotonic() + 10
-        while True:
-            assert self.proc.poll() is None, self.log()
-            try:
-                for port in (self.port, self.tls_port):
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, self.log()
-                time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def log(self) -> str:
@@ -199,14 +180,59 @@ class Operator:
         await self.client.publish(topic, payload, qos=1, retain=retain)
 
 
+@contextlib.contextmanager
+def running_broker(folder: Path) -> Iterator[Broker]:
+    """The tests' mosquitto (shipped ACL, test users) in a new `folder`, stopped after."""
+    folder.mkdir()
+    b = Broker(folder)
+    b.write_files()
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def start_mosquitto(conf: Path, log_path: Path, *ports: int) -> subprocess.Popen[bytes]:
+    """mosquitto on `conf`, its output appended to `log_path`, once it listens on every port."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [tool("mosquitto"), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 10
+    while True:
+        assert proc.poll() is None, log_path.read_text()
+        try:
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (mosquitto saves what it keeps), then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.asynccontextmanager
-async def operator(port: int, subscribe: str = f"chargectl/{SHED}/#") -> AsyncIterator[Operator]:
+async def operator(
+    port: int, subscribe: str = f"chargectl/{SHED}/#", user: str = "ops"
+) -> AsyncIterator[Operator]:
+    """A client as the ACL's `user` (staff's `ops` unless said), collecting what `subscribe`
+    brings into its inbox."""
     op = Operator(port)
     async with aiomqtt.Client(
         "127.0.0.1",
         port,
-        username="ops",
-        password=PASSWORDS["ops"],
+        username=user,
+        password=PASSWORDS[user],
         # It reads the commands it sends: without this each publish waits ~40 ms (Nagle).
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     ) as c:
@@ -217,7 +243,7 @@ async def operator(port: int, subscribe: str = f"chargectl/{SHED}/#") -> AsyncIt
             async for m in c.messages:
                 op.inbox.put_nowait(m)
 
-        task = asyncio.create_task(collect(), name="operator")
+        task = asyncio.create_task(collect(), name=f"operator-{user}")
         try:
             yield op
         finally:

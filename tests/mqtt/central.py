@@ -3,17 +3,13 @@ link on the test broker, and sending a command and reading its answer."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
-from tests.mqtt.broker import PASSWORDS, SHED, Broker, Operator
+from tests.mqtt.broker import PASSWORDS, SHED, Broker, Operator, operator
 from tests.rig import Rig, write_config
 
 TICK_S = 0.25
@@ -54,28 +50,8 @@ async def command(op: Operator, path: str, body: Any, cid: object = None) -> dic
 @contextlib.asynccontextmanager
 async def central(port: int, user: str) -> AsyncIterator[Operator]:
     """A central system's client as the ACL's `user`, reading the shed's answers."""
-    op = Operator(port)
-    async with aiomqtt.Client(
-        "127.0.0.1",
-        port,
-        username=user,
-        password=PASSWORDS[user],
-        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-    ) as c:
-        op.client = c
-        await c.subscribe(f"chargectl/{SHED}/cmd/result", qos=1)
-
-        async def collect() -> None:
-            async for m in c.messages:
-                op.inbox.put_nowait(m)
-
-        task = asyncio.create_task(collect(), name=f"central-{user}")
-        try:
-            yield op
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await task
+    async with operator(port, f"chargectl/{SHED}/cmd/result", user) as op:
+        yield op
 
 
 async def subscribed(rig: Rig) -> None:

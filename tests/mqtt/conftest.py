@@ -17,20 +17,13 @@ from chargectl.outputs.mqtt import MqttReporter
 from chargectl.runtime.contracts import Poll, TickOutcome
 from chargectl.runtime.events import EventTracker, SessionNews, TickEvents
 from chargectl.sessions.manager import EndedSession, TapResult
-from tests.mqtt.broker import ROOT, Broker
+from tests.mqtt.broker import ROOT, Broker, running_broker
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    b = Broker(folder)
-    b.write_files()
-    b.start()
-    try:
+    with running_broker(tmp_path / "broker") as b:
         yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from chargectl.outputs.mqtt import MqttLink
 from chargectl.outputs.mqtt_topics import OFFLINE, ONLINE, TOPICS, state_summary, topic
 from chargectl.topology import topology_of
 from tests.config.cfgtext import BASE, line_of
-from tests.mqtt.broker import ACL, PASSWORDS, SHED, Broker
+from tests.mqtt.broker import ACL, PASSWORDS, SHED, running_broker
 from tests.mqtt.conftest import decision
 from tests.rig import running_shed, write_config
 
@@ -196,15 +196,9 @@ HOOKED = "discovery" in inspect.signature(MqttLink).parameters
 def ha_broker(folder: Path) -> Any:
     """The tests' mosquitto with the shipped ACL, which has what discovery needs
     (docs/mqtt.md): a shed writes its own configs under the prefix, `ops` reads them."""
-    folder.mkdir()
-    b = Broker(folder)
-    b.write_files()
     assert "pattern write homeassistant/+/%u/#" in ACL.read_text()
-    b.start()
-    try:
+    with running_broker(folder) as b:
         yield b
-    finally:
-        b.stop()
 
 
 async def retained(port: int, pattern: str, quiet_s: float = 1.0) -> dict[str, bytes]:
