@@ -90,6 +90,8 @@ class ControlCore:
         self.derate = Derate(above=self.settings.thermal_derate_ratio)
         # Caps set from above (MQTT circuits/limit): they only lower the planned limits.
         self.external = ExternalLimits(layout.circuit_ids, layout.limit_a.max(axis=1).tolist())
+        # Each bay's circuit-phase (its first phase), the group whose ramp margin it shares.
+        self._margin_group = layout.bay_circuit * 3 + np.argmax(layout.bay_phases, axis=1)
         self.overloaded = np.zeros(c, dtype=np.bool_)
         self._overloads_since_tick = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
@@ -480,8 +482,7 @@ class ControlCore:
         back rather than 10 A (measured on the evening-peak replay: the plan stood 10.8 A
         above the true current of the campus main while residents waited). What moves them
         all at once (a sag, a load step) the meters show between ticks, and that sheds."""
-        lay = self.layout
-        group = lay.bay_circuit * 3 + np.argmax(lay.bay_phases, axis=1)
+        lay, group = self.layout, self._margin_group
         n = np.bincount(group[on], minlength=lay.n_circuits * 3)
         share = self.settings.ramp_margin_a / np.sqrt(np.maximum(n[group], 1))
         return np.where(lay.socket, share, self.settings.ramp_margin_a)
