@@ -92,6 +92,8 @@ class ControlCore:
         self.external = ExternalLimits(layout.circuit_ids, layout.limit_a.max(axis=1).tolist())
         # Each bay's circuit-phase (its first phase), the group whose ramp margin it shares.
         self._margin_group = layout.bay_circuit * 3 + np.argmax(layout.bay_phases, axis=1)
+        # [B] the phases each bay draws on (a credit is per amp on all of them)
+        self._phases = layout.bay_phases.sum(axis=1).astype(np.float64)
         self.overloaded = np.zeros(c, dtype=np.bool_)
         self._overloads_since_tick = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
@@ -231,11 +233,12 @@ class ControlCore:
         pinned = self.on & lay.socket & (since < self.settings.min_on_s) & ~cut & ~self.held_out
         over_bays = (lay.under[over].any(axis=0)) if over.any() else np.zeros_like(pinned)
         priority = demand.priority + np.where(pinned & ~over_bays, PIN_PRIORITY, 0)
+        credit = self._credit(obs, demand.credit)
 
         # 5. allocate; a wallbox now offered less than its car draws is counted at its draw
         # and the plan is made again without the current it has not let go of yet.
         setpoints, planned, binding, infeasible = self.allocate(
-            limit, fixed, min_a, max_a, priority, demand.credit, self.on
+            limit, fixed, min_a, max_a, priority, credit, self.on
         )
         setpoints = self._offers(setpoints)
         following = ~lay.socket & up & (obs.bay_current_a > setpoints + WALLBOX_TOLERANCE_A)
@@ -247,7 +250,7 @@ class ControlCore:
             max_a = np.where(following, setpoints, max_a)
             priority = priority + np.where(following, PIN_PRIORITY, 0)
             setpoints, planned, binding, infeasible = self.allocate(
-                limit, fixed, min_a, max_a, priority, demand.credit, self.on
+                limit, fixed, min_a, max_a, priority, credit, self.on
             )
             setpoints = self._offers(setpoints)
         setpoints = np.where(self.held_out, 0.0, setpoints)
@@ -255,7 +258,7 @@ class ControlCore:
         closing = np.flatnonzero(relay_on & ~self.on & lay.socket)
         if len(closing) > self.settings.max_closes_per_tick:
             # Stagger: the least served close now, the rest wait a tick (planned, not drawn).
-            order = closing[np.argsort(demand.credit[closing], kind="stable")]
+            order = closing[np.argsort(credit[closing], kind="stable")]
             deferred = order[self.settings.max_closes_per_tick :]
             relay_on[deferred] = False
             setpoints = np.where(relay_on | ~lay.socket, setpoints, 0.0)
@@ -474,6 +477,20 @@ class ControlCore:
         min_a = np.where(sock, sock_amps, self.layout.wallbox_min_a)
         max_a = np.where(sock, np.where(sock_ok, sock_amps, 0.0), np.where(wb_ok, wb_max, 0.0))
         return min_a, max_a
+
+    def _credit(self, obs: Observation, served_wh: FloatArray) -> FloatArray:
+        """[B]: each session's admission credit, its energy over its bay's full draw (amps
+        on all its phases): about the time it has charged at full power, in Wh per A. In
+        plain Wh a car at 16 A on three phases earns in ten minutes what a bike takes all
+        night, and then waits behind every bike until its owner leaves (measured on the
+        evening-peak replay: two cars got 3 and 17 of the 28 kWh they wanted in four to five
+        hours). A socket's full draw is `socket_nominal_a`, the same for all, so sockets
+        keep their order among themselves; a wallbox's is its hardware maximum (at least
+        its least offer) on each of its phases."""
+        lay = self.layout
+        wallbox_a = np.maximum(obs.wallbox_hw_max_a, lay.wallbox_min_a)
+        full_a = np.where(lay.socket, self.settings.socket_nominal_a, wallbox_a) * self._phases
+        return served_wh / np.maximum(full_a, 1e-9)
 
     def _margin_shares(self, on: BoolArray) -> FloatArray:
         """[B]: each switched-on socket's share of the ramp margin of its circuit and phase.

@@ -251,3 +251,28 @@ def test_sockets_on_one_phase_share_the_ramp_margin_as_its_square_root(n: int) -
     row = lay.circuit_ids.index("row-a")
     margin = core.settings.ramp_margin_a
     assert d.planned_a[row, 0] == pytest.approx(n * 1.0 + margin * np.sqrt(n))
+
+
+@pytest.mark.parametrize(
+    ("car_wh", "car_first"),
+    [(2000.0, True), (5000.0, False)],
+)
+def test_a_car_is_ranked_by_its_energy_per_amp_of_full_draw(car_wh: float, car_first: bool) -> None:
+    # Main's L1 holds 12 A: a car's 6 A minimum and two sockets at 2.5 A, or three sockets.
+    # Each socket took 200 Wh (80 Wh per amp of its 2.5 A); the car 2,000 Wh at 16 A on three
+    # phases is 42 Wh per amp and goes first, 5,000 Wh is 104 and waits. In plain Wh the car
+    # would wait behind every socket either way.
+    _shed, lay, core, obs = make(phases=3, ports=3, main_limit=12.0, worst=0.0)
+    wb = lay.evse_index["wb"]
+    obs.wallbox_plugged[wb] = True
+    obs.wallbox_hw_max_a[wb] = 16.0
+    demand = want(lay, ["pa/1", "pa/2", "pa/3", "wb"])
+    demand.credit[lay.pile_slices["pa"]] = 200.0
+    demand.credit[wb] = car_wh
+    d = core.step(0.0, obs, demand)
+    assert (d.planned_a <= d.limit_a + 1e-9).all()
+    sockets_on = int(d.relay_on[lay.pile_slices["pa"]].sum())
+    if car_first:
+        assert d.setpoint_a[wb] >= lay.wallbox_min_a[wb] and sockets_on == 2
+    else:
+        assert d.setpoint_a[wb] == 0.0 and sockets_on == 3
