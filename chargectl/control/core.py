@@ -24,7 +24,7 @@ between ticks: it may only open relays, lower offers and shrink masks.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -141,6 +141,16 @@ class ControlCore:
         self.held_why.pop(bay, None)
 
     clear_welded = clear_fault
+
+    def restore_latches(
+        self, alarm: str | None, alarm_at: str | None, held: Mapping[int, str]
+    ) -> None:
+        """A restart's latches, as the ledger kept them (staff had not cleared them): the shed
+        alarm and the bays held out (bay -> why). Before the first step: nothing closes."""
+        if alarm is not None:
+            self.alarm, self.alarm_at = alarm, alarm_at
+        for bay, why in held.items():
+            self.hold_out(bay, why)
 
     # -- the step ------------------------------------------------------------------------
     def step(

@@ -41,6 +41,7 @@ from chargectl.runtime.contracts import (
     TickOutcome,
 )
 from chargectl.runtime.events import EventTracker
+from chargectl.runtime.latches import LatchKeeper
 
 log = logging.getLogger("chargectl")
 # A meter sample this far above what the last plan expects is a surprise worth a plan between
@@ -65,6 +66,7 @@ class Controller:
         allocate: Allocate,
         sessions: SessionsAdapter,
         reporters: list[Reporter] | None = None,
+        latches: LatchKeeper | None = None,
     ) -> None:
         self.shed = shed
         self.layout = layout
@@ -73,6 +75,9 @@ class Controller:
         self.core = ControlCore(shed, layout, allocate)
         self.sessions = sessions
         self.reporters = reporters or []
+        # The alarm and the held-out bays, kept in the ledger across a restart (None: in memory).
+        self.latches = latches
+        self.restored: list[str] = []  # a line per latch restored at start-up
         self.tracker = EventTracker(layout.topology)
         self.last: TickOutcome | None = None
         self.ticks = 0
@@ -90,6 +95,10 @@ class Controller:
         await self.io.setup()
         first = await self.io.poll(self.clock.now(), slow=True)
         self.sessions.restore(first.counters_wh, self.clock.wall(), self.clock.now())
+        if self.latches is not None:
+            # Before the first tick: a latch staff have not cleared holds from the first plan.
+            self.restored = self.latches.restore(self.core)
+            self.tracker.restored(self.core.alarm)
         # Relays found closed (a restart while sockets charged) are taken as on, and not pinned.
         closed = np.array([first.relay_closed.get(b.id, False) for b in self.layout.bays])
         self.core.on = closed & self.layout.socket
@@ -109,6 +118,7 @@ class Controller:
         findings = self._watch(now, wall)
         demand = self.sessions.demand()
         decision = self.core.step(now, poll.observation, demand)
+        self.sync_latches(wall)
         for note in decision.notes:
             log.warning(note)
         lamps = self.sessions.lamps(decision)
@@ -147,6 +157,11 @@ class Controller:
                 self.core.hold_out(self.layout.bay_index[f.bay], _HELD_WHY.get(f.kind, "fault"))
                 self.sessions.flag_card(f, wall)
         return found
+
+    def sync_latches(self, wall: float | None = None) -> None:
+        """Write the latches that changed (set in a step, cleared by staff) to the ledger."""
+        if self.latches is not None:
+            self.latches.sync(self.core, self.clock.wall() if wall is None else wall)
 
     async def shed_on_sample(self, meter_a: FloatArray) -> bool:
         """If a new meter sample shows more than the plan expects on a circuit (over its

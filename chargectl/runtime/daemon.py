@@ -34,6 +34,7 @@ from chargectl.runtime.central_commands import CentralCommands
 from chargectl.runtime.clock import Clock, RealClock
 from chargectl.runtime.contracts import Reporter
 from chargectl.runtime.controller import Controller
+from chargectl.runtime.latches import LatchKeeper
 from chargectl.runtime.sdnotify import Notifier
 from chargectl.sessions.errors import UnknownBay
 from chargectl.sessions.manager import SessionManager
@@ -186,6 +187,7 @@ class Daemon:
             allocate=self.allocator,
             sessions=self.link,
             reporters=reporters,
+            latches=LatchKeeper(self.writer, self.layout),
         )
         self.metrics_port: int | None = None
         self.warm_s = 0.0
@@ -216,6 +218,7 @@ class Daemon:
         core = self.controller.core
         was = core.alarm and f"{core.alarm} at {core.alarm_at}"
         core.clear_alarm()
+        self.controller.sync_latches()  # the ledger's latch goes with it
         self.events.add(f"staff cleared alarm ({was or 'none'})")
         return 200, {"cleared": was is not None}
 
@@ -225,6 +228,7 @@ class Daemon:
             return 404, {"error": f"unknown bay {bay!r}"}
         await self.io.reset_fault(bay)
         self.controller.core.clear_fault(self.layout.bay_index[bay])  # welded or held out
+        self.controller.sync_latches()
         self.events.add(f"staff cleared the fault at {bay}")
         return 200, {"cleared": True}
 
@@ -279,6 +283,7 @@ class Daemon:
             if not (await _unless_stopped(self.controller.start(), stop_event))[0]:
                 return  # stopped during set-up: the fail-safe writes below
             self.first_write_s = time.perf_counter() - t0
+            self.events.lines.extend(self.controller.restored)  # logged at the restore
             log.info(
                 "controlling %s: %d bays, %d circuits; kernel ready in %.2f s, "
                 "first write at %.2f s",

@@ -66,7 +66,8 @@ class TickEvents:
 
 class EventTracker:
     """Compares each tick with the last. The first tick sets the baseline of device health
-    (a device is not 'back' at start-up); overloads, alarms and faults start from none."""
+    (a device is not 'back' at start-up); overloads, alarms and faults start from none, but
+    an alarm restored from the ledger (`restored`)."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
@@ -75,6 +76,12 @@ class EventTracker:
         self._alarm: str | None = None
         self._pile_alarms: dict[str, str] = {}
         self._fault = np.zeros(len(topology.bays), dtype=np.int64)
+
+    def restored(self, alarm: str | None) -> None:
+        """A restart's alarm restored from the ledger is the baseline, not a new latch: the
+        start-up logs it (one line), and metrics and the status show it active from the first
+        tick, but no alarm event is sent again."""
+        self._alarm = alarm
 
     def tick(
         self,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from chargectl.sessions.cards import Card, CardBook, parse_day, parse_status
 from chargectl.sessions.errors import InvalidInput, UnknownCard
-from chargectl.sessions.ledger_daemon import apply, load_state
+from chargectl.sessions.ledger_daemon import apply, load_latches, load_state
 from chargectl.sessions.ledger_schema import (
     BUSY_TIMEOUT_MS,
     MIGRATIONS,
@@ -54,6 +54,7 @@ __all__ = [
     "list_sessions",
     "list_taps",
     "load_cards",
+    "load_latches",
     "load_state",
     "migrate",
     "schema_version",

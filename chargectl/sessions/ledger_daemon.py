@@ -16,6 +16,8 @@ from chargectl.sessions.records import (
     CurveMinute,
     CurvePrune,
     EndedRecord,
+    Latch,
+    LatchClear,
     LedgerRecord,
     LedgerState,
     OpenSession,
@@ -187,6 +189,34 @@ def _card_flag(conn: sqlite3.Connection, r: CardFlag) -> None:
     )
 
 
+def load_latches(conn: sqlite3.Connection) -> tuple[Latch, ...]:
+    """The latches staff have not cleared yet: a start-up hands them to the core."""
+    return tuple(
+        Latch(str(k), str(s), str(r), float(a))
+        for k, s, r, a in conn.execute(
+            "SELECT kind, subject, reason, at FROM latches ORDER BY kind, subject"
+        )
+    )
+
+
+def _latch(conn: sqlite3.Connection, r: Latch) -> None:
+    if r.kind == "alarm":  # one shed alarm: the latest latch replaces any other pile's
+        conn.execute("DELETE FROM latches WHERE kind = 'alarm' AND subject != ?", (r.subject,))
+    # Set again while latched (a restart's first tick): the first time stays.
+    conn.execute(
+        "INSERT INTO latches (kind, subject, reason, at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (kind, subject) DO UPDATE SET reason = excluded.reason",
+        (r.kind, r.subject, r.reason, r.at),
+    )
+
+
+def _latch_clear(conn: sqlite3.Connection, r: LatchClear) -> None:
+    if r.subject is None:
+        conn.execute("DELETE FROM latches WHERE kind = ?", (r.kind,))
+    else:
+        conn.execute("DELETE FROM latches WHERE kind = ? AND subject = ?", (r.kind, r.subject))
+
+
 _APPLY: dict[type, Callable[[sqlite3.Connection, LedgerRecord], None]] = {
     SessionStart: _start,  # type: ignore[dict-item]
     Checkpoint: _checkpoint,  # type: ignore[dict-item]
@@ -197,6 +227,8 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, LedgerRecord], None]] = {
     CurveMinute: _curve_minute,  # type: ignore[dict-item]
     CurvePrune: _curve_prune,  # type: ignore[dict-item]
     CardFlag: _card_flag,  # type: ignore[dict-item]
+    Latch: _latch,  # type: ignore[dict-item]
+    LatchClear: _latch_clear,  # type: ignore[dict-item]
 }
 
 

@@ -122,6 +122,22 @@ _V5 = (
 # changed from the central list (staff changes on the box leave it as it is).
 _V6 = ("ALTER TABLE cards ADD COLUMN version INTEGER",)
 
+# v7: the latches kept until staff clear them, so that a restarted daemon (a crash, a kill,
+# systemd's restart) keeps them: the shed alarm (kind 'alarm', subject the pile that raised it
+# or '', reason 'smoke' / 'estop') and each bay a critical fire-risk finding holds out (kind
+# 'bay', subject the bay id, reason its fault name, as `ControlCore.held_why`). `at`: the wall
+# time it latched. The daemon writes a row when a latch is set and deletes it when staff clear
+# it; a v6 file had none to keep (they were held in memory only).
+_V7 = (
+    """CREATE TABLE latches (
+        kind TEXT NOT NULL CHECK (kind IN ('alarm', 'bay')),
+        subject TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (kind, subject)
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2,
@@ -129,6 +145,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V4,
     _V5,
     _V6,
+    _V7,
 )  # MIGRATIONS[n] takes version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -123,6 +123,26 @@ class CardFlag:
     bay: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Latch:
+    """A latch kept until staff clear it, so that a restart keeps it (runtime/latches.py):
+    the shed alarm, or a bay held out by a critical fire-risk finding."""
+
+    kind: str  # "alarm" or "bay"
+    subject: str  # alarm: the pile that raised it ("" unknown); bay: the bay id
+    reason: str  # alarm: "smoke" / "estop"; bay: its fault name ("over_power", ...)
+    at: float  # wall time it latched
+
+
+@dataclass(frozen=True, slots=True)
+class LatchClear:
+    """Staff cleared a latch: the shed alarm (`subject` None: whichever pile raised it) or a
+    bay's hold."""
+
+    kind: str
+    subject: str | None = None
+
+
 LedgerRecord = (
     SessionStart
     | Checkpoint
@@ -133,6 +153,8 @@ LedgerRecord = (
     | CurveMinute
     | CurvePrune
     | CardFlag
+    | Latch
+    | LatchClear
 )
 
 

@@ -26,7 +26,7 @@ from types import TracebackType
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import CardBook
 from chargectl.sessions.errors import LedgerError
-from chargectl.sessions.records import LedgerRecord, LedgerState
+from chargectl.sessions.records import Latch, LedgerRecord, LedgerState
 
 log = logging.getLogger("chargectl.sessions.ledger")
 
@@ -96,6 +96,19 @@ class LedgerWriter:
             except (ValueError, TypeError) as exc:
                 raise ledger.BadLedger(
                     f"ledger {self.path}: a session row this build cannot read: {exc}"
+                ) from None
+
+    def load_latches(self) -> tuple[Latch, ...]:
+        """The latches staff have not cleared (a start-up restores them), read on a connection
+        of its own, as `load_state`."""
+        with closing(ledger.connect(self.path)) as conn:
+            try:
+                return ledger.load_latches(conn)
+            except sqlite3.Error as exc:
+                raise ledger.ledger_error(self.path, exc) from exc
+            except (ValueError, TypeError) as exc:
+                raise ledger.BadLedger(
+                    f"ledger {self.path}: a latch row this build cannot read: {exc}"
                 ) from None
 
     def record(self, rec: LedgerRecord) -> None:
