@@ -16,7 +16,10 @@ A `crash` fault drops the controller at once, with no fail-safe writes (the devi
 watchdogs act, as they would); `restart` assembles a new one on the same ledger, which
 restores its sessions like a restarted daemon. (The ledger writer is closed at the crash, so
 what it had queued is written: a kill can lose the last seconds of checkpoints, a replay
-does not.)
+does not.) The latches staff must clear (the shed alarm, bays held out) are in that ledger,
+so the restarted controller keeps them; a scenario's staff actions (`clear_alarm`,
+`clear_fault`) are carried out at the next tick through the daemon's own staff commands, and
+wait for a controller while it is down.
 
 The runner records the truth (replay/recording.py): after every world step the circuits'
 true currents (the highest, and the time over each limit) and the breakers' thermal state;
@@ -48,7 +51,7 @@ from chargectl.replay import policies
 from chargectl.replay.alone import alone_wh
 from chargectl.replay.recording import Mark, Recording, SessionRecord, empty, trimmed
 from chargectl.replay.scenario import load_scenario
-from chargectl.replay.scenario_faults import CRASH, RESTART
+from chargectl.replay.scenario_faults import CRASH, RESTART, STAFF_COMMANDS
 from chargectl.replay.scenario_timeline import Arrival, Timeline, expand
 from chargectl.replay.scenario_types import Scenario
 from chargectl.replay.wire import FrameStats, settle, simulator_factories
@@ -128,6 +131,7 @@ class Replay:
         self.factories = simulator_factories(self.sim, self.stats)
         self.daemon: Daemon | None = None
         self._restart_due = False
+        self._staff_due: list[dict[str, Any]] = []  # staff actions for the next tick
         self._wants = np.zeros(0, dtype=bool)
         self._events: list[tuple[float, int, str, Any]] = []
         self._judged: set[str] = set()  # card UIDs whose taps the controller judged
@@ -265,8 +269,22 @@ class Replay:
             self._crash()
         elif do == RESTART:
             self._restart_due = True
+        elif do in STAFF_COMMANDS:
+            self._staff_due.append(dict(f.action))
         else:
             self._act(dict(f.action))
+
+    async def _staff(self, daemon: Daemon) -> None:
+        """The staff actions due, as staff carry them out: the daemon's own command (the API's
+        and MQTT's `alarm/clear`, `bays/clear-fault`), its parameters the body."""
+        due, self._staff_due = self._staff_due, []
+        commands = daemon.commands()
+        for action in due:
+            body = {k: v for k, v in action.items() if k != "do"}
+            code, answer = await self._drive(commands[STAFF_COMMANDS[action["do"]]](body))
+            if code != 200:
+                self.applied_errors.append(f"{self.world.now:.1f} s: {action}: {answer}")
+                log.warning("replay: staff %s refused: %s", action, answer)
 
     # -- arrivals ---------------------------------------------------------------------------
     def _plug(self, a: Arrival) -> None:
@@ -437,6 +455,8 @@ class Replay:
             if self._restart_due and self.daemon is None:
                 self._restart_due = False
                 await self._start_controller()
+            if self.daemon is not None and self._staff_due:
+                await self._staff(self.daemon)
             if self.daemon is not None:
                 outcome = await self._drive(self.daemon.controller.tick())
                 self._wants = outcome.demand.wants

@@ -102,9 +102,11 @@ class FaultChecks:
             )
             return None
         row = FAULTS[kind]
-        params = {p.name: p for p in ACTIONS[kind].params} if kind in ACTIONS else {}
+        params = {p.name: p for p in (ACTIONS[kind].params if kind in ACTIONS else row.params)}
         ok = True
-        allowed = (set(params) - SET_BY_REPLAY) | {"do", "at", "for"}
+        allowed = (set(params) - SET_BY_REPLAY) | {"do", "at"}
+        if row.target != "staff":  # a staff action is one moment: no 'for'
+            allowed.add("for")
         for key in sorted(set(values) - allowed):
             why = (
                 "the replay sets it (on at 'at', off after 'for')"
@@ -149,7 +151,7 @@ class FaultChecks:
                     self.report(join(path, "at"), f"{values['at']} falls after the replay's end")
                     at = None
         for_s = None
-        if "for" in values:
+        if "for" in values and row.target != "staff":  # a staff 'for': reported above
             if row.end is None and not row.needs_for:
                 self.report(join(path, "for"), f"'{kind}' does not end on its own: no 'for'")
                 ok = False
@@ -188,7 +190,7 @@ class FaultChecks:
                         f"'{dev}' has no {row.status_bit} input in its template",
                     )
                     return False
-        if row.target == "bay" and isinstance(action.get("bay"), str):
+        if row.target in ("bay", "staff") and isinstance(action.get("bay"), str):
             bay = action["bay"]
             if bay not in topo.bay_index:
                 self.report(join(path, "bay"), f"unknown bay '{bay}'{hint(bay, topo.bay_ids)}")

@@ -1,5 +1,7 @@
 """The faults a scenario may schedule: the simulator's actions (sim/actions.py) that break
-something, each with what it acts on and the action that ends it, plus the controller's crash.
+something, each with what it acts on and the action that ends it, plus the controller's crash
+and the staff actions that clear a latch (`clear_alarm`, `clear_fault`), which the runner
+carries out through the daemon's own staff commands (`alarm/clear`, `bays/clear-fault`).
 
 One row per fault; a fault the simulator learns is one row here. A fault without an ending
 (`short`: a blown fuse; `sag`: it has its own `seconds`) takes no `for`.
@@ -11,9 +13,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Target = Literal["device", "bay", "supply", "controller"]
+from chargectl.sim.actions import Param
+
+Target = Literal["device", "bay", "supply", "controller", "staff"]
 CRASH = "crash"  # the controller killed (no shutdown); `restart` after `for`
 RESTART = "restart"
+CLEAR_ALARM = "clear_alarm"
+CLEAR_FAULT = "clear_fault"
+# A staff action -> the daemon's staff command that carries it out (its parameters the body).
+STAFF_COMMANDS = {CLEAR_ALARM: "alarm/clear", CLEAR_FAULT: "bays/clear-fault"}
 
 
 def _set(**values: Any) -> Callable[[Mapping[str, Any], float], dict[str, Any]]:
@@ -29,7 +37,7 @@ def _nominal_volts(params: Mapping[str, Any], nominal_v: float) -> dict[str, Any
 
 @dataclass(frozen=True, slots=True)
 class FaultKind:
-    name: str  # a row of chargectl.sim.actions.ACTIONS, or `crash`
+    name: str  # a row of chargectl.sim.actions.ACTIONS, `crash`, or a staff action
     target: Target
     roles: frozenset[str] = frozenset()  # a device's roles it applies to (empty: any)
     sockets_only: bool = False  # a bay: a pile's socket, not a wallbox
@@ -37,6 +45,7 @@ class FaultKind:
     end: Callable[[Mapping[str, Any], float], dict[str, Any]] | None = None
     needs_for: bool = False
     status_bit: str | None = None  # a pile input its template must have
+    params: tuple[Param, ...] = ()  # a row that is no simulator action: its parameters
 
 
 _PILE = frozenset({"pile"})
@@ -63,6 +72,8 @@ FAULT_ROWS: tuple[FaultKind, ...] = (
     FaultKind("supply_v", "supply", end=_nominal_volts),
     FaultKind("sag", "supply"),
     FaultKind(CRASH, "controller", needs_for=True),
+    FaultKind(CLEAR_ALARM, "staff"),
+    FaultKind(CLEAR_FAULT, "staff", params=(Param("bay", str),)),
 )
 FAULTS: dict[str, FaultKind] = {f.name: f for f in FAULT_ROWS}
 

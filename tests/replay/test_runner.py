@@ -4,7 +4,10 @@ survives a crash, and a replay is a function of its scenario and seed."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from chargectl.replay.report import report
 from chargectl.replay.runner import POLICY_NAMES, Replay, run_replay
 from chargectl.replay.scenario import load_scenario
 from chargectl.replay.scenario_types import Scenario
+from chargectl.sessions import ledger
 
 SMALL = Path(__file__).resolve().parents[2] / "deploy/examples/small.yaml"
 
@@ -121,6 +125,36 @@ def test_a_crash_leaves_the_sockets_to_their_watchdog_and_a_restart_resumes(
     for s in restarted:
         assert abs(s.ledger_wh - s.delivered_wh) <= 1.0 + 1e-6, s
     assert any(m.kind == "fault" and m.label.startswith("crash") for m in rec.marks)
+
+
+def test_the_smoke_latch_survives_a_crash_until_staff_clear_it(tmp_path: Path) -> None:
+    # Smoke for a minute at 18:05 (it ends the sessions: `emergency`), the controller killed
+    # at 18:08 and restarted at 18:09 on the same ledger, staff clearing the alarm at 18:13.
+    # Short stays: residents keep coming, and tapping, throughout.
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        SCENARIO.replace("stay: [1h, 2h]", "stay: [3m, 5m]") + "faults:\n"
+        '  - {at: "18:05", for: 1m, do: smoke, device: pile-a}\n'
+        '  - {at: "18:08", for: 1m, do: crash}\n'
+        '  - {at: "18:13", do: clear_alarm}\n'
+    )
+    replay = Replay(load_scenario(path))
+    try:
+        rec = asyncio.run(replay.run())
+        with closing(sqlite3.connect(replay.shed.ledger_path())) as conn:
+            assert ledger.load_latches(conn) == ()  # the clear deleted it
+    finally:
+        replay.close()
+    assert replay.applied_errors == []
+    t, charging = rec.times, rec.charging
+    assert charging[(t > 200) & (t < 300)].min() > 0
+    # From the smoke to the clear, the restart's two minutes and more: not one socket draws
+    # (the simulator's truth), though residents keep arriving and their sessions resume.
+    assert charging[(t > 310) & (t < 780)].max() == 0
+    assert charging[t > 840].max() > 0
+    assert report(rec)["trips"] == 0
+    labels = [m.label for m in rec.marks]
+    assert "clear_alarm" in labels and "crash" in labels
 
 
 def test_a_lost_meter_costs_no_overload(tmp_path: Path) -> None:

@@ -134,9 +134,9 @@ bogus: 1
         "s.yaml:19: unmanaged[1].profile[0].amps: one value per phase of 'row-a' [1, 2, 3], got 2",
         "s.yaml:21: faults[0].device: 'meter_gone' needs a meter, 'pile-a1' is a pile",
         "s.yaml:22: faults[1].do: a fault expected, got 'melt'; known: cabinet, cell_short, "
-        "crash, delay, estop, exception, garbage, heater, hot, meter_frozen, meter_gone, "
-        "modified_pack, no_taper, poor_contact, rcd, refuse_writes, sag, short, silent, smoke, "
-        "supply_v, welded",
+        "clear_alarm, clear_fault, crash, delay, estop, exception, garbage, heater, hot, "
+        "meter_frozen, meter_gone, modified_pack, no_taper, poor_contact, rcd, refuse_writes, "
+        "sag, short, silent, smoke, supply_v, welded",
         "s.yaml:23: faults[2].bay: 'hot' needs a pile's socket, 'wb-1' is a wallbox",
         "s.yaml:24: faults[3].device: unknown device 'pile-a9'; did you mean 'pile-a5'?",
         "s.yaml:25: faults[4].for: 'short' does not end on its own: no 'for'",
@@ -160,6 +160,45 @@ def test_a_fault_outside_the_replay_and_a_missing_at() -> None:
         "s.yaml:11: faults[0].at: 21:00 falls after the replay's end",
         "s.yaml:12: faults[1].at: missing key 'at' (a time of day)",
     ]
+
+
+def test_staff_clear_actions_are_checked_like_the_faults(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    good = GOOD + (
+        "faults:\n"
+        "  - {at: '18:30', do: clear_alarm}\n"
+        "  - {at: '18:40', do: clear_fault, bay: pile-b2/4}\n"
+        "  - {at: '18:50', do: clear_fault, bay: wb-1}\n"
+    )
+    faults = parse(good).faults  # type: ignore[attr-defined]
+    assert [(f.kind, f.at, f.for_s, dict(f.action)) for f in faults] == [
+        ("clear_alarm", 1800.0, None, {"do": "clear_alarm"}),
+        ("clear_fault", 2400.0, None, {"do": "clear_fault", "bay": "pile-b2/4"}),
+        ("clear_fault", 3000.0, None, {"do": "clear_fault", "bay": "wb-1"}),
+    ]
+    bad = GOOD + (
+        "faults:\n"
+        "  - {at: '18:30', do: clear_fault, bay: pile-b2/44}\n"
+        "  - {at: '18:30', do: clear_fault}\n"
+        "  - {at: '18:30', do: clear_fault, bay: 7}\n"
+        "  - {at: '18:30', do: clear_alarm, for: 5m}\n"
+        "  - {at: '18:30', do: clear_alarm, device: pile-b1}\n"
+        "  - {do: clear_alarm}\n"
+    )
+    assert problems(bad) == [
+        "s.yaml:11: faults[0].bay: unknown bay 'pile-b2/44'; did you mean 'pile-b2/4'?",
+        "s.yaml:12: faults[1].bay: missing key 'bay' (required by 'clear_fault')",
+        "s.yaml:13: faults[2].bay: expected a string, got 7",
+        "s.yaml:14: faults[3].for: unknown parameter 'for'; 'clear_alarm' takes: at, do",
+        "s.yaml:15: faults[4].device: unknown parameter 'device'; 'clear_alarm' takes: at, do",
+        "s.yaml:16: faults[5].at: missing key 'at' (a time of day)",
+    ]
+    path = tmp_path / "bad.yaml"
+    path.write_text(bad)
+    assert main(["replay", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:12: faults[1].bay: missing key 'bay' (required by 'clear_fault')" in err
 
 
 def test_a_fault_after_midnight_counts_from_the_start() -> None:

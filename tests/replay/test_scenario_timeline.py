@@ -110,14 +110,21 @@ def test_faults_start_and_end_as_simulator_actions_and_the_crash_restarts() -> N
     kinds = [(e.action["do"], e.starts) for e in t.fault_events]
     assert ("crash", True) in kinds and ("restart", False) in kinds
     assert ("welded", False) not in kinds  # welded for the rest of the replay
+    # Staff clear the latched alarm after the restart, and the hot socket: a start only.
+    assert ("clear_alarm", True) in kinds and ("clear_fault", True) in kinds
     for e in t.fault_events:
-        if e.action["do"] not in ("crash", "restart"):
+        if e.action["do"] not in ("crash", "restart", "clear_alarm", "clear_fault"):
             check(e.action)
     meter = [e for e in t.fault_events if e.action["do"] == "meter_gone"]
     assert [e.at for e in meter] == [2.5 * 3600, 2.5 * 3600 + 600]
     assert meter[1].action == {"do": "meter_gone", "device": "meter-main", "active": False}
     crash = [e.at for e in t.fault_events if e.action["do"] in ("crash", "restart")]
     assert crash == [4 * 3600 + 40 * 60, 4 * 3600 + 42 * 60]
+    staff = [(e.at, dict(e.action)) for e in t.fault_events if e.action["do"].startswith("clear")]
+    assert staff == [
+        (4 * 3600 + 55 * 60, {"do": "clear_alarm"}),
+        (5.5 * 3600, {"do": "clear_fault", "bay": "pile-b2/4"}),
+    ]
 
 
 def _peak_demand_ratio(s: Scenario, t: Timeline) -> float:
