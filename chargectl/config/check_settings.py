@@ -61,6 +61,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "watchdog_s": Range(0, U16_MAX, low_open=True),
         "min_on_s": NON_NEGATIVE,
         "min_off_s": NON_NEGATIVE,
+        "rotation_margin_s": NON_NEGATIVE,
         "socket_nominal_a": POSITIVE,
         "ramp_margin_a": NON_NEGATIVE,
         "wallbox_probe_a": NON_NEGATIVE,

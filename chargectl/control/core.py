@@ -94,6 +94,8 @@ class ControlCore:
         self._margin_group = layout.bay_circuit * 3 + np.argmax(layout.bay_phases, axis=1)
         # [B] the phases each bay draws on (a credit is per amp on all of them)
         self._phases = layout.bay_phases.sum(axis=1).astype(np.float64)
+        # Wh per amp a bay earns in `rotation_margin_s` at full draw (see `_credit`).
+        self._turn_credit = self.settings.rotation_margin_s / 3600.0 * float(shed.shed.voltage_v)
         self.overloaded = np.zeros(c, dtype=np.bool_)
         self._overloads_since_tick = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
@@ -243,7 +245,7 @@ class ControlCore:
         pinned = self.on & lay.socket & (since < self.settings.min_on_s) & ~cut & ~self.held_out
         over_bays = (lay.under[over].any(axis=0)) if over.any() else np.zeros_like(pinned)
         priority = demand.priority + np.where(pinned & ~over_bays, PIN_PRIORITY, 0)
-        credit = self._credit(obs, demand.credit)
+        credit = self._credit(demand.credit)
 
         # 5. allocate; a wallbox now offered less than its car draws is counted at its draw
         # and the plan is made again without the current it has not let go of yet.
@@ -488,7 +490,7 @@ class ControlCore:
         max_a = np.where(sock, np.where(sock_ok, sock_amps, 0.0), np.where(wb_ok, wb_max, 0.0))
         return min_a, max_a
 
-    def _credit(self, obs: Observation, served_wh: FloatArray) -> FloatArray:
+    def _credit(self, served_wh: FloatArray) -> FloatArray:
         """[B]: each session's admission credit, its energy over its bay's full draw (amps
         on all its phases): about the time it has charged at full power, in Wh per A. In
         plain Wh a car at 16 A on three phases earns in ten minutes what a bike takes all
@@ -496,11 +498,14 @@ class ControlCore:
         evening-peak replay: two cars got 3 and 17 of the 28 kWh they wanted in four to five
         hours). A socket's full draw is `socket_nominal_a`, the same for all, so sockets
         keep their order among themselves; a wallbox's is its hardware maximum (at least
-        its least offer) on each of its phases."""
+        its least offer) on each of its phases. A bay that is off counts `rotation_margin_s`
+        of full power more (the kernel takes no negative credit), so one waiting takes its
+        turn only when it has charged that much less than one that is on: turns of about
+        that length, not a relay change whenever two credits cross."""
         lay = self.layout
-        wallbox_a = np.maximum(obs.wallbox_hw_max_a, lay.wallbox_min_a)
+        wallbox_a = np.maximum(self.wallbox_max_a, lay.wallbox_min_a)
         full_a = np.where(lay.socket, self.settings.socket_nominal_a, wallbox_a) * self._phases
-        return served_wh / np.maximum(full_a, 1e-9)
+        return served_wh / np.maximum(full_a, 1e-9) + np.where(self.on, 0.0, self._turn_credit)
 
     def _margin_shares(self, on: BoolArray) -> FloatArray:
         """[B]: each switched-on socket's share of the ramp margin of its circuit and phase.
