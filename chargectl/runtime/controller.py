@@ -185,6 +185,7 @@ class Controller:
                 seen, meter_a=np.where(np.isnan(meter_a), seen.meter_a, meter_a)
             )
             decision = self.core.step(self.clock.now(), obs, last.demand, shed_only=True)
+            self.sync_latches()
             for note in decision.notes:
                 log.warning(note)
             await self.io.apply(decision, last.lamps, shed_only=True)

@@ -23,6 +23,8 @@ from tests.integration.helpers import (
     DaemonProcess,
     SimProcess,
     http_json,
+    metric,
+    parse_metrics,
     wait_until,
 )
 from tests.integration.test_firewatch_actions import BAY, config
@@ -55,6 +57,11 @@ def api(cfg: Path, path: str, body: Any = None) -> Any:
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
+
+
+def _metrics_url(cfg: Path) -> str:
+    shed = load_shed(cfg)
+    return f"http://{shed.metrics.host}:{shed.metrics.port}/metrics"
 
 
 def tap(sim: SimProcess, bay: str, uid: str | None = None) -> None:
@@ -113,9 +120,15 @@ def test_smoke_latched_stays_latched_across_a_kill_until_staff_clear_it(tmp_path
         assert "shed alarm smoke at pile-b1 still latched from " in log
         assert log.count("still latched from") == 1
         wait_until(lambda: api(cfg, "/status").get("alarm") == "smoke", 3, "the alarm shown")
-        tap(sim, "pile-a3/2")  # a new resident's tap changes nothing either
+        # The sessions ended at the alarm (`emergency`): residents tap again, at a socket and
+        # at the wallbox. Nothing is switched on, nothing offered.
+        tap(sim, "pile-a3/2")
+        tap(sim, "wb-1")
         watch_ticks(sim, lambda: nothing_on(sim))
         assert api(cfg, "/status")["alarm"] == "smoke"
+        with urllib.request.urlopen(_metrics_url(cfg), timeout=5) as r:
+            samples = parse_metrics(r.read().decode())
+        assert metric(samples, "chargectl_alarm", kind="smoke") == 1
 
         assert api(cfg, "/alarm/clear", {}) == {"cleared": True}
         wait_until(lambda: api(cfg, "/status")["alarm"] is None, 3, "alarm cleared")
