@@ -100,7 +100,7 @@ class ControlSettings:
     min_off_s: float = 120.0
     # A bay that is on keeps its turn until one waiting has charged this much less (seconds at
     # full power): turns of about this length rather than a swap whenever two credits cross.
-    rotation_margin_s: float = 0.0
+    rotation_margin_s: float = 1800.0
     socket_nominal_a: float = 2.5  # a socket about to close counts this until measured
     ramp_margin_a: float = 0.3  # a lone socket's; n on a circuit-phase share it x sqrt(n)
     wallbox_probe_a: float = 1.0  # room a wallbox gets above what its car draws

@@ -77,7 +77,8 @@ def test_unmanaged_step_sheds_in_the_same_tick_even_when_pinned() -> None:
 
 
 def test_min_off_keeps_a_shed_socket_off_and_min_on_pins() -> None:
-    settings = ControlSettings(min_on_s=30.0, min_off_s=20.0)
+    # The pins alone: no rotation margin (its own test below), so a turn passes at min_on.
+    settings = ControlSettings(min_on_s=30.0, min_off_s=20.0, rotation_margin_s=0.0)
     _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
     demand = want(lay, ["pa/1", "pa/2"])
     core.step(0.0, obs, demand)
