@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -31,17 +30,12 @@ from chargectl.runtime.daemon import Daemon, Options
 from chargectl.sessions import ledger
 from chargectl.sessions.cards import Card, parse_uid
 from chargectl.sim.runner import Simulator
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "deploy" / "examples"
 CARD = "04A1B2C3"
 OTHER_CARD = "04D5E6F7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -16,15 +16,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "mosquitto"
 PASSWORDS = {"campus": "campus-secret", "north": "north-secret", "ops": "ops-secret"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tool(name: str) -> str:

@@ -5,7 +5,6 @@ independent implementation of ../shared/hardware/*.md, so this is the contract b
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from chargectl.sim.devices.evse import EvseModel
 from chargectl.sim.devices.meter import MeterModel
 from chargectl.sim.devices.pile import PileModel
 from chargectl.sim.server import BusServer
+from tests.ports import free_port
 
 PILE, EVSE, SDM630, SDM120, ABSENT = 1, 21, 10, 11, 99
 PORTS = 12
@@ -203,12 +203,6 @@ async def test_protocol_faults_map_to_the_taxonomy(line: Line) -> None:
         await line.pile.read_hot()
     line.server.faults[PILE].silent = False
     assert not line.bus.health(PILE).up
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_tcp_gateway_down_at_start_then_up_then_restarted() -> None:

@@ -16,18 +16,14 @@ from typing import Any
 
 import aiomqtt
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ACL = ROOT / "deploy" / "mosquitto" / "chargectl.acl"
 SHED = "campus"
 PASSWORDS = {SHED: "campus-secret", "north": "north-secret", "ops": "ops-secret"}
 # Central systems' users (tests/mqtt/central.py).
 PASSWORDS |= {"energy": "energy-secret", "app": "app-secret", "cardlist": "cardlist-secret"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tool(name: str) -> str:
