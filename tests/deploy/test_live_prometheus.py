@@ -48,6 +48,7 @@ from tests.deploy.test_prometheus_grafana import (
     dashboard_exprs,
     panels,
 )
+from tests.mqtt.broker import stop_process
 from tests.rig import CARD, OTHER_CARD, Rig, free_port, running_shed
 from tests.sessions_e2e.shed import SPEED, e2e_config, until_charging, until_running
 
@@ -172,12 +173,7 @@ def prometheus(folder: Path, shed: str, metrics_port: int) -> Iterator[Prometheu
         prom.wait_ready(proc)
         yield prom
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 # ---- the queries ----

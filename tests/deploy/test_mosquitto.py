@@ -16,6 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.mqtt.broker import stop_process
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,12 +88,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
                 time.sleep(0.05)
         yield Broker(port, tls_port, cert)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
