@@ -4,25 +4,17 @@ cost lines with their shares of the tick."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "firewatch.py"
+from tests.benchmark_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_firewatch", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_firewatch"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("firewatch")
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:

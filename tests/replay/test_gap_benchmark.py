@@ -3,26 +3,17 @@ index with the sessions the shed alarm ended stopping where they ended."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.benchmark_module import load_benchmark
 from tests.replay.test_report import recording, session
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "replay_gap.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_replay_gap", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_replay_gap"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("replay_gap")
 
 
 def test_gap_by_group_and_the_alarms_share(bench: ModuleType) -> None:
