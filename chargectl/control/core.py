@@ -92,8 +92,10 @@ class ControlCore:
         self.external = ExternalLimits(layout.circuit_ids, layout.limit_a.max(axis=1).tolist())
         # Each bay's circuit-phase (its first phase), the group whose ramp margin it shares.
         self._margin_group = layout.bay_circuit * 3 + np.argmax(layout.bay_phases, axis=1)
-        # [B] the phases each bay draws on (a credit is per amp on all of them)
-        self._phases = layout.bay_phases.sum(axis=1).astype(np.float64)
+        # [B] a bay's full draw, amps on all its phases: a credit is per amp of it (`_credit`)
+        wallbox_a = np.maximum(self.wallbox_max_a, layout.wallbox_min_a)
+        full_a = np.where(layout.socket, self.settings.socket_nominal_a, wallbox_a)
+        self._full_a = np.maximum(full_a * layout.bay_phases.sum(axis=1), 1e-9)
         # Wh per amp a bay earns in `rotation_margin_s` at full draw (see `_credit`).
         self._turn_credit = self.settings.rotation_margin_s / 3600.0 * float(shed.shed.voltage_v)
         self.overloaded = np.zeros(c, dtype=np.bool_)
@@ -502,10 +504,7 @@ class ControlCore:
         of full power more (the kernel takes no negative credit), so one waiting takes its
         turn only when it has charged that much less than one that is on: turns of about
         that length, not a relay change whenever two credits cross."""
-        lay = self.layout
-        wallbox_a = np.maximum(self.wallbox_max_a, lay.wallbox_min_a)
-        full_a = np.where(lay.socket, self.settings.socket_nominal_a, wallbox_a) * self._phases
-        return served_wh / np.maximum(full_a, 1e-9) + np.where(self.on, 0.0, self._turn_credit)
+        return served_wh / self._full_a + np.where(self.on, 0.0, self._turn_credit)
 
     def _margin_shares(self, on: BoolArray) -> FloatArray:
         """[B]: each switched-on socket's share of the ramp margin of its circuit and phase.
