@@ -9,7 +9,8 @@ algorithm and its cost, with N bays, R of them wallboxes (min < max), C circuits
    is infeasible (a bit mask, inherited down the tree): one pass in preorder, O(C).
 2. Admission: sort the bays by (priority desc, credit asc, on first, id), then each bay that
    draws on no blocked phase of its circuit's mask walks its D ancestors and checks (then
-   adds) its minimum on its phases: O(N log N + N D).
+   adds) its minimum on its phases, and a fixed bay (min == max) also what the bays before
+   it hold (a wallbox as much of its max as had room): O(N log N + N D).
    The sort is a natural merge sort over packed keys, started from the last tick's order:
    from one tick to the next only a few credits cross, so it costs close to O(N); unrelated
    input costs O(N log N).
@@ -73,7 +74,7 @@ INT_WORK_B = 7  # order, sort keys and their temporary, starts, stops, state, ru
 INT_WORK_C = 3 * 4 + 3
 INT_WORK_EXTRA = 1
 FLOAT_WORK_B = 3  # level, sort values and their temporary
-FLOAT_WORK_C = 3 * 5  # used, val, lref, slope, heap keys (3C each)
+FLOAT_WORK_C = 3 * 6  # used, val, lref, slope, heap keys, held (3C each)
 
 
 @njit(cache=True)
@@ -535,6 +536,7 @@ def allocate_kernel(
     lref = fwork[o + 6 * n_c : o + 9 * n_c]
     slope = fwork[o + 9 * n_c : o + 12 * n_c]
     keys = fwork[o + 12 * n_c : o + 15 * n_c]
+    held = fwork[o + 15 * n_c : o + 18 * n_c].reshape((n_c, 3))
 
     # Rule 4: an infeasible circuit-phase is over its limit before any bay, so nothing may be
     # added to it: blocked[c] has bit p set when phase p is infeasible at c or at a circuit
@@ -548,9 +550,12 @@ def allocate_kernel(
             if bad:
                 blk |= 1 << p
             used[c, p] = unmanaged[c, p] if has_phase[c, p] else 0.0
+            held[c, p] = used[c, p]
         blocked[c] = blk
 
-    # Rule 2: admission at the minimum, in order.
+    # Rule 2: admission at the minimum, in order. `used` counts the admitted bays at their
+    # minimums, `held` at what each holds against a fixed bay after it (a wallbox as much of
+    # its max as had room when its turn came): a fixed bay must fit both.
     _admission_order(order, priority, credit, on, id_rank, by_id, sk, sx, tk, tx, bounds)
     for j in range(n_b):
         state[j] = IDLE
@@ -577,20 +582,26 @@ def allocate_kernel(
         # A bay on an infeasible circuit-phase is never admitted, so none rises on one either.
         if o_max[k] <= 0.0 or o_max[k] < m or (blocked[c0] & mask) != 0:
             continue
+        fixed = m >= o_max[k]
         fits = True
+        room = np.inf
         c = c0
         while c >= 0 and fits:
             for p in range(3):
-                if (mask >> p) & 1 and used[c, p] + m > limit[c, p] + FIT_EPS_A:
-                    fits = False
+                if (mask >> p) & 1:
+                    if used[c, p] + m > limit[c, p] + FIT_EPS_A:
+                        fits = False
+                    room = min(room, limit[c, p] - held[c, p])
             c = parent[c]
-        if not fits:
+        if not fits or (fixed and m > room + FIT_EPS_A):
             continue
+        hold = max(m, min(o_max[k], room))
         c = c0
         while c >= 0:
             for p in range(3):
                 if (mask >> p) & 1:
                     used[c, p] += m
+                    held[c, p] += hold
             c = parent[c]
         j = order[k]
         state[j] = FIXED

@@ -46,19 +46,27 @@ def reference_plan(problem: Problem) -> Plan:
     infeasible = [cp for cp in limit if unmanaged[cp] > limit[cp] + FIT_EPS_A]
     infeasible_set = set(infeasible)
 
-    # Rule 2: admission at the minimum, in order.
+    # Rule 2: admission at the minimum, in order; a fixed bay (min == max) must also fit
+    # with the bays before it at what they hold (a wallbox: as much of its max as had room).
     ranked = sorted(problem.bays, key=lambda b: (-b.priority, b.credit, not b.on, b.id))
     load = dict(unmanaged)
+    held = dict(unmanaged)
     admitted: list[ProblemBay] = []
     for bay in ranked:
         if bay.max_a <= 0 or bay.max_a < bay.min_a:
             continue
-        if infeasible_set.intersection(draws_on(bay)):
+        cps = draws_on(bay)
+        if infeasible_set.intersection(cps):
             continue
-        if all(load[cp] + bay.min_a <= limit[cp] + FIT_EPS_A for cp in draws_on(bay)):
-            admitted.append(bay)
-            for cp in draws_on(bay):
-                load[cp] += bay.min_a
+        if any(load[cp] + bay.min_a > limit[cp] + FIT_EPS_A for cp in cps):
+            continue
+        room = min(limit[cp] - held[cp] for cp in cps)
+        if bay.min_a == bay.max_a and bay.min_a > room + FIT_EPS_A:
+            continue
+        admitted.append(bay)
+        for cp in cps:
+            load[cp] += bay.min_a
+            held[cp] += max(bay.min_a, min(bay.max_a, room))
 
     # Rule 3: max-min fair extra current, class by class, lower classes at their minimum.
     x = {b.id: b.min_a for b in admitted}

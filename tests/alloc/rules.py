@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from chargectl.alloc.problem import FIT_EPS_A, Plan, Problem, ProblemBay
 
 TOL = 1e-6  # numerical slack on top of the rules' own 1e-9
@@ -69,20 +71,27 @@ def check_rules(problem: Problem, plan: Plan) -> None:
             assert load[cp] <= limit(cp) + FIT_EPS_A + TOL, cp
 
     # Rule 2: walking the admission order, a bay is on exactly when its minimum fits on top
-    # of the minimums of the bays on before it. (A valid bay with min 0 always fits: it may
-    # be admitted and still sit at 0 A.)
+    # of the minimums of the bays on before it and, for a fixed bay (min == max), on top of
+    # what they hold: a fixed bay its current, one that may rise as much of its max as had
+    # room when its turn came. (A valid bay with min 0 always fits: it may be admitted and
+    # still sit at 0 A.)
     ranked = sorted(problem.bays, key=lambda b: (-b.priority, b.credit, not b.on, b.id))
     admitted: set[str] = set()
     mins = {cp: unmanaged(cp) for cp in all_cps}
+    held = dict(mins)
     for b in ranked:
         valid = b.max_a > 0 and b.max_a >= b.min_a and not blocked(b)
         fits = valid and all(mins[cp] + b.min_a <= limit(cp) + FIT_EPS_A for cp in cps(b))
+        room = min((limit(cp) - held[cp] for cp in cps(b)), default=math.inf)
+        if b.min_a == b.max_a:
+            fits = fits and b.min_a <= room + FIT_EPS_A
         on = x[b.id] > 0 or (valid and b.min_a == 0)
         assert on == fits, b
         if on:
             admitted.add(b.id)
             for cp in cps(b):
                 mins[cp] += b.min_a
+                held[cp] += max(b.min_a, min(b.max_a, room))
 
     # Rule 3: every admitted bay below its max has a bottleneck: a full circuit-phase on
     # which no bay of its class got more than the same level would give it, and every bay of

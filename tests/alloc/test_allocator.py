@@ -18,7 +18,7 @@ PROBLEM = Problem(
     (
         socket("s1", 2.0, "row"),
         socket("s2", 2.0, "row", credit=1.0),
-        wallbox("w", 6, 16, "main", phases=(1, 2, 3)),
+        wallbox("w", 6, 16, "main", phases=(1, 2, 3), credit=2.0),
     ),
 )
 

@@ -56,6 +56,55 @@ def test_one_limit_per_phase(solver: str) -> None:
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
+def test_a_socket_behind_a_wallbox_does_not_take_what_the_wallbox_rises_into(
+    solver: str,
+) -> None:
+    # L1 is the tight phase. The three-phase car is ahead in order (less credit): it holds
+    # 16 A on L1, so of the sockets behind it only two fit in the 4 A left, and the car gets
+    # 16 A on all three phases, not 6 A plus what eight sockets leave on L1.
+    sockets = [socket(f"s{i}", 2.0, phase=1, credit=1.0 + i) for i in range(8)]
+    problem = Problem(
+        (circuit("main", (20, 32, 32)),),
+        (wallbox("car", 6, 16, phases=(1, 2, 3)), *sockets),
+    )
+    result = solve(solver, problem).setpoints
+    assert result["car"] == pytest.approx(16.0)
+    assert [result[f"s{i}"] for i in range(8)] == [2.0, 2.0] + [0.0] * 6
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_socket_ahead_of_a_wallbox_keeps_its_place(solver: str) -> None:
+    # The sockets have less credit: they are admitted first, the car gets what they leave.
+    sockets = [socket(f"s{i}", 2.0, phase=1) for i in range(4)]
+    problem = Problem(
+        (circuit("main", (20, 32, 32)),),
+        (*sockets, wallbox("car", 6, 16, phases=(1, 2, 3), credit=1.0)),
+    )
+    result = solve(solver, problem).setpoints
+    assert result == pytest.approx({"s0": 2, "s1": 2, "s2": 2, "s3": 2, "car": 12})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_wallboxes_still_share_among_themselves(solver: str) -> None:
+    # What a wallbox holds keeps out only fixed bays: four cars on 32 A all start at 6 A
+    # and share equally, though the first two could each have held 16 A.
+    cars = [wallbox(f"w{i}", 6, 16, credit=float(i)) for i in range(4)]
+    problem = Problem((circuit("main", 32),), tuple(cars))
+    assert solve(solver, problem).setpoints == pytest.approx({f"w{i}": 8.0 for i in range(4)})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_wallbox_holds_only_what_had_room_when_its_turn_came(solver: str) -> None:
+    # w0 holds 16, w1 only the 4 left above it (at least its 6): the socket behind them
+    # finds 20 - 16 - 6 < 0 held, so it waits, and the two cars share the 20 A.
+    problem = Problem(
+        (circuit("main", 20),),
+        (wallbox("w0", 6, 16), wallbox("w1", 6, 16, credit=1.0), socket("s", 2, credit=2.0)),
+    )
+    assert solve(solver, problem).setpoints == pytest.approx({"w0": 10, "w1": 10, "s": 0})
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_higher_class_takes_the_extra_first(solver: str) -> None:
     problem = Problem(
         (circuit("main", 24),),

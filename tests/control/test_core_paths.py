@@ -121,7 +121,9 @@ def test_a_lowered_wallbox_is_counted_at_its_draw_until_the_car_follows() -> Non
     core.setpoint[w] = 16.0
     core.on[w] = True
     demand = want(lay, ["wb", *sockets(lay, "pa")])
-    demand.credit[w] = 100.0  # the sockets are served first: the wallbox is lowered
+    # The car charged 10 kWh, the sockets nothing and more than a turn's margin less: they are
+    # served first and the wallbox is lowered.
+    demand.credit[w] = 10_000.0
     car = 16.0
     for t in range(12):
         d = core.step(float(t), obs, demand)
