@@ -260,13 +260,19 @@ class SessionManager:
         for bay, m in self._bays.items():
             s = m.session
             quota_left: float | None = None
+            blocked = False
             if s is not None:
                 card = books.get(s.card)
                 if card is not None and card.daily_kwh is not None:
                     used = keeper.used_wh(s.card, keeper.day(s.start_wall))
                     quota_left = card.daily_kwh * 1000.0 - used
+                # A card blocked while it charges (lost or stolen) charges no further, however
+                # the block came (the staff command line, the central list): a staff stop.
+                blocked = card is not None and card.status == "blocked"
             unknown = s is not None and s.counter_start is None
             reason = m.observe(now, obs.get(bay), quota_left)
+            if reason is None and blocked:
+                reason = Reason.STAFF_STOP
             if reason is not None:
                 self._end(m, reason, now, wall)
             elif s is not None and now - s.last_checkpoint >= every:

@@ -272,6 +272,25 @@ def test_staff_stop() -> None:
     assert rig.mgr.staff_stop("p/1", rig.now, rig.wall) is False
 
 
+def test_a_card_blocked_while_it_charges_is_stopped_at_the_next_tick() -> None:
+    # The staff command line blocks the card in the ledger; the daemon's card book picks it
+    # up, and the running session ends as a staff stop, the other card's goes on.
+    rig = Rig()
+    for bay in ("p/1", "p/2"):
+        rig.bays[bay].profile = lambda t: 200.0
+    rig.tap("p/1", ALICE)
+    rig.tap("p/2", BOB)
+    rig.run(30)
+    assert rig.ledger.of(SessionEnd) == []
+    rig.set_card(Card(ALICE, "Flat 1A", status="blocked"))
+    rig.step()
+    (end,) = rig.ledger.of(SessionEnd)
+    assert end.reason == "staff_stop" and end.energy_wh > 0
+    assert rig.mgr.session_at("p/1") is None
+    assert rig.mgr.session_at("p/2") is not None
+    assert rig.tap("p/1", ALICE).outcome is TapOutcome.BLOCKED
+
+
 def test_wallbox_unplugged_at_once() -> None:
     rig = Rig(bays=("wb-1",))
     wb = rig.bays["wb-1"]
