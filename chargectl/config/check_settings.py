@@ -62,6 +62,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "min_on_s": NON_NEGATIVE,
         "min_off_s": NON_NEGATIVE,
         "rotation_margin_s": NON_NEGATIVE,
+        "rotation_ratio": Range(1, 100),
         "socket_nominal_a": POSITIVE,
         "ramp_margin_a": NON_NEGATIVE,
         "wallbox_probe_a": NON_NEGATIVE,

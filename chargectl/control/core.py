@@ -96,6 +96,10 @@ class ControlCore:
         wallbox_a = np.maximum(self.wallbox_max_a, layout.wallbox_min_a)
         full_a = np.where(layout.socket, self.settings.socket_nominal_a, wallbox_a)
         self._full_a = np.maximum(full_a * layout.bay_phases.sum(axis=1), 1e-9)
+        # [B] the highest current each socket's session has drawn so far: its full draw once
+        # measured (`_credit`); 0 while none, and again when its session ends.
+        self._peak_a = np.zeros(b)
+        self._served_prev = np.zeros(b)
         # Wh per amp a bay earns in `rotation_margin_s` at full draw (see `_credit`).
         self._turn_credit = self.settings.rotation_margin_s / 3600.0 * float(shed.shed.voltage_v)
         self.overloaded = np.zeros(c, dtype=np.bool_)
@@ -247,7 +251,7 @@ class ControlCore:
         pinned = self.on & lay.socket & (since < self.settings.min_on_s) & ~cut & ~self.held_out
         over_bays = (lay.under[over].any(axis=0)) if over.any() else np.zeros_like(pinned)
         priority = demand.priority + np.where(pinned & ~over_bays, PIN_PRIORITY, 0)
-        credit = self._credit(demand.credit)
+        credit = self._credit(demand.credit, demand.wants, bay_amps)
 
         # 5. allocate; a wallbox now offered less than its car draws is counted at its draw
         # and the plan is made again without the current it has not let go of yet.
@@ -492,19 +496,38 @@ class ControlCore:
         max_a = np.where(sock, np.where(sock_ok, sock_amps, 0.0), np.where(wb_ok, wb_max, 0.0))
         return min_a, max_a
 
-    def _credit(self, served_wh: FloatArray) -> FloatArray:
+    def _credit(self, served_wh: FloatArray, wants: BoolArray, amps: FloatArray) -> FloatArray:
         """[B]: each session's admission credit, its energy over its bay's full draw (amps
-        on all its phases): about the time it has charged at full power, in Wh per A. In
-        plain Wh a car at 16 A on three phases earns in ten minutes what a bike takes all
-        night, and then waits behind every bike until its owner leaves (measured on the
-        evening-peak replay: two cars got 3 and 17 of the 28 kWh they wanted in four to five
-        hours). A socket's full draw is `socket_nominal_a`, the same for all, so sockets
-        keep their order among themselves; a wallbox's is its hardware maximum (at least
-        its least offer) on each of its phases. A bay that is off counts `rotation_margin_s`
-        of full power more (the kernel takes no negative credit), so one waiting takes its
-        turn only when it has charged that much less than one that is on: turns of about
-        that length, not a relay change whenever two credits cross."""
-        return served_wh / self._full_a + np.where(self.on, 0.0, self._turn_credit)
+        on all its phases): the time it has charged at its full power, times the voltage,
+        in Wh per A. So turns are shared by time, whatever each charger's power. In plain Wh
+        a car at 16 A on three phases earns in ten minutes what a bike takes all night, and
+        then waits behind every bike until its owner leaves (measured on the evening-peak
+        replay: two cars got 3 and 17 of the 28 kWh they wanted in four to five hours).
+        A socket's full draw is the most its session has drawn so far (`socket_nominal_a`
+        until it has drawn any): a pile cannot lower a charger, so what it drew is its
+        power. With `socket_nominal_a` for every socket, a 0.8 A charger earned a third of
+        a car's credit an hour at full power, and a car that had had 1.5 h was never let on
+        again (the bikes finished with less credit than it: evening-peak, 20:30-23:30, both
+        cars paused while L2 and L3 had 5-15 A spare). A wallbox's full draw is its hardware
+        maximum (at least its least offer) on each of its phases: the controller lowers a
+        car, so what it drew says nothing. A bay that is off counts `rotation_margin_s` of
+        full power more (the kernel takes no negative credit), and one that is on counts
+        1/`rotation_ratio` of its own, so one waiting takes its turn only when it has
+        charged that much less than one that is on and less than 1/ratio of it: not a relay
+        change whenever two credits cross, and each turn of a session about `rotation_ratio`
+        times as long as its last, so a session that charges for hours in a shortage has a
+        few turns, not one per margin (evening-peak: with margins alone, the sessions of the
+        L1 piles had 10-16 relay changes each)."""
+        socket = self.layout.socket
+        new_session = ~wants | (served_wh < self._served_prev)
+        self._served_prev = served_wh.copy()
+        peak = np.where(new_session, 0.0, self._peak_a)
+        self._peak_a = np.where(socket & wants, np.fmax(peak, amps), 0.0)
+        measured = self._peak_a * self.layout.bay_phases.sum(axis=1)
+        full_a = np.where(socket & (measured > 0.0), measured, self._full_a)
+        charged = served_wh / full_a
+        on_key = charged / self.settings.rotation_ratio
+        return np.where(self.on, on_key, charged + self._turn_credit)
 
     def _margin_shares(self, on: BoolArray) -> FloatArray:
         """[B]: each switched-on socket's share of the ramp margin of its circuit and phase.

@@ -282,7 +282,9 @@ def test_a_car_is_ranked_by_its_energy_per_amp_of_full_draw(car_wh: float, car_f
 def test_rotation_margin_keeps_a_turn_until_one_waiting_has_charged_that_much_less() -> None:
     # One socket fits the row. 1,800 s at full draw on 220 V is 110 Wh per amp, 275 Wh for a
     # socket at its nominal 2.5 A: the one waiting takes the turn only below that.
-    settings = ControlSettings(min_on_s=0.0, min_off_s=0.0, rotation_margin_s=1800.0)
+    settings = ControlSettings(
+        min_on_s=0.0, min_off_s=0.0, rotation_margin_s=1800.0, rotation_ratio=1.0
+    )
     _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
     demand = want(lay, ["pa/1", "pa/2"])
     first, other = lay.bay_index["pa/1"], lay.bay_index["pa/2"]
@@ -302,3 +304,84 @@ def test_rotation_margin_keeps_a_turn_until_one_waiting_has_charged_that_much_le
     demand.credit[other] = 100.0
     core.step(6.0, obs, demand)
     assert core.on[other] and not core.on[first]
+
+
+def _car_behind_measured_sockets(drawn_a: float):  # type: ignore[no-untyped-def]
+    """Three sockets that have each charged 400 Wh drawing `drawn_a` (0: never measured), and a
+    car that has had 9,000 Wh at 16 A on three phases (188 Wh per amp); main's L1 holds 8 A."""
+    settings = ControlSettings(min_on_s=0.0, min_off_s=0.0, rotation_margin_s=0.0)
+    _shed, lay, core, obs = make(phases=3, ports=3, main_limit=8.0, worst=0.0, control=settings)
+    wb = lay.evse_index["wb"]
+    sockets = lay.pile_slices["pa"]
+    demand = want(lay, ["pa/1", "pa/2", "pa/3"])
+    core.step(0.0, obs, demand)
+    assert core.on[sockets].all()
+    obs.bay_current_a[sockets] = drawn_a
+    obs.meter_a[0] = circuit_load(lay, obs.bay_current_a)[0]
+    demand.credit[sockets] = 400.0
+    core.step(1.0, obs, demand)
+    obs.wallbox_plugged[wb] = True
+    obs.wallbox_hw_max_a[wb] = 16.0
+    demand.wants[wb] = True
+    demand.credit[wb] = 9000.0
+    return lay, core.step(2.0, obs, demand), wb, sockets
+
+
+def test_a_socket_s_credit_is_per_amp_of_what_it_drew() -> None:
+    # Drawing 1 A, the sockets' 400 Wh is 400 Wh per amp: 2.5 h at their full power against
+    # the car's 0.7 h, so the car goes first. Counted at the nominal 2.5 A it was 160, and
+    # the car waited behind sockets that had charged longer than it.
+    lay, d, wb, sockets = _car_behind_measured_sockets(1.0)
+    assert d.setpoint_a[wb] >= lay.wallbox_min_a[wb]
+    assert int(d.relay_on[sockets].sum()) < 3
+    lay, d, wb, sockets = _car_behind_measured_sockets(0.0)
+    assert d.setpoint_a[wb] == 0.0
+    assert d.relay_on[sockets].all()
+
+
+def test_a_new_session_starts_with_no_measured_draw() -> None:
+    # pa/1 drew 1 A in its first session; its next session, with the same 100 Wh as pa/2
+    # (never measured, so 2.5 A), is ranked on 2.5 A too: equal credit, lower id first.
+    settings = ControlSettings(min_on_s=0.0, min_off_s=0.0, rotation_margin_s=0.0)
+    _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
+    first, other = lay.bay_index["pa/1"], lay.bay_index["pa/2"]
+    demand = want(lay, ["pa/1"])
+    core.step(0.0, obs, demand)
+    obs.bay_current_a[first] = 1.0
+    demand.credit[first] = 100.0
+    core.step(1.0, obs, demand)
+    demand.wants[first] = False  # the session ends
+    obs.bay_current_a[first] = 0.0
+    core.step(2.0, obs, demand)
+    demand = want(lay, ["pa/1", "pa/2"])
+    demand.credit[[first, other]] = [100.0, 100.0]
+    core.step(3.0, obs, demand)
+    # had its 1 A been kept, its 100 Wh would be 100 Wh per amp against pa/2's 40
+    assert core.on[first] and not core.on[other]
+
+
+def test_rotation_ratio_keeps_a_turn_until_one_waiting_has_charged_less_than_its_share() -> None:
+    # margin 0, ratio 2: pa/2 waiting takes pa/1's turn only with less than half its credit.
+    settings = ControlSettings(
+        min_on_s=0.0, min_off_s=0.0, rotation_margin_s=0.0, rotation_ratio=2.0
+    )
+    _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
+    demand = want(lay, ["pa/1", "pa/2"])
+    first, other = lay.bay_index["pa/1"], lay.bay_index["pa/2"]
+    demand.credit[other] = 1.0
+    core.step(0.0, obs, demand)
+    assert core.on[first] and not core.on[other]
+    demand.credit[first] = 300.0
+    demand.credit[other] = 160.0  # more than half: pa/1 keeps its turn
+    core.step(1.0, obs, demand)
+    assert core.on[first] and not core.on[other]
+    demand.credit[other] = 140.0  # less than half: its turn
+    core.step(2.0, obs, demand)
+    assert core.on[other] and not core.on[first]
+    # pa/1 now waits until pa/2 has twice its 300 Wh
+    demand.credit[other] = 560.0
+    core.step(3.0, obs, demand)
+    assert core.on[other] and not core.on[first]
+    demand.credit[other] = 620.0
+    core.step(4.0, obs, demand)
+    assert core.on[first] and not core.on[other]
