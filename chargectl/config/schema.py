@@ -101,8 +101,8 @@ class ControlSettings:
     # A bay that is on keeps its turn until one waiting has charged this much less (seconds at
     # full power): turns of about this length rather than a swap whenever two credits cross.
     rotation_margin_s: float = 1800.0
-    # ... and until one waiting has charged less than 1/this of it: each turn about this many
-    # times the one before, so a long session has few turns, not one per margin.
+    # ... and until one waiting has charged less than 1/this of what it has beyond the margin:
+    # each turn about this many times the one before, so a long session has few turns.
     rotation_ratio: float = 2.0
     socket_nominal_a: float = 2.5  # a socket about to close counts this until measured
     ramp_margin_a: float = 0.3  # a lone socket's; n on a circuit-phase share it x sqrt(n)

@@ -385,3 +385,24 @@ def test_rotation_ratio_keeps_a_turn_until_one_waiting_has_charged_less_than_its
     demand.credit[other] = 620.0
     core.step(4.0, obs, demand)
     assert core.on[first] and not core.on[other]
+
+
+def test_a_new_arrival_takes_a_turn_after_the_margin_whatever_the_ratio() -> None:
+    # margin 1,800 s (110 Wh per amp on 220 V: 275 Wh at 2.5 A), ratio 2: the ratio divides
+    # only what pa/1 has beyond the margin, so pa/2 with nothing charged gets on as soon as
+    # pa/1 has had the margin, not after twice it.
+    settings = ControlSettings(
+        min_on_s=0.0, min_off_s=0.0, rotation_margin_s=1800.0, rotation_ratio=2.0
+    )
+    _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
+    first, other = lay.bay_index["pa/1"], lay.bay_index["pa/2"]
+    demand = want(lay, ["pa/1"])
+    core.step(0.0, obs, demand)
+    assert core.on[first]
+    demand = want(lay, ["pa/1", "pa/2"])
+    demand.credit[first] = 260.0  # less than the margin: pa/1 keeps its turn
+    core.step(1.0, obs, demand)
+    assert core.on[first] and not core.on[other]
+    demand.credit[first] = 300.0  # more: pa/2's turn
+    core.step(2.0, obs, demand)
+    assert core.on[other] and not core.on[first]
