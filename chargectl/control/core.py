@@ -95,7 +95,8 @@ class ControlCore:
         # [B] a bay's full draw, amps on all its phases: a credit is per amp of it (`_credit`)
         wallbox_a = np.maximum(self.wallbox_max_a, layout.wallbox_min_a)
         full_a = np.where(layout.socket, self.settings.socket_nominal_a, wallbox_a)
-        self._full_a = np.maximum(full_a * layout.bay_phases.sum(axis=1), 1e-9)
+        self._n_phases = layout.bay_phases.sum(axis=1)
+        self._full_a = np.maximum(full_a * self._n_phases, 1e-9)
         # [B] the highest current each socket's session has drawn so far: its full draw once
         # measured (`_credit`); 0 while none, and again when its session ends.
         self._peak_a = np.zeros(b)
@@ -526,7 +527,7 @@ class ControlCore:
         self._served_prev = served_wh.copy()
         peak = np.where(new_session, 0.0, self._peak_a)
         self._peak_a = np.where(socket & wants, np.fmax(peak, amps), 0.0)
-        measured = self._peak_a * self.layout.bay_phases.sum(axis=1)
+        measured = self._peak_a * self._n_phases
         full_a = np.where(socket & (measured > 0.0), measured, self._full_a)
         charged = served_wh / full_a
         margin = self._turn_credit

@@ -279,18 +279,24 @@ def test_a_car_is_ranked_by_its_energy_per_amp_of_full_draw(car_wh: float, car_f
         assert d.setpoint_a[wb] == 0.0 and sockets_on == 3
 
 
-def test_rotation_margin_keeps_a_turn_until_one_waiting_has_charged_that_much_less() -> None:
-    # One socket fits the row. 1,800 s at full draw on 220 V is 110 Wh per amp, 275 Wh for a
-    # socket at its nominal 2.5 A: the one waiting takes the turn only below that.
-    settings = ControlSettings(
-        min_on_s=0.0, min_off_s=0.0, rotation_margin_s=1800.0, rotation_ratio=1.0
-    )
+def _one_of_two_on(settings: ControlSettings):  # type: ignore[no-untyped-def]
+    """Two sockets wanting current on a row that fits one: pa/1 (less credit) is on."""
     _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
     demand = want(lay, ["pa/1", "pa/2"])
     first, other = lay.bay_index["pa/1"], lay.bay_index["pa/2"]
     demand.credit[other] = 1.0
     core.step(0.0, obs, demand)
     assert core.on[first] and not core.on[other]
+    return core, obs, demand, first, other
+
+
+def test_rotation_margin_keeps_a_turn_until_one_waiting_has_charged_that_much_less() -> None:
+    # One socket fits the row. 1,800 s at full draw on 220 V is 110 Wh per amp, 275 Wh for a
+    # socket at its nominal 2.5 A: the one waiting takes the turn only below that.
+    settings = ControlSettings(
+        min_on_s=0.0, min_off_s=0.0, rotation_margin_s=1800.0, rotation_ratio=1.0
+    )
+    core, obs, demand, first, other = _one_of_two_on(settings)
     demand.credit[first] = 300.0
     demand.credit[other] = 100.0  # 200 Wh less: not enough
     for t in range(1, 5):
@@ -365,12 +371,7 @@ def test_rotation_ratio_keeps_a_turn_until_one_waiting_has_charged_less_than_its
     settings = ControlSettings(
         min_on_s=0.0, min_off_s=0.0, rotation_margin_s=0.0, rotation_ratio=2.0
     )
-    _shed, lay, core, obs = make(ports=2, row_limit=2.6, main_limit=30.0, control=settings)
-    demand = want(lay, ["pa/1", "pa/2"])
-    first, other = lay.bay_index["pa/1"], lay.bay_index["pa/2"]
-    demand.credit[other] = 1.0
-    core.step(0.0, obs, demand)
-    assert core.on[first] and not core.on[other]
+    core, obs, demand, first, other = _one_of_two_on(settings)
     demand.credit[first] = 300.0
     demand.credit[other] = 160.0  # more than half: pa/1 keeps its turn
     core.step(1.0, obs, demand)
