@@ -63,6 +63,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "min_off_s": NON_NEGATIVE,
         "rotation_margin_s": NON_NEGATIVE,
         "rotation_ratio": Range(1, 100),
+        "max_pauses": Range(0, 10_000),
         "socket_nominal_a": POSITIVE,
         "ramp_margin_a": NON_NEGATIVE,
         "wallbox_probe_a": NON_NEGATIVE,

@@ -104,6 +104,9 @@ class ControlSettings:
     # ... and until one waiting has charged less than 1/this of what it has beyond the margin:
     # each turn about this many times the one before, so a long session has few turns.
     rotation_ratio: float = 2.0
+    # A socket's session is paused for others' turns at most this many times; after that it
+    # keeps its turn until it ends (an overload, a fault or an alarm still opens it).
+    max_pauses: int = 2
     socket_nominal_a: float = 2.5  # a socket about to close counts this until measured
     ramp_margin_a: float = 0.3  # a lone socket's; n on a circuit-phase share it x sqrt(n)
     wallbox_probe_a: float = 1.0  # room a wallbox gets above what its car draws

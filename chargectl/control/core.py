@@ -101,6 +101,8 @@ class ControlCore:
         # measured (`_credit`); 0 while none, and again when its session ends.
         self._peak_a = np.zeros(b)
         self._served_prev = np.zeros(b)
+        # [B] how often each socket's session has been paused while it wanted current
+        self._pauses = np.zeros(b, dtype=np.int64)
         # Wh per amp a bay earns in `rotation_margin_s` at full draw (see `_credit`).
         self._turn_credit = self.settings.rotation_margin_s / 3600.0 * float(shed.shed.voltage_v)
         self.overloaded = np.zeros(c, dtype=np.bool_)
@@ -249,10 +251,13 @@ class ControlCore:
         eligible = demand.wants & up & ~faulted & (self.alarm is None) & ~cut
         since = now - self.changed_at
         min_a, max_a = self._bounds(obs, eligible, since, hold, excess)
-        pinned = self.on & lay.socket & (since < self.settings.min_on_s) & ~cut & ~self.held_out
+        credit = self._credit(demand.credit, demand.wants, bay_amps)
+        # Pinned: a socket within `min_on_s`, or whose session has had its `max_pauses`.
+        spent = self._pauses >= self.settings.max_pauses
+        pinned = self.on & lay.socket & ((since < self.settings.min_on_s) | spent)
+        pinned &= ~cut & ~self.held_out
         over_bays = (lay.under[over].any(axis=0)) if over.any() else np.zeros_like(pinned)
         priority = demand.priority + np.where(pinned & ~over_bays, PIN_PRIORITY, 0)
-        credit = self._credit(demand.credit, demand.wants, bay_amps)
 
         # 5. allocate; a wallbox now offered less than its car draws is counted at its draw
         # and the plan is made again without the current it has not let go of yet.
@@ -294,6 +299,7 @@ class ControlCore:
         relay_on = np.where(down, self.on, relay_on)
         setpoints = np.where(down, self.setpoint, setpoints)
         changed = relay_on != self.on
+        self._pauses += self.on & ~relay_on & demand.wants & lay.socket
         self.changed_at = np.where(changed, now, self.changed_at)
         self.on = relay_on
         self.setpoint = setpoints.copy()
@@ -526,6 +532,7 @@ class ControlCore:
         new_session = ~wants | (served_wh < self._served_prev)
         self._served_prev = served_wh.copy()
         peak = np.where(new_session, 0.0, self._peak_a)
+        self._pauses[new_session] = 0
         self._peak_a = np.where(socket & wants, np.fmax(peak, amps), 0.0)
         measured = self._peak_a * self._n_phases
         full_a = np.where(socket & (measured > 0.0), measured, self._full_a)

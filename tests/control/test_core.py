@@ -407,3 +407,48 @@ def test_a_new_arrival_takes_a_turn_after_the_margin_whatever_the_ratio() -> Non
     demand.credit[first] = 300.0  # more: pa/2's turn
     core.step(2.0, obs, demand)
     assert core.on[other] and not core.on[first]
+
+
+def test_a_session_paused_max_pauses_times_keeps_its_turn_until_an_overload() -> None:
+    settings = ControlSettings(
+        min_on_s=0.0, min_off_s=0.0, rotation_margin_s=0.0, rotation_ratio=1.0, max_pauses=1
+    )
+    core, obs, demand, first, other = _one_of_two_on(settings)
+    demand.credit[first] = 10.0
+    core.step(1.0, obs, demand)  # pa/1 paused: its one pause
+    assert core.on[other] and not core.on[first]
+    demand.credit[other] = 20.0
+    core.step(2.0, obs, demand)  # pa/2 paused: its one pause
+    assert core.on[first] and not core.on[other]
+    # pa/1 has had its pause: it keeps its turn however far ahead of pa/2 it gets
+    demand.credit[first] = 500.0
+    for t in range(3, 8):
+        core.step(float(t), obs, demand)
+        assert core.on[first] and not core.on[other], t
+    # an overload still opens it: a 40 A load appears on the 30 A main
+    obs.meter_a[0, 0] = 40.0
+    d = core.step(8.0, obs, demand)
+    assert d.overloaded[0] and not core.on[first]
+
+
+def test_a_new_session_may_be_paused_again() -> None:
+    settings = ControlSettings(
+        min_on_s=0.0, min_off_s=0.0, rotation_margin_s=0.0, rotation_ratio=1.0, max_pauses=1
+    )
+    core, obs, demand, first, other = _one_of_two_on(settings)
+    demand.credit[first] = 10.0
+    core.step(1.0, obs, demand)  # pa/1's session has its one pause
+    assert core.on[other] and not core.on[first]
+    demand.wants[other] = False  # pa/2 leaves: pa/1 back on
+    core.step(2.0, obs, demand)
+    assert core.on[first]
+    demand.wants[first] = False  # pa/1's session ends too
+    core.step(3.0, obs, demand)
+    demand.wants[[first, other]] = True  # two new sessions, nothing charged
+    demand.credit[[first, other]] = 0.0
+    core.step(4.0, obs, demand)
+    assert core.on[first] and not core.on[other]
+    demand.credit[first] = 10.0
+    demand.credit[other] = 1.0
+    core.step(5.0, obs, demand)  # the new session has not had its pause yet
+    assert core.on[other] and not core.on[first]
