@@ -12,7 +12,8 @@ No I/O and no clock: `now` is passed in. The order within one step:
    case), and any bay drawing more than it was told (a relay whose open did not reach it, a
    car still following a lower offer);
 4. turn sessions into kernel inputs: who may run (min on / min off), at what current, in which
-   order (a socket inside its min_on is pinned unless its circuit is over its limit right now);
+   order (`Turns`: credits, least first; a socket inside its min_on, or whose session has had
+   its `max_pauses`, is pinned unless its circuit is over its limit right now);
 5. allocate (the numba kernel); a wallbox offered less than its car draws is counted at its
    draw and the plan is made again, so the freed current is not given away before the car
    has let go of it; derive relay commands, wallbox offers, bay states and the fail-safe masks.
@@ -40,6 +41,7 @@ from chargectl.control.observe import (
     Observation,
 )
 from chargectl.control.thermal import BreakerThermal, Derate
+from chargectl.control.turns import Turns
 
 # (limit_a[C,3], unmanaged_a[C,3], min_a[B], max_a[B], priority[B], credit[B], on[B])
 #   -> (setpoints[B], planned_a[C,3], binding[C,3], infeasible[C,3])
@@ -92,19 +94,7 @@ class ControlCore:
         self.external = ExternalLimits(layout.circuit_ids, layout.limit_a.max(axis=1).tolist())
         # Each bay's circuit-phase (its first phase), the group whose ramp margin it shares.
         self._margin_group = layout.bay_circuit * 3 + np.argmax(layout.bay_phases, axis=1)
-        # [B] a bay's full draw, amps on all its phases: a credit is per amp of it (`_credit`)
-        wallbox_a = np.maximum(self.wallbox_max_a, layout.wallbox_min_a)
-        full_a = np.where(layout.socket, self.settings.socket_nominal_a, wallbox_a)
-        self._n_phases = layout.bay_phases.sum(axis=1)
-        self._full_a = np.maximum(full_a * self._n_phases, 1e-9)
-        # [B] the highest current each socket's session has drawn so far: its full draw once
-        # measured (`_credit`); 0 while none, and again when its session ends.
-        self._peak_a = np.zeros(b)
-        self._served_prev = np.zeros(b)
-        # [B] how often each socket's session has been paused while it wanted current
-        self._pauses = np.zeros(b, dtype=np.int64)
-        # Wh per amp a bay earns in `rotation_margin_s` at full draw (see `_credit`).
-        self._turn_credit = self.settings.rotation_margin_s / 3600.0 * float(shed.shed.voltage_v)
+        self.turns = Turns(shed, layout, self.wallbox_max_a)
         self.overloaded = np.zeros(c, dtype=np.bool_)
         self._overloads_since_tick = np.zeros(c, dtype=np.bool_)
         self._unmanaged_hist: deque[tuple[float, FloatArray]] = deque()
@@ -251,9 +241,9 @@ class ControlCore:
         eligible = demand.wants & up & ~faulted & (self.alarm is None) & ~cut
         since = now - self.changed_at
         min_a, max_a = self._bounds(obs, eligible, since, hold, excess)
-        credit = self._credit(demand.credit, demand.wants, bay_amps)
+        credit = self.turns.credit(demand.credit, demand.wants, bay_amps, self.on)
         # Pinned: a socket within `min_on_s`, or whose session has had its `max_pauses`.
-        spent = self._pauses >= self.settings.max_pauses
+        spent = self.turns.spent()
         pinned = self.on & lay.socket & ((since < self.settings.min_on_s) | spent)
         pinned &= ~cut & ~self.held_out
         over_bays = (lay.under[over].any(axis=0)) if over.any() else np.zeros_like(pinned)
@@ -299,7 +289,7 @@ class ControlCore:
         relay_on = np.where(down, self.on, relay_on)
         setpoints = np.where(down, self.setpoint, setpoints)
         changed = relay_on != self.on
-        self._pauses += self.on & ~relay_on & demand.wants & lay.socket
+        self.turns.count_pauses(self.on & ~relay_on & demand.wants)
         self.changed_at = np.where(changed, now, self.changed_at)
         self.on = relay_on
         self.setpoint = setpoints.copy()
@@ -502,45 +492,6 @@ class ControlCore:
         min_a = np.where(sock, sock_amps, self.layout.wallbox_min_a)
         max_a = np.where(sock, np.where(sock_ok, sock_amps, 0.0), np.where(wb_ok, wb_max, 0.0))
         return min_a, max_a
-
-    def _credit(self, served_wh: FloatArray, wants: BoolArray, amps: FloatArray) -> FloatArray:
-        """[B]: each session's admission credit, its energy over its bay's full draw (amps
-        on all its phases): the time it has charged at its full power, times the voltage,
-        in Wh per A. So turns are shared by time, whatever each charger's power. In plain Wh
-        a car at 16 A on three phases earns in ten minutes what a bike takes all night, and
-        then waits behind every bike until its owner leaves (measured on the evening-peak
-        replay: two cars got 3 and 17 of the 28 kWh they wanted in four to five hours).
-        A socket's full draw is the most its session has drawn so far (`socket_nominal_a`
-        until it has drawn any): a pile cannot lower a charger, so what it drew is its
-        power. With `socket_nominal_a` for every socket, a 0.8 A charger earned a third of
-        a car's credit an hour at full power, and a car that had had 1.5 h was never let on
-        again (the bikes finished with less credit than it: evening-peak, 20:30-23:30, both
-        cars paused while L2 and L3 had 5-15 A spare). A wallbox's full draw is its hardware
-        maximum (at least its least offer) on each of its phases: the controller lowers a
-        car, so what it drew says nothing. A bay that is off counts `rotation_margin_s` of
-        full power more (the kernel takes no negative credit), and one that is on counts
-        what it has beyond that margin at 1/`rotation_ratio`. So one waiting takes the turn
-        of one that is on when it has charged less than 1/ratio of what the other has beyond
-        the margin: not a relay change whenever two credits cross, and each turn of a
-        session about `rotation_ratio` times as long as its last, so a session that charges
-        for hours in a shortage has a few turns, not one per margin (evening-peak: with the
-        margin alone, the sessions of the L1 piles had 10-16 relay changes each). A new
-        arrival (nothing charged) still takes the turn of one that has had the margin:
-        with the whole credit divided, arrivals on the oversubscribed replay waited 795 s
-        at p95 for their first current, 8.5 s with the margin alone."""
-        socket = self.layout.socket
-        new_session = ~wants | (served_wh < self._served_prev)
-        self._served_prev = served_wh.copy()
-        peak = np.where(new_session, 0.0, self._peak_a)
-        self._pauses[new_session] = 0
-        self._peak_a = np.where(socket & wants, np.fmax(peak, amps), 0.0)
-        measured = self._peak_a * self._n_phases
-        full_a = np.where(socket & (measured > 0.0), measured, self._full_a)
-        charged = served_wh / full_a
-        margin = self._turn_credit
-        over = np.maximum(charged - margin, 0.0)
-        on_key = np.minimum(charged, margin) + over / self.settings.rotation_ratio
-        return np.where(self.on, on_key, charged + margin)
 
     def _margin_shares(self, on: BoolArray) -> FloatArray:
         """[B]: each switched-on socket's share of the ramp margin of its circuit and phase.
