@@ -241,7 +241,8 @@ class ControlCore:
         eligible = demand.wants & up & ~faulted & (self.alarm is None) & ~cut
         since = now - self.changed_at
         min_a, max_a = self._bounds(obs, eligible, since, hold, excess)
-        credit = self.turns.credit(demand.credit, demand.wants, bay_amps, self.on)
+        self.turns.update(demand.credit, demand.wants, bay_amps)
+        credit = self.turns.credit(demand.credit, self.on)
         # Pinned: a socket within `min_on_s`, or whose session has had its `max_pauses`.
         spent = self.turns.spent()
         pinned = self.on & lay.socket & ((since < self.settings.min_on_s) | spent)

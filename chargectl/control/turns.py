@@ -33,9 +33,17 @@ class Turns:
         # Wh per amp a bay earns in `rotation_margin_s` at full draw.
         self._turn_credit = self.settings.rotation_margin_s / 3600.0 * float(shed.shed.voltage_v)
 
-    def credit(
-        self, served_wh: FloatArray, wants: BoolArray, amps: FloatArray, on: BoolArray
-    ) -> FloatArray:
+    def update(self, served_wh: FloatArray, wants: BoolArray, amps: FloatArray) -> None:
+        """Once a step, before `credit` and `spent`: each session's energy so far, whether it
+        wants current and what its bay draws. A new session starts with no measured draw
+        and no pauses."""
+        new_session = ~wants | (served_wh < self._served_prev)
+        self._served_prev = served_wh.copy()
+        self.pauses[new_session] = 0
+        peak = np.where(new_session, 0.0, self._peak_a)
+        self._peak_a = np.where(self.socket & wants, np.fmax(peak, amps), 0.0)
+
+    def credit(self, served_wh: FloatArray, on: BoolArray) -> FloatArray:
         """[B]: each session's admission credit, its energy over its bay's full draw (amps
         on all its phases): the time it has charged at its full power, times the voltage,
         in Wh per A. So turns are shared by time, whatever each charger's power. In plain Wh
@@ -60,14 +68,8 @@ class Turns:
         arrival (nothing charged) still takes the turn of one that has had the margin:
         with the whole credit divided, arrivals on the oversubscribed replay waited 795 s
         at p95 for their first current, 8.5 s with the margin alone."""
-        socket = self.socket
-        new_session = ~wants | (served_wh < self._served_prev)
-        self._served_prev = served_wh.copy()
-        peak = np.where(new_session, 0.0, self._peak_a)
-        self.pauses[new_session] = 0
-        self._peak_a = np.where(socket & wants, np.fmax(peak, amps), 0.0)
         measured = self._peak_a * self._n_phases
-        full_a = np.where(socket & (measured > 0.0), measured, self._full_a)
+        full_a = np.where(self.socket & (measured > 0.0), measured, self._full_a)
         charged = served_wh / full_a
         margin = self._turn_credit
         over = np.maximum(charged - margin, 0.0)
